@@ -1,0 +1,55 @@
+"""CPU runtime model: one ONNX network run by onnxruntime (installed as <model>/1/model.py).
+
+Requests that arrive together (dynamic batching) and share a shape are run as one batch.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ppocr_steps.onnx_runtime import OrtModel
+from ppocr_steps import triton_adapter as ta
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        config = ta.model_config(args)
+        params = ta.config_parameters(config)
+        self.input_name = config["input"][0]["name"]
+        self.output_name = config["output"][0]["name"]
+        path = os.path.join(args["model_repository"], args["model_version"], params["onnx_file"])
+        self.model = OrtModel(path, int(params.get("intra_op_threads", "0")))
+
+    def execute(self, requests: list) -> list:
+        arrays = []
+        for request in requests:
+            try:
+                arrays.append(ta.input_array(request, self.input_name))
+            except Exception as exc:  # noqa: BLE001
+                arrays.append(exc)
+        groups: dict[tuple, list[int]] = {}
+        for i, a in enumerate(arrays):
+            if isinstance(a, np.ndarray):
+                groups.setdefault((a.shape[1:], a.dtype.str), []).append(i)
+        outputs: dict[int, np.ndarray | BaseException] = {}
+        for members in groups.values():
+            try:
+                batch = np.concatenate([arrays[i] for i in members]) if len(members) > 1 else arrays[members[0]]
+                result = self.model(batch)
+                start = 0
+                for i in members:
+                    n = len(arrays[i])
+                    outputs[i] = result[start:start + n]
+                    start += n
+            except Exception as exc:  # noqa: BLE001
+                for i in members:
+                    outputs[i] = exc
+        responses = []
+        for i, a in enumerate(arrays):
+            out = a if isinstance(a, BaseException) else outputs[i]
+            if isinstance(out, BaseException):
+                responses.append(ta.error_response(out))
+            else:
+                responses.append(ta.make_response({self.output_name: out}))
+        return responses

@@ -1,0 +1,23 @@
+"""Triton step `det_postprocess`: prob_map → text boxes per image (DB post-processing, see config.pbtxt)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ppocr_steps.params import params_from_json
+from ppocr_steps.pipeline import postprocess_detection
+from ppocr_steps.settings import settings_from_parameters
+from ppocr_steps import triton_adapter as ta
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        self.settings = settings_from_parameters(ta.config_parameters(ta.model_config(args)))
+
+    def _handle(self, request: object) -> dict[str, np.ndarray]:
+        params = params_from_json(bytes(ta.input_array(request, "ocr_params").reshape(-1)[0]))
+        boxes, scores, index = postprocess_detection(ta.input_array(request, "prob_map"),
+                                                     ta.input_array(request, "image_info"), params, self.settings)
+        return {"boxes": boxes, "box_scores": scores, "box_image_index": index}
+
+    def execute(self, requests: list) -> list:
+        return ta.execute_each(requests, self._handle)

@@ -1,0 +1,37 @@
+"""Triton step `rec_pipeline`: boxes → rectified crops → cls_model (BLS) → rec_model (BLS) → CTC → lines."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ppocr_steps.params import params_from_json
+from ppocr_steps.pipeline import recognize
+from ppocr_steps.recognize import load_dictionary
+from ppocr_steps.settings import settings_from_parameters
+from ppocr_steps import triton_adapter as ta
+
+OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        params = ta.config_parameters(ta.model_config(args))
+        self.settings = settings_from_parameters(params, ignore=OWN_KEYS)
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.labels = load_dictionary(os.path.join(version_dir, params["dictionary"]))
+        s = self.settings
+        self.cls = ta.BlsModel(params["cls_model_name"], "cls_input", "cls_probs", s.cls_batch_size)
+        self.rec = ta.BlsModel(params["rec_model_name"], "rec_input", "rec_probs", s.rec_batch_size)
+
+    def _handle(self, request: object) -> dict[str, np.ndarray]:
+        params = params_from_json(bytes(ta.input_array(request, "ocr_params").reshape(-1)[0]))
+        lines = recognize(ta.input_array(request, "images"), ta.input_array(request, "image_info"),
+                          ta.input_array(request, "boxes"), ta.input_array(request, "box_image_index"),
+                          params, self.settings, self.labels, self.cls, self.rec)
+        return {"texts": np.array([t.encode("utf-8") for t in lines.texts], dtype=np.object_),
+                "scores": lines.scores, "polys": lines.polys, "image_index": lines.image_index,
+                "flipped": lines.flipped}
+
+    def execute(self, requests: list) -> list:
+        return ta.execute_each(requests, self._handle)

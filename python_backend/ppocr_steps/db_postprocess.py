@@ -1,0 +1,156 @@
+"""DB (Differentiable Binarization) post-processing: probability map → text quadrilaterals.
+
+Same knobs and semantics as PaddleOCR's DBPostProcess (thresh, box_thresh, unclip_ratio,
+max_candidates, use_dilation, score_mode fast|slow, min size), followed by the box filtering of
+PaddleOCR/RapidOCR's TextDetector (clockwise order, clip, drop boxes of side ≤ 3 px) and the
+reading-order sort.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pyclipper
+from shapely.geometry import Polygon
+
+__all__ = ["DBConfig", "db_boxes", "order_points_clockwise", "filter_boxes", "sort_reading_order",
+           "detect_boxes"]
+
+_DILATE_KERNEL = np.ones((2, 2), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class DBConfig:
+    thresh: float = 0.3
+    box_thresh: float = 0.6
+    unclip_ratio: float = 1.5
+    max_candidates: int = 1000
+    use_dilation: bool = False
+    score_mode: str = "fast"
+    min_size: int = 3
+
+
+def _mini_box(contour: np.ndarray) -> tuple[np.ndarray, float]:
+    rect = cv2.minAreaRect(contour)
+    points = sorted(list(cv2.boxPoints(rect)), key=lambda p: p[0])
+    i1, i4 = (0, 1) if points[1][1] > points[0][1] else (1, 0)
+    i2, i3 = (2, 3) if points[3][1] > points[2][1] else (3, 2)
+    return np.array([points[i1], points[i2], points[i3], points[i4]]), min(rect[1])
+
+
+def _score_fast(pred: np.ndarray, box: np.ndarray) -> float:
+    h, w = pred.shape
+    xmin = int(np.clip(np.floor(box[:, 0].min()), 0, w - 1))
+    xmax = int(np.clip(np.ceil(box[:, 0].max()), 0, w - 1))
+    ymin = int(np.clip(np.floor(box[:, 1].min()), 0, h - 1))
+    ymax = int(np.clip(np.ceil(box[:, 1].max()), 0, h - 1))
+    mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
+    shifted = box - np.array([xmin, ymin], dtype=box.dtype)
+    cv2.fillPoly(mask, shifted.reshape(1, -1, 2).astype(np.int32), 1)
+    return float(cv2.mean(pred[ymin:ymax + 1, xmin:xmax + 1], mask)[0])
+
+
+def _score_slow(pred: np.ndarray, contour: np.ndarray) -> float:
+    h, w = pred.shape
+    c = contour.reshape(-1, 2).copy()
+    xmin, xmax = int(np.clip(c[:, 0].min(), 0, w - 1)), int(np.clip(c[:, 0].max(), 0, w - 1))
+    ymin, ymax = int(np.clip(c[:, 1].min(), 0, h - 1)), int(np.clip(c[:, 1].max(), 0, h - 1))
+    mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
+    c -= np.array([xmin, ymin], dtype=c.dtype)
+    cv2.fillPoly(mask, c.reshape(1, -1, 2).astype(np.int32), 1)
+    return float(cv2.mean(pred[ymin:ymax + 1, xmin:xmax + 1], mask)[0])
+
+
+def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
+    poly = Polygon(box)
+    if poly.length <= 0:
+        return None
+    distance = poly.area * ratio / poly.length
+    offset = pyclipper.PyclipperOffset()
+    offset.AddPath(box.tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    paths = offset.Execute(distance)
+    if not paths:
+        return None
+    # several paths only happen for degenerate shapes; their points together still bound the text
+    return np.concatenate([np.asarray(p, dtype=np.float32) for p in paths]).reshape(-1, 1, 2)
+
+
+def db_boxes(prob: np.ndarray, dest_h: int, dest_w: int, cfg: DBConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes [K,4,2] (int-valued, in a dest_h x dest_w image) and their scores from one HxW prob map."""
+    height, width = prob.shape
+    bitmap = (prob > cfg.thresh).astype(np.uint8)
+    if cfg.use_dilation:
+        bitmap = cv2.dilate(bitmap, _DILATE_KERNEL)
+    contours, _ = cv2.findContours(bitmap * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    boxes: list[np.ndarray] = []
+    scores: list[float] = []
+    for contour in contours[:cfg.max_candidates]:
+        points, sside = _mini_box(contour)
+        if sside < cfg.min_size:
+            continue
+        score = _score_fast(prob, points.reshape(-1, 2)) if cfg.score_mode == "fast" else _score_slow(prob, contour)
+        if cfg.box_thresh > score:
+            continue
+        expanded = _unclip(points, cfg.unclip_ratio)
+        if expanded is None or len(expanded) < 3:
+            continue
+        box, sside = _mini_box(expanded)
+        if sside < cfg.min_size + 2:
+            continue
+        box[:, 0] = np.clip(np.round(box[:, 0] / width * dest_w), 0, dest_w)
+        box[:, 1] = np.clip(np.round(box[:, 1] / height * dest_h), 0, dest_h)
+        boxes.append(box.astype(np.int32))
+        scores.append(score)
+    if not boxes:
+        return np.zeros((0, 4, 2), dtype=np.int32), np.zeros((0,), dtype=np.float32)
+    return np.stack(boxes), np.asarray(scores, dtype=np.float32)
+
+
+def order_points_clockwise(pts: np.ndarray) -> np.ndarray:
+    """tl, tr, br, bl (imutils' rule, as PaddleOCR/RapidOCR use after DB)."""
+    x_sorted = pts[np.argsort(pts[:, 0], kind="stable"), :]
+    left, right = x_sorted[:2, :], x_sorted[2:, :]
+    tl, bl = left[np.argsort(left[:, 1], kind="stable"), :]
+    tr, br = right[np.argsort(right[:, 1], kind="stable"), :]
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+def filter_boxes(boxes: np.ndarray, scores: np.ndarray, img_h: int, img_w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Order clockwise, clip to the image (integer pixels), drop boxes with a side of 3 px or less."""
+    kept, kept_scores = [], []
+    for box, score in zip(boxes, scores):
+        b = order_points_clockwise(box.astype(np.float32))
+        b[:, 0] = np.clip(b[:, 0], 0, img_w - 1).astype(np.int32)
+        b[:, 1] = np.clip(b[:, 1], 0, img_h - 1).astype(np.int32)
+        if int(np.linalg.norm(b[0] - b[1])) <= 3 or int(np.linalg.norm(b[0] - b[3])) <= 3:
+            continue
+        kept.append(b)
+        kept_scores.append(score)
+    if not kept:
+        return np.zeros((0, 4, 2), dtype=np.float32), np.zeros((0,), dtype=np.float32)
+    return np.stack(kept), np.asarray(kept_scores, dtype=np.float32)
+
+
+def sort_reading_order(boxes: np.ndarray) -> np.ndarray:
+    """Indices that sort boxes top-to-bottom, then left-to-right within a 10 px line band."""
+    n = len(boxes)
+    order = sorted(range(n), key=lambda i: (boxes[i][0][1], boxes[i][0][0]))
+    for i in range(n - 1):
+        for j in range(i, -1, -1):
+            a, b = boxes[order[j]], boxes[order[j + 1]]
+            if abs(b[0][1] - a[0][1]) < 10 and b[0][0] < a[0][0]:
+                order[j], order[j + 1] = order[j + 1], order[j]
+            else:
+                break
+    return np.asarray(order, dtype=np.int64)
+
+
+def detect_boxes(prob: np.ndarray, src_h: int, src_w: int, cfg: DBConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Full det post-processing of one image's valid prob-map region: boxes [K,4,2] float32 in source pixels."""
+    boxes, scores = db_boxes(prob, src_h, src_w, cfg)
+    boxes, scores = filter_boxes(boxes, scores, src_h, src_w)
+    if len(boxes) == 0:
+        return boxes, scores
+    order = sort_reading_order(boxes)
+    return boxes[order], scores[order]

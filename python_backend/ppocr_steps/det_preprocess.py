@@ -1,0 +1,130 @@
+"""Detection pre-processing: source-image preparation, limit_side_len resize, normalisation, batching.
+
+Coordinates: the *source* image is the decoded image after the optional whole-image resize
+(`max_side_limit` / `min_side_len`) and letterbox padding for very flat images (RapidOCR's
+behaviour). Detection runs on the source image resized to multiples of 32; crops are cut from the
+source image; output polygons are mapped back to the original image with `ImageInfo`.
+"""
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass
+
+import cv2
+import numpy as np
+
+from ppocr_steps.settings import PipelineSettings
+
+__all__ = ["ImageInfo", "prepare_source", "det_resize_shape", "normalize_det", "build_det_batch",
+           "IMAGE_INFO_COLUMNS"]
+
+IMAGE_INFO_COLUMNS = 9
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One row of the `image_info` tensor (FP32 [N, 9])."""
+
+    orig_h: float
+    orig_w: float
+    src_h: float      # source image (what crops are cut from)
+    src_w: float
+    pad_top: float    # letterbox rows added above the content, in source pixels
+    det_h: float      # valid region of the detection input / prob_map
+    det_w: float
+    scale_x: float    # original = source * scale (after removing the padding)
+    scale_y: float
+
+    def to_row(self) -> list[float]:
+        return list(astuple(self))
+
+    @classmethod
+    def from_row(cls, row: np.ndarray) -> "ImageInfo":
+        return cls(*(float(v) for v in row[:IMAGE_INFO_COLUMNS]))
+
+    def to_original(self, pts: np.ndarray) -> np.ndarray:
+        """Map source-image points [..., 2] to original-image pixel coordinates (clipped)."""
+        out = pts.astype(np.float32).copy()
+        out[..., 1] -= self.pad_top
+        out[..., 0] *= self.scale_x
+        out[..., 1] *= self.scale_y
+        out[..., 0] = np.clip(out[..., 0], 0, self.orig_w)
+        out[..., 1] = np.clip(out[..., 1], 0, self.orig_h)
+        return out
+
+
+def _round32(v: float) -> int:
+    return max(int(round(v / 32) * 32), 32)
+
+
+def _resize_whole(img: np.ndarray, ratio: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    new_h, new_w = _round32(int(h * ratio)), _round32(int(w * ratio))
+    return cv2.resize(img, (new_w, new_h))
+
+
+def prepare_source(img: np.ndarray, s: PipelineSettings) -> tuple[np.ndarray, ImageInfo]:
+    """Shrink huge / enlarge tiny images and letterbox very flat ones (RapidOCR 1.4.4 semantics)."""
+    orig_h, orig_w = img.shape[:2]
+    src = img
+    if max(orig_h, orig_w) > s.max_side_limit:
+        src = _resize_whole(src, s.max_side_limit / max(orig_h, orig_w))
+    h, w = src.shape[:2]
+    if min(h, w) < s.min_side_len:
+        src = _resize_whole(src, s.min_side_len / min(h, w))
+    h, w = src.shape[:2]
+    scale_x, scale_y = orig_w / w, orig_h / h
+    pad = 0
+    if h <= s.letterbox_min_height or w / h > s.letterbox_max_wh_ratio:
+        new_h = max(int(w / s.letterbox_max_wh_ratio), s.letterbox_min_height) * 2
+        pad = int(abs(new_h - h) / 2)
+        src = cv2.copyMakeBorder(src, pad, pad, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    sh, sw = src.shape[:2]
+    info = ImageInfo(orig_h, orig_w, sh, sw, pad, 0, 0, scale_x, scale_y)
+    return src, info
+
+
+def det_resize_shape(h: int, w: int, limit_side_len: int, limit_type: str) -> tuple[int, int]:
+    """PaddleOCR DetResizeForTest (type 0): scale by the limit, round each side to a multiple of 32."""
+    if limit_type == "max":
+        ratio = limit_side_len / max(h, w) if max(h, w) > limit_side_len else 1.0
+    elif limit_type == "min":
+        ratio = limit_side_len / min(h, w) if min(h, w) < limit_side_len else 1.0
+    else:
+        raise ValueError(f"limit_type must be 'min' or 'max', got {limit_type!r}")
+    return _round32(int(h * ratio)), _round32(int(w * ratio))
+
+
+def normalize_det(img: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """HxWx3 uint8 → 3xHxW float32, (x/255 - mean) / std."""
+    scale = np.float32(1.0 / (255.0 * std))
+    shift = np.float32(mean / std)
+    out = img.astype(np.float32)
+    out *= scale
+    out -= shift
+    return out.transpose(2, 0, 1)
+
+
+def build_det_batch(sources: list[np.ndarray], infos: list[ImageInfo], limit_side_len: int, limit_type: str,
+                    s: PipelineSettings) -> tuple[np.ndarray, list[ImageInfo]]:
+    """Resize + normalise each source image and stack them, zero-padded to the largest, as [N,3,H,W]."""
+    planes = []
+    out_infos = []
+    for src, info in zip(sources, infos):
+        dh, dw = det_resize_shape(src.shape[0], src.shape[1], limit_side_len, limit_type)
+        # cap the detector input so that even limit_type=min on a thin image stays bounded
+        cap = s.max_side_limit * 2
+        if max(dh, dw) > cap:
+            dh, dw = det_resize_shape(dh, dw, cap, "max")
+        resized = cv2.resize(src, (dw, dh))
+        planes.append(normalize_det(resized, s.det_mean, s.det_std))
+        out_infos.append(ImageInfo(info.orig_h, info.orig_w, info.src_h, info.src_w, info.pad_top, dh, dw,
+                                   info.scale_x, info.scale_y))
+    H = max(p.shape[1] for p in planes)
+    W = max(p.shape[2] for p in planes)
+    if len(planes) == 1:
+        batch = planes[0][None]
+    else:
+        batch = np.zeros((len(planes), 3, H, W), dtype=np.float32)
+        for i, p in enumerate(planes):
+            batch[i, :, :p.shape[1], :p.shape[2]] = p
+    return np.ascontiguousarray(batch), out_infos

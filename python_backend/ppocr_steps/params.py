@@ -1,0 +1,93 @@
+"""Per-request OCR parameters: names, defaults and allowed ranges (PaddleOCR/PaddleX names)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping
+
+from ppocr_steps.errors import InvalidInputError
+
+__all__ = ["OcrParams", "PARAM_RANGES", "parse_params", "params_from_json", "params_to_json"]
+
+
+@dataclass(frozen=True)
+class OcrParams:
+    """What a client may change per request. Server defaults come from config.pbtxt."""
+
+    limit_side_len: int = 736
+    limit_type: str = "min"
+    thresh: float = 0.3
+    box_thresh: float = 0.5
+    unclip_ratio: float = 1.6
+    use_textline_orientation: bool = True
+    text_rec_score_thresh: float = 0.5
+
+
+# name -> (low, high, inclusive-low, inclusive-high) for numbers; allowed set for strings.
+PARAM_RANGES: dict[str, Any] = {
+    "limit_side_len": (32, 4096, True, True),
+    "limit_type": ("min", "max"),
+    "thresh": (0.0, 1.0, False, False),
+    "box_thresh": (0.0, 1.0, True, True),
+    "unclip_ratio": (0.0, 10.0, False, True),
+    "text_rec_score_thresh": (0.0, 1.0, True, True),
+}
+
+
+def _describe(lo: float, hi: float, inc_lo: bool, inc_hi: bool) -> str:
+    return f"{'[' if inc_lo else '('}{lo}, {hi}{']' if inc_hi else ')'}"
+
+
+def _check_number(name: str, value: Any, kind: type) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"parameter '{name}' must be a number, got {value!r}", "bad_parameter")
+    if kind is int:
+        if float(value) != int(value):
+            raise InvalidInputError(f"parameter '{name}' must be an integer, got {value!r}", "bad_parameter")
+        value = int(value)
+    else:
+        value = float(value)
+    lo, hi, inc_lo, inc_hi = PARAM_RANGES[name]
+    ok = (value >= lo if inc_lo else value > lo) and (value <= hi if inc_hi else value < hi)
+    if not ok or value != value:  # NaN fails too
+        raise InvalidInputError(
+            f"parameter '{name}' = {value} is out of range; allowed {_describe(lo, hi, inc_lo, inc_hi)}",
+            "bad_parameter")
+    return value
+
+
+def parse_params(raw: Mapping[str, Any], defaults: OcrParams) -> OcrParams:
+    """Validate client-supplied values (already unwrapped to Python scalars) over `defaults`."""
+    known = {f.name: f.type for f in fields(OcrParams)}
+    updates: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in known:
+            raise InvalidInputError(f"unknown parameter '{name}'; known: {', '.join(sorted(known))}",
+                                    "bad_parameter")
+        if value is None:
+            continue
+        if name == "limit_type":
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            if value not in PARAM_RANGES["limit_type"]:
+                raise InvalidInputError(f"parameter 'limit_type' = {value!r} is not allowed; use 'min' or 'max'",
+                                        "bad_parameter")
+            updates[name] = value
+        elif name == "use_textline_orientation":
+            if not isinstance(value, (bool, int)) or value not in (0, 1, True, False):
+                raise InvalidInputError(f"parameter 'use_textline_orientation' must be a boolean, got {value!r}",
+                                        "bad_parameter")
+            updates[name] = bool(value)
+        elif name == "limit_side_len":
+            updates[name] = _check_number(name, value, int)
+        else:
+            updates[name] = _check_number(name, value, float)
+    return replace(defaults, **updates)
+
+
+def params_to_json(params: OcrParams) -> bytes:
+    return json.dumps(asdict(params), sort_keys=True).encode()
+
+
+def params_from_json(data: bytes) -> OcrParams:
+    return OcrParams(**json.loads(data))

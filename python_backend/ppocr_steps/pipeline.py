@@ -1,0 +1,121 @@
+"""The three Python steps of the `ocr` ensemble as plain functions over numpy arrays.
+
+  det_preprocess : image bytes + parameters → det_input, images, image_info, ocr_params
+  det_postprocess: prob_map + image_info + ocr_params → boxes, box_image_index
+  rec_pipeline   : images + boxes → crops → (cls) → rec → CTC → lines in original coordinates
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ppocr_steps.crops import crop_all
+from ppocr_steps.db_postprocess import DBConfig, detect_boxes
+from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, prepare_source
+from ppocr_steps.errors import InvalidInputError
+from ppocr_steps.image_io import decode_image
+from ppocr_steps.params import OcrParams, parse_params
+from ppocr_steps.recognize import Infer, classify_and_flip, recognize_crops
+from ppocr_steps.settings import PipelineSettings
+
+__all__ = ["PreprocessOutput", "OcrLines", "preprocess", "postprocess_detection", "recognize"]
+
+
+@dataclass
+class PreprocessOutput:
+    det_input: np.ndarray   # FP32 [N,3,H,W]
+    images: np.ndarray      # UINT8 [N,Hs,Ws,3] source images, zero-padded to the largest
+    image_info: np.ndarray  # FP32 [N,9], see ImageInfo
+    params: OcrParams
+
+
+@dataclass
+class OcrLines:
+    texts: list[str]
+    scores: np.ndarray       # FP32 [L]
+    polys: np.ndarray        # FP32 [L,4,2], original-image pixels
+    image_index: np.ndarray  # INT32 [L]
+    flipped: np.ndarray      # BOOL [L]
+
+    @classmethod
+    def empty(cls) -> "OcrLines":
+        return cls([], np.zeros(0, np.float32), np.zeros((0, 4, 2), np.float32), np.zeros(0, np.int32),
+                   np.zeros(0, bool))
+
+
+def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: OcrParams,
+               s: PipelineSettings) -> PreprocessOutput:
+    if len(blobs) == 0:
+        raise InvalidInputError("image_bytes holds no image; send at least one encoded image", "empty")
+    if len(blobs) > s.max_images_per_request:
+        raise InvalidInputError(f"image_bytes holds {len(blobs)} images; at most {s.max_images_per_request} "
+                                "per request (split the batch)", "too_many_images")
+    params = parse_params(raw_params, defaults)
+    sources, infos = [], []
+    for i, blob in enumerate(blobs):
+        name = "image_bytes" if len(blobs) == 1 else f"image_bytes[{i}]"
+        img = decode_image(blob, s.max_image_pixels, s.min_image_side, s.max_image_bytes, name)
+        src, info = prepare_source(img, s)
+        sources.append(src)
+        infos.append(info)
+    det_input, infos = build_det_batch(sources, infos, params.limit_side_len, params.limit_type, s)
+    if len(sources) == 1:
+        images = sources[0][None]
+    else:
+        hs, ws = max(x.shape[0] for x in sources), max(x.shape[1] for x in sources)
+        images = np.zeros((len(sources), hs, ws, 3), dtype=np.uint8)
+        for i, x in enumerate(sources):
+            images[i, :x.shape[0], :x.shape[1]] = x
+    info_arr = np.asarray([i.to_row() for i in infos], dtype=np.float32).reshape(-1, IMAGE_INFO_COLUMNS)
+    return PreprocessOutput(det_input, images, info_arr, params)
+
+
+def db_config(params: OcrParams, s: PipelineSettings) -> DBConfig:
+    return DBConfig(thresh=params.thresh, box_thresh=params.box_thresh, unclip_ratio=params.unclip_ratio,
+                    max_candidates=s.max_candidates, use_dilation=s.use_dilation, score_mode=s.score_mode,
+                    min_size=s.min_box_size)
+
+
+def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: OcrParams,
+                          s: PipelineSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """prob_map [N,1,H,W] → boxes [K,4,2] (source pixels), box_scores [K], box_image_index [K]."""
+    cfg = db_config(params, s)
+    all_boxes, all_scores, all_index = [], [], []
+    for n in range(prob_map.shape[0]):
+        info = ImageInfo.from_row(image_info[n])
+        region = prob_map[n, 0, :int(info.det_h), :int(info.det_w)]
+        boxes, scores = detect_boxes(region, int(info.src_h), int(info.src_w), cfg)
+        all_boxes.append(boxes)
+        all_scores.append(scores)
+        all_index.append(np.full(len(boxes), n, dtype=np.int32))
+    boxes = np.concatenate(all_boxes).astype(np.float32).reshape(-1, 4, 2)
+    if len(boxes) > s.max_boxes_per_request:
+        raise InvalidInputError(f"the request produced {len(boxes)} text boxes; the limit is "
+                                f"{s.max_boxes_per_request} (send fewer images per request)", "too_many_boxes")
+    return boxes, np.concatenate(all_scores).astype(np.float32), np.concatenate(all_index).astype(np.int32)
+
+
+def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box_image_index: np.ndarray,
+              params: OcrParams, s: PipelineSettings, labels: Sequence[str], cls_infer: Infer | None,
+              rec_infer: Infer) -> OcrLines:
+    """Crops → optional 0/180 flip → recognition → filter by text_rec_score_thresh → original coordinates."""
+    if len(boxes) == 0:
+        return OcrLines.empty()
+    crops = crop_all(list(images), boxes, box_image_index)
+    flipped = np.zeros(len(crops), dtype=bool)
+    if params.use_textline_orientation and cls_infer is not None:
+        crops, flipped, _ = classify_and_flip(crops, cls_infer, s.cls_batch_size, s.cls_thresh)
+    results = recognize_crops(crops, rec_infer, labels, s.rec_batch_size, s.rec_image_height, s.rec_min_width,
+                              s.rec_max_width, s.rec_width_multiple)
+    keep = [i for i, r in enumerate(results) if r.score >= params.text_rec_score_thresh and r.text != ""]
+    infos = [ImageInfo.from_row(row) for row in image_info]
+    polys = np.zeros((len(keep), 4, 2), dtype=np.float32)
+    for j, i in enumerate(keep):
+        polys[j] = infos[int(box_image_index[i])].to_original(boxes[i])
+    return OcrLines(texts=[results[i].text for i in keep],
+                    scores=np.asarray([results[i].score for i in keep], dtype=np.float32),
+                    polys=polys,
+                    image_index=box_image_index[keep].astype(np.int32),
+                    flipped=flipped[keep])

@@ -1,0 +1,118 @@
+"""Text-line classification (0/180) and CTC recognition on crops, with honest batching.
+
+The model calls are injected (`infer(batch) -> probs`), so this module runs with onnxruntime in
+tests and through Triton BLS in the server. Crops of all images of a request are batched together:
+sorted by aspect ratio (less padding), in chunks of at most the model's batch size; zero crops
+means zero model calls.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+__all__ = ["CLS_SHAPE", "classify_and_flip", "recognize_crops", "ctc_greedy_decode", "rec_batch_plan",
+           "resize_norm", "RecResult", "load_dictionary"]
+
+CLS_SHAPE = (3, 48, 192)
+Infer = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RecResult:
+    text: str
+    score: float
+
+
+def load_dictionary(path: str) -> list[str]:
+    """Dictionary file → CTC labels: blank at index 0, the file's characters, then ' ' (PaddleOCR)."""
+    with open(path, encoding="utf-8") as f:
+        chars = f.read().split("\n")
+    if chars and chars[-1] == "":
+        chars.pop()
+    return ["blank", *chars, " "]
+
+
+def resize_norm(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize keeping the aspect ratio to `height`, at most `width` wide; normalise; zero-pad to width."""
+    h, w = img.shape[:2]
+    resized_w = min(width, int(math.ceil(height * w / float(h))))
+    resized_w = max(resized_w, 1)
+    resized = cv2.resize(img, (resized_w, height)).astype(np.float32)
+    out = np.zeros((3, height, width), dtype=np.float32)
+    out[:, :, :resized_w] = resized.transpose(2, 0, 1) * np.float32(2.0 / 255.0) - np.float32(1.0)
+    return out
+
+
+def classify_and_flip(crops: list[np.ndarray], infer: Infer, batch_size: int, thresh: float
+                      ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Run the 0/180 classifier; turn crops whose '180' score exceeds `thresh`.
+
+    Returns (crops, flipped[bool N], score_of_predicted_label[N]).
+    """
+    n = len(crops)
+    flipped = np.zeros(n, dtype=bool)
+    scores = np.zeros(n, dtype=np.float32)
+    if n == 0:
+        return crops, flipped, scores
+    out = list(crops)
+    order = np.argsort([c.shape[1] / float(c.shape[0]) for c in crops], kind="stable")
+    _, ch, cw = CLS_SHAPE
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        batch = np.stack([resize_norm(crops[i], ch, cw) for i in idx])
+        probs = infer(batch)
+        labels = probs.argmax(axis=1)
+        for j, i in enumerate(idx):
+            scores[i] = probs[j, labels[j]]
+            if labels[j] == 1 and probs[j, 1] > thresh:
+                out[i] = cv2.rotate(crops[i], cv2.ROTATE_180)
+                flipped[i] = True
+    return out, flipped, scores
+
+
+def rec_batch_plan(ratios: Sequence[float], batch_size: int, height: int, min_width: int, max_width: int,
+                   width_multiple: int) -> list[tuple[np.ndarray, int]]:
+    """[(crop indices, padded width)] for recognition: sorted by w/h, chunked, width = widest in chunk."""
+    order = np.argsort(np.asarray(ratios, dtype=np.float64), kind="stable")
+    plan = []
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        max_ratio = max(min_width / height, max(ratios[i] for i in idx))
+        width = int(height * max_ratio)
+        if width_multiple > 1:
+            width = int(math.ceil(width / width_multiple) * width_multiple)
+        plan.append((idx, min(width, max_width)))
+    return plan
+
+
+def ctc_greedy_decode(probs: np.ndarray, labels: Sequence[str]) -> list[RecResult]:
+    """Greedy CTC over softmax outputs [N,T,C]: collapse repeats, drop blanks; score = mean max prob."""
+    idx = probs.argmax(axis=2)
+    maxp = np.take_along_axis(probs, idx[:, :, None], axis=2)[:, :, 0]
+    keep = np.ones_like(idx, dtype=bool)
+    keep[:, 1:] = idx[:, 1:] != idx[:, :-1]
+    keep &= idx != 0
+    results = []
+    for row in range(idx.shape[0]):
+        sel = keep[row]
+        chars = idx[row][sel]
+        conf = maxp[row][sel]
+        text = "".join(labels[c] if c < len(labels) else "" for c in chars)
+        results.append(RecResult(text, float(conf.mean()) if conf.size else 0.0))
+    return results
+
+
+def recognize_crops(crops: list[np.ndarray], infer: Infer, labels: Sequence[str], batch_size: int, height: int,
+                    min_width: int, max_width: int, width_multiple: int = 1) -> list[RecResult]:
+    """Recognise every crop; results in the input order."""
+    results: list[RecResult | None] = [None] * len(crops)
+    ratios = [c.shape[1] / float(c.shape[0]) for c in crops]
+    for idx, width in rec_batch_plan(ratios, batch_size, height, min_width, max_width, width_multiple):
+        batch = np.stack([resize_norm(crops[i], height, width) for i in idx])
+        for i, res in zip(idx, ctc_greedy_decode(infer(batch), labels)):
+            results[i] = res
+    return [r for r in results if r is not None]

