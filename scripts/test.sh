@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run the whole test suite (no GPU needed): unit tests, repository checks, and integration tests
+# that start a real tritonserver. Sets up .venv like serve.sh (plus the test dependencies).
+#
+#   ./scripts/test.sh [pytest args...]      e.g. ./scripts/test.sh tests/unit -q
+#
+# Env: VENV (default .venv), OCR_SHARED_DIR (default ../shared: evaluation data; tests that need
+# it skip cleanly when it is absent).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+VENV="$VENV" bash "$ROOT/scripts/setup_env.sh" test
+cd "$ROOT"
+export PYTHONDONTWRITEBYTECODE=1
+if [ $# -eq 0 ]; then set -- tests; fi
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
