@@ -1,0 +1,8 @@
+"""``python -m ocr_client`` runs the CLI."""
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""asyncio client of the ``ocr`` ensemble, the twin of :class:`OcrClient`."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._client import DEFAULT_MAX_MESSAGE_BYTES, _Base, _kw
+from ._errors import OcrError, OcrTimeoutError, OcrUnavailableError, map_error
+from ._images import ImageInput
+from ._params import OcrParams
+from ._results import OcrResult, results_from_outputs
+from ._retry import retry_async
+from ._triton import grpc_channel_args, protocol_module, read_outputs
+
+__all__ = ["AsyncOcrClient"]
+
+log = logging.getLogger("ocr_client")
+T = TypeVar("T")
+
+
+async def _translate(coro: Awaitable[T], timeout: float) -> T:
+    """Await ``coro`` within ``timeout`` seconds, raising transport errors as :class:`OcrError`."""
+    try:
+        return await asyncio.wait_for(coro, timeout)
+    except asyncio.TimeoutError as exc:  # wait_for's expiry, or aiohttp's own timeouts
+        raise OcrTimeoutError(f"no answer within {timeout:.3g} s") from exc
+    except Exception as exc:
+        err = map_error(exc)
+        if err is None or err is exc:
+            raise
+        raise err from exc
+
+
+class AsyncOcrClient(_Base):
+    """asyncio client of the Triton ``ocr`` ensemble; same arguments as :class:`OcrClient`.
+
+    The underlying connection is opened on first use, inside the running loop.
+    Use ``async with AsyncOcrClient(...) as c:`` or ``await c.close()``.
+    """
+
+    def __init__(self, url: str | None = None, protocol: str = "grpc", model_name: str = "ocr",
+                 timeout: float = 30.0, retries: int = 3,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes)
+        self._client: Any = None
+        self._closed = False
+
+    async def __aenter__(self) -> AsyncOcrClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection; the client cannot be used afterwards."""
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    def _triton(self) -> Any:
+        if self._closed:
+            raise RuntimeError("AsyncOcrClient is closed")
+        if self._client is None:
+            mod = protocol_module(self.protocol, aio=True)
+            if self.protocol == "grpc":
+                self._client = mod.InferenceServerClient(
+                    self.url, channel_args=grpc_channel_args(self.max_message_bytes))
+            else:  # deadlines come from asyncio.wait_for, not the session
+                self._client = mod.InferenceServerClient(self.url, conn_timeout=None)
+        return self._client
+
+    async def ocr(self, image: ImageInput, *, timeout: float | None = None,
+                  limit_side_len: int | None = None, limit_type: str | None = None,
+                  thresh: float | None = None, box_thresh: float | None = None,
+                  unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
+                  text_rec_score_thresh: float | None = None) -> OcrResult:
+        """OCR one image (path, encoded bytes, or OpenCV-style ndarray)."""
+        results = await self.ocr_batch(
+            [image], timeout=timeout, limit_side_len=limit_side_len, limit_type=limit_type,
+            thresh=thresh, box_thresh=box_thresh, unclip_ratio=unclip_ratio,
+            use_textline_orientation=use_textline_orientation,
+            text_rec_score_thresh=text_rec_score_thresh)
+        return results[0]
+
+    async def ocr_batch(self, images: Sequence[ImageInput], *, timeout: float | None = None,
+                        limit_side_len: int | None = None, limit_type: str | None = None,
+                        thresh: float | None = None, box_thresh: float | None = None,
+                        unclip_ratio: float | None = None,
+                        use_textline_orientation: bool | None = None,
+                        text_rec_score_thresh: float | None = None) -> list[OcrResult]:
+        """OCR several images in one request; one result per image, in order."""
+        images = list(images)
+        if not images:
+            return []
+        params = OcrParams(limit_side_len=limit_side_len, limit_type=limit_type, thresh=thresh,
+                           box_thresh=box_thresh, unclip_ratio=unclip_ratio,
+                           use_textline_orientation=use_textline_orientation,
+                           text_rec_score_thresh=text_rec_score_thresh)
+        inputs, outputs = self._prepare(images, params)
+        total = self._timeout(timeout)
+
+        async def attempt(remaining: float) -> list[OcrResult]:
+            client = self._triton()
+            kw = {"client_timeout": remaining} if self.protocol == "grpc" else {}
+            res = await _translate(client.infer(self.model_name, inputs, outputs=outputs, **kw),
+                                   remaining)
+            return results_from_outputs(read_outputs(res), len(images))
+
+        return await retry_async(attempt, retries=self.retries, timeout=total)
+
+    async def _probe(self, fn: Callable[[Any, float | None], Awaitable[bool]],
+                     timeout: float | None) -> bool:
+        t = self._timeout(timeout)
+        try:
+            return bool(await _translate(fn(self._triton(), t if self.protocol == "grpc" else None), t))
+        except OcrError as err:
+            log.debug("health probe failed: %s", err)
+            return False
+
+    async def is_live(self, *, timeout: float | None = None) -> bool:
+        """Whether the server answers its liveness probe (False when unreachable)."""
+        return await self._probe(lambda c, t: c.is_server_live(**_kw(t)), timeout)
+
+    async def is_ready(self, *, timeout: float | None = None) -> bool:
+        """Whether the server and the model are ready (False when unreachable)."""
+        return (await self._probe(lambda c, t: c.is_server_ready(**_kw(t)), timeout)
+                and await self._probe(lambda c, t: c.is_model_ready(self.model_name, **_kw(t)),
+                                      timeout))
+
+    async def wait_until_ready(self, timeout: float = 60.0, *, interval: float = 0.25) -> None:
+        """Poll :meth:`is_ready` until it holds; raise :class:`OcrUnavailableError` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        probe_timeout = min(max(timeout, 0.05), 5.0)
+        while time.monotonic() < deadline:
+            if await self.is_ready(timeout=probe_timeout):
+                return
+            await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        raise OcrUnavailableError(
+            f"model '{self.model_name}' at {self.url} ({self.protocol}) not ready after {timeout:g} s")

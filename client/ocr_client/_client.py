@@ -1,0 +1,203 @@
+"""Synchronous client of the ``ocr`` ensemble."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._errors import OcrError, OcrUnavailableError, map_error
+from ._images import ImageInput, load_image_bytes
+from ._params import OcrParams, build_tensors
+from ._results import OcrResult, results_from_outputs
+from ._retry import retry_sync
+from ._triton import (
+    grpc_channel_args,
+    make_inputs,
+    make_outputs,
+    protocol_module,
+    read_outputs,
+    resolve_url,
+)
+
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "OcrClient"]
+
+log = logging.getLogger("ocr_client")
+T = TypeVar("T")
+
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+_HTTP_CLIENT_CACHE = 4  # HTTP clients kept per distinct per-call timeout
+
+
+class _Base:
+    """Settings shared by the sync and async clients."""
+
+    def __init__(self, url: str | None, protocol: str, model_name: str, timeout: float,
+                 retries: int, max_message_bytes: int) -> None:
+        self.protocol = protocol
+        self.url = resolve_url(url, protocol)
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries!r}")
+        self.model_name = model_name
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.max_message_bytes = int(max_message_bytes)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(url={self.url!r}, protocol={self.protocol!r}, "
+                f"model_name={self.model_name!r})")
+
+    def _timeout(self, timeout: float | None) -> float:
+        t = self.timeout if timeout is None else float(timeout)
+        if t <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        return t
+
+    def _prepare(self, images: Sequence[ImageInput], params: OcrParams) -> tuple[list[Any], list[Any]]:
+        """Load/encode images and build (inputs, outputs); local errors raise here."""
+        data = [load_image_bytes(im) for im in images]
+        return make_inputs(build_tensors(data, params), self.protocol), make_outputs(self.protocol)
+
+
+def _translate(fn: Callable[[], T]) -> T:
+    """Run ``fn`` and raise transport errors as :class:`OcrError`."""
+    try:
+        return fn()
+    except Exception as exc:
+        err = map_error(exc)
+        if err is None or err is exc:
+            raise
+        raise err from exc
+
+
+class OcrClient(_Base):
+    """Blocking client of the Triton ``ocr`` ensemble (gRPC or HTTP).
+
+    ``url`` is ``host:port`` (default ``localhost:8001`` for gRPC, ``:8000`` for
+    HTTP). ``timeout`` (seconds) is the default deadline of every call, retries
+    on UNAVAILABLE included. Not thread-safe: use one client per thread.
+    """
+
+    def __init__(self, url: str | None = None, protocol: str = "grpc", model_name: str = "ocr",
+                 timeout: float = 30.0, retries: int = 3,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes)
+        self._clients: dict[float, Any] = {}  # gRPC: one under key 0.0; HTTP: one per timeout
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> OcrClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections; the client cannot be used afterwards."""
+        self._closed = True
+        clients, self._clients = self._clients, {}
+        for c in clients.values():
+            try:
+                c.close()
+            except Exception:  # closing is best effort
+                log.debug("error closing the triton client", exc_info=True)
+
+    def _triton(self, timeout: float) -> Any:
+        """The tritonclient client to use for a call with ``timeout``."""
+        if self._closed:
+            raise RuntimeError("OcrClient is closed")
+        # geventhttpclient fixes socket timeouts per client: one HTTP client per timeout
+        key = 0.0 if self.protocol == "grpc" else timeout
+        client = self._clients.get(key)
+        if client is None:
+            mod = protocol_module(self.protocol, aio=False)
+            if self.protocol == "grpc":
+                client = mod.InferenceServerClient(
+                    self.url, channel_args=grpc_channel_args(self.max_message_bytes))
+            else:
+                if len(self._clients) >= _HTTP_CLIENT_CACHE:
+                    oldest = next(iter(self._clients))
+                    self._clients.pop(oldest).close()
+                client = mod.InferenceServerClient(
+                    self.url, connection_timeout=timeout, network_timeout=timeout)
+            self._clients[key] = client
+        return client
+
+    # ------------------------------------------------------------------ inference
+    def ocr(self, image: ImageInput, *, timeout: float | None = None,
+            limit_side_len: int | None = None, limit_type: str | None = None,
+            thresh: float | None = None, box_thresh: float | None = None,
+            unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
+            text_rec_score_thresh: float | None = None) -> OcrResult:
+        """OCR one image (path, encoded bytes, or OpenCV-style ndarray)."""
+        return self.ocr_batch(
+            [image], timeout=timeout, limit_side_len=limit_side_len, limit_type=limit_type,
+            thresh=thresh, box_thresh=box_thresh, unclip_ratio=unclip_ratio,
+            use_textline_orientation=use_textline_orientation,
+            text_rec_score_thresh=text_rec_score_thresh)[0]
+
+    def ocr_batch(self, images: Sequence[ImageInput], *, timeout: float | None = None,
+                  limit_side_len: int | None = None, limit_type: str | None = None,
+                  thresh: float | None = None, box_thresh: float | None = None,
+                  unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
+                  text_rec_score_thresh: float | None = None) -> list[OcrResult]:
+        """OCR several images in one request; one result per image, in order."""
+        images = list(images)
+        if not images:
+            return []
+        params = OcrParams(limit_side_len=limit_side_len, limit_type=limit_type, thresh=thresh,
+                           box_thresh=box_thresh, unclip_ratio=unclip_ratio,
+                           use_textline_orientation=use_textline_orientation,
+                           text_rec_score_thresh=text_rec_score_thresh)
+        inputs, outputs = self._prepare(images, params)
+        total = self._timeout(timeout)
+
+        def attempt(remaining: float) -> list[OcrResult]:
+            client = self._triton(total)
+            if self.protocol == "grpc":
+                res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs,
+                                                      client_timeout=remaining))
+            else:
+                res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs))
+            return results_from_outputs(read_outputs(res), len(images))
+
+        return retry_sync(attempt, retries=self.retries, timeout=total)
+
+    # ------------------------------------------------------------------ health
+    def _probe(self, fn: Callable[[Any, float | None], bool], timeout: float | None) -> bool:
+        t = self._timeout(timeout)
+        client = self._triton(t)
+        try:
+            return bool(_translate(lambda: fn(client, t if self.protocol == "grpc" else None)))
+        except OcrError as err:
+            log.debug("health probe failed: %s", err)
+            return False
+
+    def is_live(self, *, timeout: float | None = None) -> bool:
+        """Whether the server answers its liveness probe (False when unreachable)."""
+        return self._probe(lambda c, t: c.is_server_live(**_kw(t)), timeout)
+
+    def is_ready(self, *, timeout: float | None = None) -> bool:
+        """Whether the server and the model are ready (False when unreachable)."""
+        return (self._probe(lambda c, t: c.is_server_ready(**_kw(t)), timeout)
+                and self._probe(lambda c, t: c.is_model_ready(self.model_name, **_kw(t)), timeout))
+
+    def wait_until_ready(self, timeout: float = 60.0, *, interval: float = 0.25) -> None:
+        """Poll :meth:`is_ready` until it holds; raise :class:`OcrUnavailableError` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        probe_timeout = min(max(timeout, 0.05), 5.0)
+        while time.monotonic() < deadline:
+            if self.is_ready(timeout=probe_timeout):
+                return
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        raise OcrUnavailableError(
+            f"model '{self.model_name}' at {self.url} ({self.protocol}) not ready after {timeout:g} s")
+
+
+def _kw(client_timeout: float | None) -> dict[str, Any]:
+    return {} if client_timeout is None else {"client_timeout": client_timeout}
+

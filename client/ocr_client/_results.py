@@ -1,0 +1,130 @@
+"""Typed OCR results and the conversion from the ensemble's output tensors."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._errors import OcrServerError
+
+__all__ = ["OUTPUT_NAMES", "OcrResult", "TextLine", "results_from_outputs"]
+
+#: Outputs of the ``ocr`` ensemble read by the client (docs/architecture.md).
+OUTPUT_NAMES: tuple[str, ...] = ("texts", "scores", "polys", "image_index", "flipped")
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """One recognised text line: quad (clockwise from top-left), text, confidence."""
+
+    poly: list[tuple[float, float]]
+    text: str
+    score: float
+    flipped: bool = False
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """Axis-aligned bounding box ``(x_min, y_min, x_max, y_max)``."""
+        xs = [p[0] for p in self.poly]
+        ys = [p[1] for p in self.poly]
+        return (min(xs), min(ys), max(xs), max(ys))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"poly": [[x, y], ...], "text": ..., "score": ...}``."""
+        return {"poly": [[x, y] for x, y in self.poly], "text": self.text, "score": self.score}
+
+
+@dataclass(frozen=True)
+class OcrResult:
+    """The text lines of one image, in reading order."""
+
+    lines: list[TextLine] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __iter__(self) -> Iterator[TextLine]:
+        return iter(self.lines)
+
+    @property
+    def texts(self) -> list[str]:
+        return [ln.text for ln in self.lines]
+
+    @property
+    def scores(self) -> list[float]:
+        return [ln.score for ln in self.lines]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The predictions format of ``ocr_eval.py`` (without the ``image`` key)."""
+        return {"lines": [ln.to_dict() for ln in self.lines]}
+
+    def to_paddlex(self) -> dict[str, Any]:
+        """PaddleX-style dict; polygons and boxes rounded to int pixels as PaddleX does."""
+        polys = [[[round(x), round(y)] for x, y in ln.poly] for ln in self.lines]
+        boxes = [
+            [min(p[0] for p in q), min(p[1] for p in q), max(p[0] for p in q), max(p[1] for p in q)]
+            for q in polys
+        ]
+        return {
+            "rec_texts": self.texts,
+            "rec_scores": self.scores,
+            "rec_polys": polys,
+            "rec_boxes": boxes,
+            "textline_orientation_angles": [180 if ln.flipped else 0 for ln in self.lines],
+        }
+
+
+def _f32_list(values: NDArray[Any]) -> list[float]:
+    """float32 values as the shortest Python floats that round-trip (12.3, not 12.300000190734863)."""
+    return [float(str(v)) for v in np.asarray(values, dtype=np.float32).ravel()]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray, np.bytes_)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def results_from_outputs(outputs: Mapping[str, NDArray[Any] | None], num_images: int) -> list[OcrResult]:
+    """Split the concatenated outputs into one :class:`OcrResult` per input image.
+
+    ``outputs`` maps each name of :data:`OUTPUT_NAMES` to its array. Lines keep
+    their order within an image; images without lines get an empty result.
+    Inconsistent tensors raise :class:`OcrServerError`.
+    """
+    arrays: dict[str, NDArray[Any]] = {}
+    for name in OUTPUT_NAMES:
+        arr = outputs.get(name)
+        if arr is None:
+            raise OcrServerError(f"the response has no output '{name}'")
+        arrays[name] = np.asarray(arr)
+
+    texts = arrays["texts"].reshape(-1)
+    scores = arrays["scores"].reshape(-1)
+    index = arrays["image_index"].reshape(-1)
+    flipped = arrays["flipped"].reshape(-1)
+    polys = arrays["polys"]
+    n = texts.shape[0]
+    if polys.size != n * 8:
+        raise OcrServerError(f"output 'polys' has shape {polys.shape}, expected [{n}, 4, 2]")
+    polys = polys.reshape(n, 4, 2)
+    for name, arr in (("scores", scores), ("image_index", index), ("flipped", flipped)):
+        if arr.shape[0] != n:
+            raise OcrServerError(f"output '{name}' has {arr.shape[0]} elements, 'texts' has {n}")
+    if n and (int(index.min()) < 0 or int(index.max()) >= num_images):
+        raise OcrServerError(f"output 'image_index' holds {sorted(set(index.tolist()))}, "
+                             f"outside [0, {num_images}) for {num_images} image(s)")
+
+    coords = _f32_list(polys)
+    score_list = _f32_list(scores)
+    per_image: list[list[TextLine]] = [[] for _ in range(num_images)]
+    for i in range(n):
+        c = coords[i * 8:(i + 1) * 8]
+        poly = [(c[0], c[1]), (c[2], c[3]), (c[4], c[5]), (c[6], c[7])]
+        line = TextLine(poly=poly, text=_text(texts[i]), score=score_list[i], flipped=bool(flipped[i]))
+        per_image[int(index[i])].append(line)
+    return [OcrResult(lines) for lines in per_image]
+

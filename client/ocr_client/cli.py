@@ -1,0 +1,237 @@
+"""``ocr-client``: run OCR on image files through the Triton ``ocr`` ensemble.
+
+Exit codes: 0 success, 1 some image failed (or the server is unavailable /
+not ready), 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from ._client import OcrClient
+from ._errors import OcrError, OcrInvalidInputError
+from ._files import IMAGE_EXTENSIONS, expand_paths, vis_names
+from ._params import LIMIT_TYPES, OcrParams
+from ._results import OcrResult
+from ._runner import Job, Outcome, Reorder, run_jobs
+from ._triton import DEFAULT_PORTS, PROTOCOLS, resolve_url
+
+__all__ = ["build_parser", "main", "prediction_record"]
+
+log = logging.getLogger("ocr_client.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("server")
+    g.add_argument("--url", metavar="HOST:PORT",
+                   help=f"server address (default localhost:{DEFAULT_PORTS['grpc']} for grpc, "
+                        f"localhost:{DEFAULT_PORTS['http']} for http)")
+    g.add_argument("--protocol", choices=PROTOCOLS, default="grpc", help="default: %(default)s")
+    g.add_argument("--model-name", default="ocr", help="ensemble name (default: %(default)s)")
+    g.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="seconds per call, retries included (default: %(default)s)")
+    g.add_argument("--retries", type=int, default=3, metavar="N",
+                   help="retries when the server is unavailable (default: %(default)s)")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ocr-client`` argument parser."""
+    from . import __version__
+
+    conn = _connection_options()
+    parser = argparse.ArgumentParser(
+        prog="ocr-client", description="Run PP-OCR text detection and recognition on images "
+                                       "through a Triton Inference Server.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    infer = sub.add_parser(
+        "infer", parents=[conn], help="OCR image files and folders",
+        description="OCR image files and folders (searched recursively for "
+                    f"{', '.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))}). Prints a summary per "
+                    "image, or writes one JSON line per image with --jsonl. Failed images are "
+                    "reported on stderr and make the exit code 1.")
+    infer.add_argument("paths", nargs="+", metavar="PATH", help="image file or folder")
+    out = infer.add_argument_group("output")
+    out.add_argument("--jsonl", metavar="OUT",
+                     help="write predictions ({\"image\", \"lines\"} per line, input order) to OUT "
+                          "('-' = stdout) instead of printing a summary")
+    out.add_argument("--vis-dir", metavar="DIR",
+                     help="write each image with its polygons drawn to DIR/<stem>.vis.jpg")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    infer.add_argument("--concurrency", type=int, default=1, metavar="N",
+                       help="parallel requests, one client per worker (default: %(default)s)")
+    knobs = infer.add_argument_group("OCR parameters (default: the server's)")
+    knobs.add_argument("--limit-side-len", type=int, metavar="N",
+                       help="detection resize target for the image side chosen by --limit-type")
+    knobs.add_argument("--limit-type", choices=LIMIT_TYPES,
+                       help="min: shortest side >= N; max: longest side <= N")
+    knobs.add_argument("--thresh", type=float, metavar="F", help="DB binarisation threshold")
+    knobs.add_argument("--box-thresh", type=float, metavar="F", help="DB box score threshold")
+    knobs.add_argument("--unclip-ratio", type=float, metavar="F", help="DB box expansion")
+    knobs.add_argument("--use-textline-orientation", action=argparse.BooleanOptionalAction,
+                       default=None, help="0/180 degree text line classifier")
+    knobs.add_argument("--text-rec-score-thresh", type=float, metavar="F",
+                       help="drop lines recognised with a lower score")
+
+    health = sub.add_parser(
+        "health", parents=[conn], help="check that the server and the model are ready",
+        description="Print whether the server is live and the server and model are ready; "
+                    "exit 0 when ready, 1 otherwise.")
+    health.add_argument("--wait", type=float, default=0.0, metavar="S",
+                        help="wait up to S seconds for readiness (default: no wait)")
+    return parser
+
+
+def _params_from_args(args: argparse.Namespace) -> OcrParams:
+    return OcrParams(limit_side_len=args.limit_side_len, limit_type=args.limit_type,
+                     thresh=args.thresh, box_thresh=args.box_thresh, unclip_ratio=args.unclip_ratio,
+                     use_textline_orientation=args.use_textline_orientation,
+                     text_rec_score_thresh=args.text_rec_score_thresh)
+
+
+def prediction_record(image: str, result: OcrResult) -> dict[str, Any]:
+    """One predictions-format record: ``{"image": ..., "lines": [{"poly", "text", "score"}]}``."""
+    return {"image": image, **result.to_dict()}
+
+
+def _make_client(args: argparse.Namespace) -> OcrClient:
+    return OcrClient(args.url, protocol=args.protocol, model_name=args.model_name,
+                     timeout=args.timeout, retries=args.retries)
+
+
+def _print_summary(outcome: Outcome, out: TextIO) -> None:
+    assert outcome.result is not None
+    print(f"{outcome.path} ({len(outcome.result.lines)} lines)", file=out)
+    for line in outcome.result.lines:
+        print(f"  {line.score:.3f}  {line.text}", file=out)
+
+
+def _cmd_infer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        params = _params_from_args(args)
+    except OcrInvalidInputError as err:
+        parser.error(err.message)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be >= 1")
+    try:
+        paths = expand_paths(args.paths)
+    except FileNotFoundError as err:
+        parser.error(str(err))
+    if not paths:
+        parser.error(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {args.paths}")
+    vis_paths: list[str | None] = [None] * len(paths)
+    if args.vis_dir:
+        try:
+            os.makedirs(args.vis_dir, exist_ok=True)
+        except OSError as err:
+            parser.error(f"--vis-dir {args.vis_dir}: {err.strerror or err}")
+        vis_paths = [os.path.join(args.vis_dir, n) for n in vis_names(paths)]
+
+    jsonl: TextIO | None = None
+    if args.jsonl == "-":
+        jsonl = sys.stdout
+    elif args.jsonl:
+        try:
+            jsonl = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as err:
+            parser.error(f"--jsonl {args.jsonl}: {err.strerror or err}")
+
+    jobs = [Job(i, p, v) for i, (p, v) in enumerate(zip(paths, vis_paths, strict=True))]
+    total, done, failed = len(jobs), 0, 0
+    progress = total > 1 and not args.quiet
+    reorder = Reorder()
+
+    def emit(ready: list[Outcome]) -> None:
+        for o in ready:
+            if o.result is None:
+                continue
+            if jsonl is not None:
+                record = prediction_record(o.path, o.result)
+                jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
+                jsonl.flush()
+            else:
+                _print_summary(o, sys.stdout)
+
+    try:
+        for outcome in run_jobs(jobs, lambda: _make_client(args), params.as_kwargs(),
+                                concurrency=args.concurrency):
+            done += 1
+            if outcome.error is not None:
+                failed += 1
+                print(f"error: {outcome.path}: {outcome.error.message}", file=sys.stderr)
+            elif progress:
+                assert outcome.result is not None
+                print(f"[{done}/{total}] {outcome.path} ({len(outcome.result.lines)} lines, "
+                      f"{outcome.seconds:.2f} s)", file=sys.stderr)
+            if outcome.vis_error:
+                print(f"warning: {outcome.path}: no visualisation: {outcome.vis_error}",
+                      file=sys.stderr)
+            emit(reorder.push(outcome))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        emit(reorder.drain())
+        if jsonl is not None and jsonl is not sys.stdout:
+            jsonl.close()
+    skipped = total - done
+    if skipped:
+        print(f"stopped: the server at {resolve_url(args.url, args.protocol)} is unavailable; "
+              f"{skipped} image(s) not processed", file=sys.stderr)
+    if failed or skipped:
+        print(f"{failed + skipped} of {total} image(s) failed", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    with _make_client(args) as client:
+        if args.wait > 0:
+            try:
+                client.wait_until_ready(args.wait)
+            except OcrError as err:  # not ready in time: reported by the probes below
+                log.debug("%s", err)
+        live = client.is_live()
+        ready = client.is_ready()
+    print(f"server: {client.url} ({client.protocol}), model: {client.model_name}")
+    print(f"live: {'yes' if live else 'no'}")
+    print(f"ready: {'yes' if ready else 'no'}")
+    return EXIT_OK if ready else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ocr-client``; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        if args.timeout <= 0:
+            parser.error("--timeout must be > 0")
+        if args.retries < 0:
+            parser.error("--retries must be >= 0")
+        if args.url is not None and "://" in args.url:
+            parser.error(f"--url takes HOST:PORT without a scheme, got {args.url!r}")
+        if args.command == "infer":
+            return _cmd_infer(args, parser)
+        return _cmd_health(args)
+    except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except BrokenPipeError:  # stdout closed early (e.g. `| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
