@@ -12,6 +12,7 @@ model_repository/<target>/* (det_model, cls_model, rec_model for that target), b
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import sys
@@ -48,6 +49,19 @@ def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[s
         configs[step] = ROOT / "python_backend" / "models" / step / "config.pbtxt"
     for model in RUNTIME:
         configs[model] = ROOT / "model_repository" / target / model / "config.pbtxt"
+    set_config = json.loads((ROOT / "scripts" / "models.json").read_text())["sets"][model_set].get("config", {})
+    merged: dict[str, dict[str, str]] = {}
+    for dotted, value in set_config.items():
+        model, key = dotted.split(".", 1)
+        merged.setdefault(model, {})[key] = value
+    if target == "gpu":  # shapes the TensorRT profiles cover (model_repository/gpu/profiles.json)
+        profiles = json.loads((ROOT / "model_repository" / "gpu" / "profiles.json").read_text())
+        for model, values in profiles.get("step_parameters", {}).items():
+            if isinstance(values, dict):
+                merged.setdefault(model, {}).update(values)
+    for model, values in overrides.items():
+        merged.setdefault(model, {}).update(values)
+    overrides = merged
     unknown = set(overrides) - set(configs)
     if unknown:
         raise SystemExit(f"--param names unknown model(s) {sorted(unknown)}; models: {sorted(configs)}")

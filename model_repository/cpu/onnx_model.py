@@ -19,7 +19,8 @@ class TritonPythonModel:
         self.input_name = config["input"][0]["name"]
         self.output_name = config["output"][0]["name"]
         path = os.path.join(args["model_repository"], args["model_version"], params["onnx_file"])
-        self.model = OrtModel(path, int(params.get("intra_op_threads", "0")))
+        self.model = OrtModel(path, int(params.get("intra_op_threads", "0")),
+                              allow_spinning=params.get("allow_spinning", "false").lower() == "true")
 
     def execute(self, requests: list) -> list:
         arrays = []

@@ -8,11 +8,12 @@ source image; output polygons are mapped back to the original image with `ImageI
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass
+from typing import Sequence
 
 import cv2
 import numpy as np
 
-from ppocr_steps.settings import PipelineSettings
+from ppocr_steps.settings import PipelineSettings, channel_values
 
 __all__ = ["ImageInfo", "prepare_source", "det_resize_shape", "normalize_det", "build_det_batch",
            "IMAGE_INFO_COLUMNS"]
@@ -94,10 +95,10 @@ def det_resize_shape(h: int, w: int, limit_side_len: int, limit_type: str) -> tu
     return _round32(int(h * ratio)), _round32(int(w * ratio))
 
 
-def normalize_det(img: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """HxWx3 uint8 → 3xHxW float32, (x/255 - mean) / std."""
-    scale = np.float32(1.0 / (255.0 * std))
-    shift = np.float32(mean / std)
+def normalize_det(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """HxWx3 uint8 → 3xHxW float32, (x/255 - mean[c]) / std[c] per channel (image channel order)."""
+    scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).astype(np.float32)
+    shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).astype(np.float32)
     out = img.astype(np.float32)
     out *= scale
     out -= shift
@@ -109,6 +110,7 @@ def build_det_batch(sources: list[np.ndarray], infos: list[ImageInfo], limit_sid
     """Resize + normalise each source image and stack them, zero-padded to the largest, as [N,3,H,W]."""
     planes = []
     out_infos = []
+    mean, std = channel_values(s.det_mean, "det_mean"), channel_values(s.det_std, "det_std")
     for src, info in zip(sources, infos):
         dh, dw = det_resize_shape(src.shape[0], src.shape[1], limit_side_len, limit_type)
         # cap the detector input so that even limit_type=min on a thin image stays bounded
@@ -116,7 +118,7 @@ def build_det_batch(sources: list[np.ndarray], infos: list[ImageInfo], limit_sid
         if max(dh, dw) > cap:
             dh, dw = det_resize_shape(dh, dw, cap, "max")
         resized = cv2.resize(src, (dw, dh))
-        planes.append(normalize_det(resized, s.det_mean, s.det_std))
+        planes.append(normalize_det(resized, mean, std))
         out_infos.append(ImageInfo(info.orig_h, info.orig_w, info.src_h, info.src_w, info.pad_top, dh, dw,
                                    info.scale_x, info.scale_y))
     H = max(p.shape[1] for p in planes)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
@@ -41,18 +42,24 @@ def _describe(lo: float, hi: float, inc_lo: bool, inc_hi: bool) -> str:
 def _check_number(name: str, value: Any, kind: type) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInputError(f"parameter '{name}' must be a number, got {value!r}", "bad_parameter")
-    if kind is int:
-        if float(value) != int(value):
-            raise InvalidInputError(f"parameter '{name}' must be an integer, got {value!r}", "bad_parameter")
-        value = int(value)
-    else:
-        value = float(value)
     lo, hi, inc_lo, inc_hi = PARAM_RANGES[name]
+    out_of_range = InvalidInputError(
+        f"parameter '{name}' = {value} is out of range; allowed {_describe(lo, hi, inc_lo, inc_hi)}",
+        "bad_parameter")
+    try:  # NaN / inf / ints too large for a float are out of range, not an internal error
+        if not math.isfinite(value):
+            raise out_of_range
+        if kind is int:
+            if float(value) != int(value):
+                raise InvalidInputError(f"parameter '{name}' must be an integer, got {value!r}", "bad_parameter")
+            value = int(value)
+        else:
+            value = float(value)
+    except OverflowError:
+        raise out_of_range from None
     ok = (value >= lo if inc_lo else value > lo) and (value <= hi if inc_hi else value < hi)
-    if not ok or value != value:  # NaN fails too
-        raise InvalidInputError(
-            f"parameter '{name}' = {value} is out of range; allowed {_describe(lo, hi, inc_lo, inc_hi)}",
-            "bad_parameter")
+    if not ok:
+        raise out_of_range
     return value
 
 

@@ -1,0 +1,71 @@
+"""Build real FP16 engines on this GPU, run the FP16 gate, check the manifest (marked gpu).
+
+Slow (minutes per model set). Uses build/models/<set> (python scripts/fetch_models.py) and writes into
+a temporary engines directory, so it never touches build/engines.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module", params=["v4"])
+def built(request, tmp_path_factory):
+    model_set = request.param
+    if not (ROOT / "build" / "models" / model_set / "rec.onnx").exists():
+        pytest.skip(f"models not fetched: python scripts/fetch_models.py --model-set {model_set}")
+    out = tmp_path_factory.mktemp("engines")
+    res = subprocess.run([sys.executable, "-m", "trt_build", "build", "--model-set", model_set, "--out", str(out),
+                          "--calib-pages", "6", "--calib-crops", "128", "--timing-cache",
+                          str(out / "timing.cache")],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=3600)
+    print(res.stdout[-6000:], res.stderr[-3000:])
+    assert res.returncode == 0, res.stderr[-3000:]
+    return model_set, out, res.stdout
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "scripts" / "trt")}
+
+
+def test_engines_pass_the_fp16_gate(built):
+    model_set, out, stdout = built
+    manifest = json.loads((out / model_set / "manifest.json").read_text())
+    assert set(manifest["models"]) == {"det_model", "cls_model", "rec_model"}
+    for model, entry in manifest["models"].items():
+        assert (out / model_set / entry["plan"]).stat().st_size == entry["plan_bytes"] > 0
+        assert entry["precision"] in ("fp16", "fp16+fp32-layers")
+        assert entry["gate"] and "skipped" not in entry["gate"], model
+        assert entry["gate"].get("max_shape_run") == "ok", model
+    assert "FP16 gate det_model" in stdout and "PASS" in stdout
+    assert "built in" in stdout and "MiB" in stdout  # build time and engine sizes printed
+
+
+def test_preflight_accepts_the_fresh_engines(built):
+    model_set, out, _ = built
+    res = subprocess.run([sys.executable, "-m", "trt_build", "check", "--model-set", model_set, "--engines", str(out)],
+                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+
+
+def test_engine_matches_onnxruntime_on_a_page(built):
+    """Direct spot check of the det engine against onnxruntime on one synthetic page."""
+    np = pytest.importorskip("numpy")
+    sys.path.insert(0, str(ROOT / "scripts" / "trt"))
+    from trt_build.fp16_gate import OrtRunner, compare_det
+    from trt_build.runner import TrtRunner
+    model_set, out, _ = built
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 736, 1312)).astype(np.float32)
+    ref = OrtRunner(ROOT / "build" / "models" / model_set / "det.onnx")(x)
+    got = TrtRunner(out / model_set / "det_model" / "model.plan")(x)
+    assert got.shape == ref.shape
+    assert float(np.abs(got - ref).mean()) < 0.01
+    assert compare_det([ref], [got]).figures["worst_mean_abs"] < 0.01

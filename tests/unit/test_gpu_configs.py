@@ -1,0 +1,271 @@
+"""GPU-target model configs: they parse, follow the tensor contract, match the ONNX graphs and the
+engine profiles, and the assembled GPU repository keeps every shape inside the profiles."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "trt"))
+
+text_format = pytest.importorskip("google.protobuf.text_format")
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+
+from trt_build.layout import MODEL_SETS, RUNTIME_MODELS  # noqa: E402
+from trt_build.profiles import load_profiles  # noqa: E402
+
+GPU = ROOT / "model_repository" / "gpu"
+CONFIGS = sorted(GPU.glob("**/config.pbtxt"))
+
+# the contract of docs/architecture.md ("Runtime models")
+CONTRACT = {
+    "det_model": {"max_batch": 0, "inputs": {"det_input": [-1, 3, -1, -1]}, "outputs": {"prob_map": [-1, 1, -1, -1]}},
+    "cls_model": {"max_batch": "positive", "inputs": {"cls_input": [3, 48, 192]}, "outputs": {"cls_probs": [2]}},
+    "rec_model": {"max_batch": "positive", "inputs": {"rec_input": [3, 48, -1]}, "outputs": {"rec_probs": [-1, -1]}},
+}
+ONNX_FLOAT = 1
+
+
+def _parse(path: Path):
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.fixture(scope="module")
+def configs():
+    return {p.parent.name: _parse(p) for p in CONFIGS}
+
+
+@pytest.fixture(scope="module")
+def profiles():
+    return load_profiles()
+
+
+def test_every_gpu_config_parses():
+    assert {p.parent.name for p in CONFIGS} == set(RUNTIME_MODELS)
+    for path in CONFIGS:
+        _parse(path)  # raises on any unknown field / syntax error
+
+
+@pytest.mark.parametrize("model", list(RUNTIME_MODELS))
+def test_contract(configs, model):
+    cfg, want = configs[model], CONTRACT[model]
+    assert cfg.name == model
+    assert cfg.platform == "tensorrt_plan" and cfg.backend in ("", "tensorrt")
+    assert cfg.instance_group and all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+                                      for g in cfg.instance_group)
+    if want["max_batch"] == 0:
+        assert cfg.max_batch_size == 0 and not cfg.HasField("dynamic_batching")
+    else:
+        assert cfg.max_batch_size > 0 and cfg.HasField("dynamic_batching")
+        db = cfg.dynamic_batching
+        assert db.preferred_batch_size and max(db.preferred_batch_size) <= cfg.max_batch_size
+        assert 0 < db.max_queue_delay_microseconds <= 5000  # short: the crops of one page are one chunk already
+    for tensors, expected in ((cfg.input, want["inputs"]), (cfg.output, want["outputs"])):
+        assert {t.name: list(t.dims) for t in tensors} == expected
+        assert all(t.data_type == model_config_pb2.TYPE_FP32 for t in tensors)
+
+
+def _doc_table() -> dict[str, tuple[str, str, int, str, str, int]]:
+    """docs/architecture.md runtime-model rows -> (in name, in dtype, in rank, out name, out dtype, out rank)."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    rows = {}
+    cell = r"`(\w+)` (\w+) \[([^\]]*)\]"
+    for m in re.finditer(r"^\| `(\w+_model)` \| " + cell + r"[^|]*\| " + cell + r"[^|]*\|", doc, re.M):
+        rows[m.group(1)] = (m.group(2), m.group(3), len(m.group(4).split(",")), m.group(5), m.group(6),
+                            len(m.group(7).split(",")))
+    return rows
+
+
+def test_configs_match_architecture_doc(configs):
+    rows = _doc_table()
+    if not rows:
+        pytest.skip("docs/architecture.md has no runtime-model table")
+    assert set(rows) == set(RUNTIME_MODELS)
+    for model, (iname, idt, irank, oname, odt, orank) in rows.items():
+        cfg = configs[model]
+        assert (cfg.input[0].name, cfg.output[0].name) == (iname, oname)
+        assert idt == odt == "FP32"
+        assert (len(cfg.input[0].dims), len(cfg.output[0].dims)) == (irank, orank), model
+
+
+@pytest.mark.parametrize("model", list(RUNTIME_MODELS))
+def test_configs_match_engine_profiles(configs, profiles, model):
+    cfg, prof = configs[model], profiles[model]
+    assert cfg.input[0].name == prof.input and cfg.output[0].name == prof.output
+    dims = list(cfg.input[0].dims)
+    full = dims if cfg.max_batch_size == 0 else [-1, *dims]
+    if cfg.max_batch_size:
+        assert cfg.max_batch_size == prof.max_batch, "max_batch_size must equal the profile's max batch"
+    assert len(full) == len(prof.min)
+    for i, d in enumerate(full):
+        if d == -1:
+            assert i == 0 or prof.min[i] < prof.max[i], f"dim {i} is dynamic in the config but fixed in the profile"
+        else:
+            assert prof.min[i] == prof.max[i] == d, f"dim {i} = {d} but the profile allows {prof.min[i]}..{prof.max[i]}"
+    for w in cfg.model_warmup:
+        shape = list(w.inputs[prof.input].dims)
+        shape = shape if cfg.max_batch_size == 0 else [w.batch_size, *shape]
+        assert prof.covers(shape), f"warmup {w.name} {shape} outside the profile"
+
+
+def test_gpu_and_cpu_configs_agree():
+    for model in RUNTIME_MODELS:
+        cpu_path = ROOT / "model_repository" / "cpu" / model / "config.pbtxt"
+        if not cpu_path.exists():
+            pytest.skip("model_repository/cpu not present")
+        cpu, gpu = _parse(cpu_path), _parse(GPU / model / "config.pbtxt")
+        io = lambda c: [(t.name, t.data_type, list(t.dims)) for t in (*c.input, *c.output)]  # noqa: E731
+        assert io(cpu) == io(gpu), model
+        assert (cpu.max_batch_size == 0) == (gpu.max_batch_size == 0), model
+
+
+def _onnx_io(path: Path):
+    """[(name, elem_type, dims with None for symbolic)] for inputs and outputs (onnx, else onnxruntime)."""
+    try:
+        import onnx
+    except ImportError:
+        onnx = None
+    if onnx is not None:
+        g = onnx.load(str(path), load_external_data=False).graph
+        inits = {i.name for i in g.initializer}
+
+        def fmt(v):
+            return (v.name, v.type.tensor_type.elem_type,
+                    [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                     for d in v.type.tensor_type.shape.dim])
+        return [fmt(v) for v in g.input if v.name not in inits], [fmt(v) for v in g.output]
+    ort = pytest.importorskip("onnxruntime")
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    conv = lambda a: (a.name, ONNX_FLOAT if a.type == "tensor(float)" else -1,  # noqa: E731
+                      [d if isinstance(d, int) and d > 0 else None for d in a.shape])
+    return [conv(a) for a in s.get_inputs()], [conv(a) for a in s.get_outputs()]
+
+
+@pytest.mark.parametrize("model_set", MODEL_SETS)
+@pytest.mark.parametrize("model", list(RUNTIME_MODELS))
+def test_configs_match_onnx_graphs(configs, model_set, model):
+    onnx_path = ROOT / "build" / "models" / model_set / f"{RUNTIME_MODELS[model]}.onnx"
+    if not onnx_path.exists():
+        pytest.skip(f"{onnx_path} not fetched (python scripts/fetch_models.py --model-set {model_set})")
+    cfg = configs[model]
+    inputs, outputs = _onnx_io(onnx_path)
+    for tensors, graph in ((cfg.input, inputs), (cfg.output, outputs)):
+        assert [t.name for t in tensors] == [g[0] for g in graph], (model_set, model)
+        for t, (name, elem, dims) in zip(tensors, graph, strict=True):
+            assert elem == ONNX_FLOAT and t.data_type == model_config_pb2.TYPE_FP32
+            cdims = list(t.dims) if cfg.max_batch_size == 0 else [-1, *t.dims]
+            assert len(cdims) == len(dims), f"{model_set} {name}: rank {len(cdims)} vs ONNX {len(dims)}"
+            for c, o in zip(cdims, dims, strict=True):
+                assert c == -1 or o is None or c == o, f"{model_set} {name}: config {cdims} vs ONNX {dims}"
+
+
+def test_assembled_gpu_repository_stays_within_the_profiles(tmp_path, profiles):
+    """The GPU repository the server would load (assemble_repository.py --target gpu, fake plans) keeps
+    every shape the pipeline can send inside the engine profiles."""
+    assemble = ROOT / "scripts" / "assemble_repository.py"
+    if not assemble.exists() or not (ROOT / "python_backend" / "models").exists():
+        pytest.skip("scripts/assemble_repository.py or the python steps are not present")
+    pytest.importorskip("cv2")
+    import importlib.util
+
+    from trt_build import stats
+    models_dir, engines_dir = tmp_path / "models", tmp_path / "engines"
+    (models_dir / "v4").mkdir(parents=True)
+    (models_dir / "v4" / "dict.txt").write_text("a\n")
+    for model, role in RUNTIME_MODELS.items():
+        (models_dir / "v4" / f"{role}.onnx").write_bytes(b"")
+        (engines_dir / "v4" / model).mkdir(parents=True)
+        (engines_dir / "v4" / model / "model.plan").write_bytes(b"")
+    spec = importlib.util.spec_from_file_location("assemble_repository", assemble)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "repo"
+    argv = ["--target", "gpu", "--model-set", "v4", "--out", str(out), "--models-dir", str(models_dir),
+            "--engines-dir", str(engines_dir)]
+    assert mod.main(argv) == 0
+    for model in RUNTIME_MODELS:
+        assert (out / model / "1" / "model.plan").exists()
+        assert _parse(out / model / "config.pbtxt").platform == "tensorrt_plan"
+    try:
+        ctx = stats.pipeline_settings(params=stats.repository_step_parameters(out))
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    bad = stats.uncovered(stats.extreme_shapes(ctx), profiles)
+    assert not bad, ("the assembled GPU repository lets the pipeline send shapes the engines cannot run; apply "
+                     "the GPU step_parameters of model_repository/gpu/profiles.json when assembling --target gpu "
+                     "(python -m trt_build step-params prints them as MODEL.KEY=VALUE for --param):\n  "
+                     + "\n  ".join(bad))
+
+
+# ---- docker/: compose, Prometheus, Grafana provisioning and dashboard ----
+
+DOCKER = ROOT / "docker"
+
+
+def _yaml(path: Path):
+    yaml = pytest.importorskip("yaml")
+    return yaml.safe_load(path.read_text())
+
+
+def test_compose_stack_is_consistent():
+    compose = _yaml(DOCKER / "docker-compose.yml")
+    services = compose["services"]
+    assert {"triton", "build-engines", "prometheus", "grafana"} <= set(services)
+    for name in ("triton", "build-engines"):
+        svc = services[name]
+        assert svc["build"]["dockerfile"] == "docker/Dockerfile" and svc["build"]["context"] == ".."
+        devices = svc["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert services["build-engines"]["build"]["target"] == "engine-builder"
+    assert services["build-engines"]["profiles"] == ["build"]  # `up` does not rebuild engines
+    assert services["triton"]["build"]["target"] == "server"
+    assert {"8000:8000", "8001:8001", "8002:8002"} <= set(services["triton"]["ports"])
+    assert any(v.endswith("/opt/ocr/build/engines:ro") for v in services["triton"]["volumes"])
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    for target in ("AS server", "AS engine-builder"):
+        assert target in dockerfile
+    assert re.search(r"^ARG TRITON_TAG=\d\d\.\d\d-py3$", dockerfile, re.M), "pin the NGC tag"
+    # the image tag and the TensorRT wheel move together: same default in Dockerfile and compose
+    tag = re.search(r"^ARG TRITON_TAG=(\S+)$", dockerfile, re.M).group(1)
+    pip = re.search(r"^ARG TENSORRT_PIP=(\S+)$", dockerfile, re.M).group(1)
+    compose_text = (DOCKER / "docker-compose.yml").read_text()
+    assert f"${{TRITON_TAG:-{tag}}}" in compose_text and f"${{TENSORRT_PIP:-{pip}}}" in compose_text
+    doc = (ROOT / "docs" / "gpu.md").read_text()
+    assert tag in doc and pip.split("==")[1] in doc, "docs/gpu.md must name the pinned image and TensorRT"
+
+
+def test_prometheus_scrapes_triton():
+    prom = _yaml(DOCKER / "prometheus.yml")
+    targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
+    assert "triton:8002" in targets
+
+
+def test_grafana_provisioning_and_dashboard():
+    import json
+    ds = _yaml(DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yml")["datasources"][0]
+    assert ds["type"] == "prometheus" and ds["url"] == "http://prometheus:9090"
+    prov = _yaml(DOCKER / "grafana" / "provisioning" / "dashboards" / "ocr.yml")["providers"][0]
+    compose = _yaml(DOCKER / "docker-compose.yml")
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./grafana/dashboards:{prov['options']['path']}:ro" in mounts
+    dash = json.loads((DOCKER / "grafana" / "dashboards" / "ocr.json").read_text())
+    titles = " | ".join(p["title"].lower() for p in dash["panels"])
+    for wanted in ("throughput", "p50", "p99", "queue", "per-stage", "lines / s", "errors"):
+        assert wanted in titles, wanted
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert all(t["datasource"]["uid"] == ds["uid"] for p in dash["panels"] for t in p["targets"])
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    used = {re.sub(r"_(bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"\b(ocr_[a-z_]+)", e)}
+    documented = set(re.findall(r"^\| `(ocr_[a-z_]+)`", (DOCKER / "grafana" / "METRICS.md").read_text(), re.M))
+    required = {"ocr_images_total", "ocr_lines_total", "ocr_characters_total", "ocr_boxes_per_image",
+                "ocr_stage_latency_seconds", "ocr_empty_results_total", "ocr_cls_flips_total",
+                "ocr_rejected_inputs_total"}
+    assert documented == required
+    assert used == required, used ^ required
+    assert any("nv_inference_queue_duration_us" in e for e in exprs)
+    assert any('quantile="0.99"' in e for e in exprs)
+    assert "summary_latencies=true" in (DOCKER / "entrypoint.sh").read_text()

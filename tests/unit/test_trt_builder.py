@@ -1,0 +1,274 @@
+"""TensorRT-calling code against a fake `tensorrt` module (no GPU, no TensorRT needed)."""
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "trt"))
+
+from trt_build import fake_tensorrt  # noqa: E402
+from trt_build.builder import BuildError, build_with_python, build_with_trtexec, import_tensorrt  # noqa: E402
+from trt_build.commands import plan_builds  # noqa: E402
+from trt_build.fake_tensorrt import FakeCuda, FakeLayer, FakeParserError, FakeTensor  # noqa: E402
+from trt_build.profiles import load_profiles  # noqa: E402
+
+
+@pytest.fixture()
+def fake_trt():
+    saved = sys.modules.get("tensorrt")
+    trt, state = fake_tensorrt.install()
+    yield trt, state
+    fake_tensorrt.uninstall()
+    if saved is not None:
+        sys.modules["tensorrt"] = saved
+
+
+@pytest.fixture()
+def spec(tmp_path):
+    onnx = tmp_path / "models" / "v4" / "det.onnx"
+    onnx.parent.mkdir(parents=True)
+    onnx.write_bytes(b"not really onnx")
+    return plan_builds("v4", load_profiles(), tmp_path / "models", tmp_path / "engines", ["det_model"])[0]
+
+
+def test_modules_do_not_import_tensorrt_at_import_time():
+    code = ("import sys; sys.path.insert(0, 'scripts/trt'); import pkgutil, importlib, trt_build; "
+            "[importlib.import_module('trt_build.' + m.name) for m in pkgutil.iter_modules(trt_build.__path__) "
+            "if m.name not in ('__main__', 'fake_tensorrt')]; assert 'tensorrt' not in sys.modules, 'eager import'")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_python_build_sets_fp16_profile_and_workspace(fake_trt, spec):
+    _, state = fake_trt
+    out = spec.plan.with_name("model.plan.tmp")
+    res = build_with_python(spec, out)
+    assert out.read_bytes() == b"FAKE-PLAN" and res.builder == "python" and res.plan_bytes == 9
+    assert ("set_flag", "FP16") in state.calls
+    assert ("set_shape", ("det_input", (1, 3, 32, 32), (1, 3, 736, 1312), (4, 3, 4000, 4000))) in state.calls
+    assert ("set_memory_pool_limit", ("WORKSPACE", 2048 << 20)) in state.calls
+    assert ("set_flag", "OBEY_PRECISION_CONSTRAINTS") not in state.calls
+    assert spec.log_path.exists()
+
+
+def test_every_parser_error_is_logged_and_raised(fake_trt, spec, caplog):
+    _, state = fake_trt
+    state.parser_errors = [FakeParserError("Unsupported operator Foo", 12, "foo_0", "Foo"),
+                           FakeParserError("Invalid weights", 40, "conv_3", "Conv")]
+    with caplog.at_level(logging.ERROR), pytest.raises(BuildError) as err:
+        build_with_python(spec, spec.plan)
+    for text in ("Unsupported operator Foo", "Invalid weights", "node_name=foo_0", "node 40"):
+        assert text in str(err.value)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Unsupported operator Foo" in logged and "Invalid weights" in logged
+    assert not spec.plan.exists()
+
+
+def test_unrenamed_onnx_is_refused(fake_trt, spec):
+    _, state = fake_trt
+    state.inputs = [FakeTensor("x", (-1, 3, -1, -1))]
+    with pytest.raises(BuildError, match="fetch_models.py"):
+        build_with_python(spec, spec.plan)
+
+
+def test_builder_failure_reports_logger_errors(fake_trt, spec):
+    _, state = fake_trt
+    state.build_fails = True
+    with pytest.raises(BuildError, match="out of memory"):
+        build_with_python(spec, spec.plan)
+
+
+def test_old_tensorrt_is_refused():
+    saved = sys.modules.get("tensorrt")
+    fake_tensorrt.install(version="8.6.1")
+    try:
+        with pytest.raises(BuildError, match="TensorRT 10.x"):
+            import_tensorrt()
+    finally:
+        fake_tensorrt.uninstall()
+        if saved is not None:
+            sys.modules["tensorrt"] = saved
+
+
+def test_missing_tensorrt_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import raises ImportError
+    with pytest.raises(BuildError, match="NGC TensorRT image"):
+        import_tensorrt()
+
+
+def test_fallback_pins_sensitive_layers(fake_trt, spec):
+    trt, state = fake_trt
+    f = trt.float32
+    state.layers = [
+        FakeLayer("conv_0", trt.LayerType.CONVOLUTION, [FakeTensor("c", dtype=f)]),
+        FakeLayer("p2o.ReduceMean.0", trt.LayerType.REDUCE, [FakeTensor("r", dtype=f)]),
+        FakeLayer("p2o.Sub.0", trt.LayerType.ELEMENTWISE, [FakeTensor("s", dtype=f)], op=trt.ElementWiseOperation.SUB),
+        FakeLayer("pow_by_type", trt.LayerType.ELEMENTWISE, [FakeTensor("p", dtype=f)],
+                  op=trt.ElementWiseOperation.POW),
+        FakeLayer("shape_math", trt.LayerType.UNARY, [FakeTensor("i", dtype=trt.int32)]),
+        FakeLayer("softmax_9", trt.LayerType.SOFTMAX, [FakeTensor("sm", dtype=f)]),
+    ]
+    res = build_with_python(spec.with_fp32_layers(["p2o.Sub.0"]), spec.plan)
+    assert res.fp32_layers == ["p2o.ReduceMean.0", "p2o.Sub.0", "pow_by_type", "softmax_9"]
+    assert ("set_flag", "OBEY_PRECISION_CONSTRAINTS") in state.calls
+    pinned = {layer.name: layer for layer in state.layers}
+    assert pinned["p2o.Sub.0"].precision == trt.float32 and pinned["p2o.Sub.0"].output_types == {0: trt.float32}
+    assert pinned["conv_0"].precision is None and pinned["shape_math"].precision is None
+
+
+def test_sensitive_nodes_follow_decomposed_layernorm():
+    from trt_build.precision import select_sensitive_nodes
+    n = lambda op, name, ins, outs: SimpleNamespace(op_type=op, name=name, input=ins, output=outs)  # noqa: E731
+    graph = [n("Conv", "conv", ["x"], ["a"]), n("ReduceMean", "rm0", ["a"], ["m"]), n("Sub", "sub", ["a", "m"], ["d"]),
+             n("Pow", "pow", ["d", "two"], ["d2"]), n("ReduceMean", "rm1", ["d2"], ["v"]),
+             n("Add", "eps", ["v", "e"], ["ve"]), n("Sqrt", "sqrt", ["ve"], ["s"]), n("Div", "div", ["d", "s"], ["y"]),
+             n("Mul", "gamma", ["y", "g"], ["yg"]), n("Add", "beta", ["yg", "b"], ["z"]),
+             n("Softmax", "", ["z"], ["p"])]
+    assert select_sensitive_nodes(graph) == ["rm0", "sub", "pow", "rm1", "eps", "sqrt", "div", "node_of_p"]
+
+
+def test_sensitive_nodes_of_the_real_rec_graph():
+    pytest.importorskip("onnx")
+    from trt_build.precision import sensitive_onnx_nodes
+    onnx_path = ROOT / "build" / "models" / "v4" / "rec.onnx"
+    if not onnx_path.exists():
+        pytest.skip("models not fetched (python scripts/fetch_models.py --model-set v4)")
+    names = sensitive_onnx_nodes(onnx_path)
+    assert any("ReduceMean" in x for x in names) and any("Softmax" in x for x in names)
+    assert not any("Conv" in x for x in names)
+
+
+def _fake_trtexec(tmp_path: Path, body: str) -> str:
+    exe = tmp_path / "trtexec"
+    exe.write_text("#!/usr/bin/env bash\n" + body)
+    exe.chmod(0o755)
+    return str(exe)
+
+
+def test_trtexec_success(spec, tmp_path):
+    exe = _fake_trtexec(tmp_path, 'for a in "$@"; do case "$a" in --saveEngine=*) echo -n PLAN > "${a#*=}";; esac; '
+                                  'done; echo "[I] Engine built"\n')
+    out = spec.plan.with_name("model.plan.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res = build_with_trtexec(spec, exe, out)
+    assert res.builder == "trtexec" and out.read_bytes() == b"PLAN"
+    log_text = spec.log_path.read_text()
+    assert "--fp16" in log_text and "--maxShapes=det_input:4x3x4000x4000" in log_text
+
+
+def test_trtexec_errors_are_logged_and_raised(spec, tmp_path, caplog):
+    exe = _fake_trtexec(tmp_path, 'echo "[E] [TRT] ModelImporter.cpp:771: ERROR: builtin_op_importers.cpp:4870 '
+                                  'In function importFallbackPluginImporter: Assertion failed"\n'
+                                  'echo "[E] Failed to parse onnx file"\nexit 1\n')
+    with caplog.at_level(logging.ERROR), pytest.raises(BuildError) as err:
+        build_with_trtexec(spec, exe, spec.plan)
+    assert "Failed to parse onnx file" in str(err.value) and "exit code 1" in str(err.value)
+    assert sum("[E]" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_trt_runner_moves_data_through_the_engine(fake_trt, tmp_path):
+    import numpy as np
+    from trt_build.runner import TrtRunner
+    _, state = fake_trt
+    state.cuda = cuda = FakeCuda()
+    state.infer = lambda x: x[:, :1] * 2.0
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(state.engine_bytes)
+    runner = TrtRunner(plan, cuda=cuda)
+    x = np.arange(24, dtype=np.float32).reshape(1, 3, 2, 4)
+    y = runner(x)
+    assert y.shape == (1, 1, 2, 4) and np.array_equal(y, x[:, :1] * 2)
+    assert len(cuda.freed) == 2  # device buffers released
+    bad = tmp_path / "other.plan"
+    bad.write_bytes(b"another TensorRT")
+    with pytest.raises(BuildError, match="another TensorRT version"):
+        TrtRunner(bad, cuda=cuda)
+
+
+def test_build_set_gate_fallback_and_manifest(fake_trt, tmp_path, monkeypatch):
+    from trt_build import build_set as bs
+    from trt_build.environment import GpuInfo
+    from trt_build.fp16_gate import GateResult
+    profiles = load_profiles()
+    models = tmp_path / "models"
+    for role in ("det", "cls", "rec"):
+        (models / "v4").mkdir(parents=True, exist_ok=True)
+        (models / "v4" / f"{role}.onnx").write_bytes(role.encode())
+    specs = plan_builds("v4", profiles, models, tmp_path / "engines")
+    monkeypatch.setattr(bs, "sensitive_onnx_nodes", lambda path: ["p2o.ReduceMean.0"])
+    _, state = fake_trt
+    state.inputs = [FakeTensor("placeholder")]
+    built = []
+
+    def fake_build(spec, out):
+        built.append((spec.model, spec.pin_sensitive))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"P" + spec.model.encode())
+        from trt_build.builder import BuildResult
+        return BuildResult(spec.model, out, 1.5, out.stat().st_size, "python",
+                           list(spec.fp32_layers) if spec.pin_sensitive else [])
+
+    monkeypatch.setattr(bs, "build_with_python", fake_build)
+    calls = {"n": 0}
+
+    def gate(model, plan, onnx):
+        calls["n"] += 1
+        ok = not (model == "rec_model" and calls["n"] == 3)  # rec fails once in FP16, passes with FP32 layers
+        return GateResult(model, ok, {"figure": 1.0}, [] if ok else ["identical texts 0.9 < 0.97"])
+
+    opts = bs.BuildOptions(builder="python", gate=gate, python_available=True)
+    manifest = bs.build_set(specs, profiles, GpuInfo("Tesla T4", "7.5"), "10.4.0", opts)
+    assert built == [("det_model", False), ("cls_model", False), ("rec_model", False), ("rec_model", True)]
+    assert manifest.models["rec_model"].precision == "fp16+fp32-layers"
+    assert manifest.models["rec_model"].fp32_layers == ["p2o.ReduceMean.0"]
+    assert manifest.models["det_model"].precision == "fp16"
+    assert (tmp_path / "engines" / "v4" / "manifest.json").exists()
+    assert not list((tmp_path / "engines").rglob("*.tmp"))
+
+    # a model that fails even with the fallback: the set's manifest is removed, the old plan is kept
+    opts.gate = lambda model, plan, onnx: GateResult(model, model != "cls_model", {}, ["agreement 0.5 < 0.99"])
+    with pytest.raises(BuildError, match="cls_model: FP16 gate failed even with FP32 fallback"):
+        bs.build_set(specs, profiles, GpuInfo("Tesla T4", "7.5"), "10.4.0", opts)
+    assert not (tmp_path / "engines" / "v4" / "manifest.json").exists()
+    assert (tmp_path / "engines" / "v4" / "cls_model" / "model.plan").read_bytes() == b"Pcls_model"
+
+
+
+def test_cli_build_then_check_and_preflight_with_fake_gpu(fake_trt, tmp_path, monkeypatch, capsys):
+    """`trt_build build` (Python API path, gate skipped) on a fake T4 + fake TensorRT, then check/preflight."""
+    from trt_build.cli import main
+    trt, state = fake_trt
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    smi = bindir / "nvidia-smi"
+    smi.write_text('#!/usr/bin/env bash\necho "Tesla T4, 7.5"\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    monkeypatch.delenv("TRTEXEC", raising=False)
+    models = tmp_path / "models"
+    (models / "v5").mkdir(parents=True)
+    for role in ("det", "cls", "rec"):
+        (models / "v5" / f"{role}.onnx").write_bytes(role.encode())
+    parse = trt.OnnxParser.parse_from_file
+
+    def parse_named(self, path):  # the fake network's input follows the file being parsed
+        state.inputs[:] = [FakeTensor(Path(path).stem + "_input")]
+        return parse(self, path)
+
+    monkeypatch.setattr(trt.OnnxParser, "parse_from_file", parse_named)
+    out = tmp_path / "engines"
+    args = ["--model-set", "v5", "--models-dir", str(models)]
+    assert main(["build", *args, "--out", str(out), "--skip-fp16-gate", "--builder", "python"]) == 0
+    printed = capsys.readouterr().out
+    assert "GPU Tesla T4 (compute 7.5); TensorRT 10.4.0" in printed
+    assert printed.count("built in") == 3 and "engines for v5 ready" in printed
+    assert main(["check", *args, "--engines", str(out)]) == 0
+    assert main(["preflight", *args, "--engines", str(out)]) == 0
+    assert "GPU preflight OK" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--gpu-target sm_86 but this GPU is compute 7.5"):
+        main(["build", *args, "--out", str(out), "--skip-fp16-gate", "--gpu-target", "sm_86"])
