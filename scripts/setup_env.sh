@@ -17,27 +17,27 @@ PY="$VENV/bin/python"
 PYV=$("$PY" -c 'import sys;print("%d.%d"%sys.version_info[:2])')
 case "$PYV" in 3.10|3.11|3.12|3.13) ;; *) echo "setup: Python $PYV is not supported (3.10-3.13 needed for the Triton stub)" >&2; exit 1;; esac
 
-stamp_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
-install_if_changed() {  # name, then requirement files
-  local name="$1"; shift
-  local want; want="$(stamp_of "$@" "$ROOT/python_backend/pyproject.toml" "$ROOT/client/pyproject.toml")"
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+install_if_changed() {  # name, requirements file: pip-install it unless already done for this content
+  local name="$1" req="$2"
+  local want; want="$(stamp_of "$req" "$ROOT/python_backend/pyproject.toml" "$ROOT/client/pyproject.toml")"
   local stamp="$VENV/.stamp-$name"
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "setup: installing $name dependencies into $VENV" >&2
-    if ! "$PY" -m pip install -q --disable-pip-version-check "$@" >"$VENV/.pip-$name.log" 2>&1; then
+    if ! "$PY" -m pip install -q --disable-pip-version-check -r "$req" >"$VENV/.pip-$name.log" 2>&1; then
       grep -v "^WARNING: Location" "$VENV/.pip-$name.log" >&2; echo "setup: pip install failed" >&2; exit 1
     fi
     echo "$want" > "$stamp"
   fi
 }
-install_if_changed server -r "$ROOT/requirements/server.txt"
+install_if_changed server "$ROOT/requirements/server.txt"
 # Our own packages, editable: the Triton stub uses this venv, so model.py imports them from here.
 if ! "$PY" -c 'import ppocr_steps, ocr_client' 2>/dev/null; then
   "$PY" -m pip install -q --disable-pip-version-check --no-deps -e "$ROOT/python_backend" -e "$ROOT/client" \
     >"$VENV/.pip-own.log" 2>&1 || { cat "$VENV/.pip-own.log" >&2; exit 1; }
 fi
 if [ "$MODE" = "test" ]; then
-  install_if_changed test -r "$ROOT/requirements/test.txt"
+  install_if_changed test "$ROOT/requirements/test.txt"
   if ! "$PY" -c 'import rapidocr_onnxruntime' 2>/dev/null; then
     "$PY" -m pip install -q --disable-pip-version-check --no-deps rapidocr-onnxruntime==1.4.4 \
       >"$VENV/.pip-peer.log" 2>&1 || { cat "$VENV/.pip-peer.log" >&2; exit 1; }

@@ -1,0 +1,280 @@
+"""Classification / recognition batching and CTC decoding, with fake model calls."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from ppocr_steps.recognize import (
+    CLS_SHAPE,
+    RecResult,
+    classify_and_flip,
+    ctc_greedy_decode,
+    load_dictionary,
+    rec_batch_plan,
+    recognize_crops,
+    resize_norm,
+)
+
+DIGITS = ["blank", *"0123456789", " "]
+
+
+# ---------------------------------------------------------------- dictionary
+
+def test_load_dictionary_blank_first_space_last(tmp_path) -> None:
+    path = tmp_path / "dict.txt"
+    path.write_text("a\nb\n中\n", encoding="utf-8")
+    assert load_dictionary(str(path)) == ["blank", "a", "b", "中", " "]
+
+
+def test_load_dictionary_without_trailing_newline(tmp_path) -> None:
+    path = tmp_path / "dict.txt"
+    path.write_text("x\ny", encoding="utf-8")
+    assert load_dictionary(str(path)) == ["blank", "x", "y", " "]
+
+
+def test_load_real_dictionary_matches_model_classes(models_dir) -> None:
+    path = models_dir / "v4" / "dict.txt"
+    if not path.exists():
+        pytest.skip("build/models/v4 not fetched (scripts/fetch_models.py)")
+    labels = load_dictionary(str(path))
+    assert labels[0] == "blank" and labels[-1] == " "
+    assert len(labels) == 6625  # PP-OCRv4 rec output classes
+    assert all(len(c) >= 1 for c in labels[1:-1])
+
+
+# ---------------------------------------------------------------- CTC
+
+def probs_for(seq: list[int], maxp: list[float], classes: int) -> np.ndarray:
+    """[T, C] rows whose argmax is seq[t] with probability maxp[t]; the rest spread evenly."""
+    out = np.zeros((len(seq), classes), np.float32)
+    for t, (k, p) in enumerate(zip(seq, maxp, strict=True)):
+        out[t, :] = (1.0 - p) / (classes - 1)
+        out[t, k] = p
+    return out
+
+
+LABELS = ["blank", "h", "e", "l", "o", " "]
+
+
+def test_ctc_collapses_repeats_and_drops_blanks() -> None:
+    seq = [1, 1, 2, 0, 3, 3, 0, 3, 4, 4, 0]
+    maxp = [0.9, 0.5, 0.8, 0.99, 0.7, 0.1, 0.99, 0.6, 0.95, 0.2, 0.99]
+    (res,) = ctc_greedy_decode(probs_for(seq, maxp, 6)[None], LABELS)
+    assert res.text == "hello"
+    # kept steps: first h (0.9), e (0.8), first l (0.7), second l (0.6), first o (0.95)
+    assert res.score == pytest.approx(np.mean([0.9, 0.8, 0.7, 0.6, 0.95]), abs=1e-6)
+
+
+def test_ctc_repeat_without_blank_is_one_letter() -> None:
+    (res,) = ctc_greedy_decode(probs_for([3, 3, 3], [0.9, 0.9, 0.9], 6)[None], LABELS)
+    assert res.text == "l"
+    (res,) = ctc_greedy_decode(probs_for([3, 0, 3], [0.9, 0.9, 0.9], 6)[None], LABELS)
+    assert res.text == "ll"
+
+
+def test_ctc_space_label() -> None:
+    (res,) = ctc_greedy_decode(probs_for([1, 5, 2], [0.9, 0.9, 0.9], 6)[None], LABELS)
+    assert res.text == "h e"
+
+
+def test_ctc_all_blank_is_empty_with_zero_score() -> None:
+    (res,) = ctc_greedy_decode(probs_for([0, 0, 0, 0], [0.99] * 4, 6)[None], LABELS)
+    assert res == RecResult("", 0.0)
+
+
+def test_ctc_rows_are_independent() -> None:
+    batch = np.stack([probs_for([1, 0, 2, 0], [0.8, 0.9, 0.6, 0.9], 6),
+                      probs_for([0, 0, 0, 0], [0.9] * 4, 6),
+                      probs_for([4, 4, 4, 4], [0.5, 0.9, 0.9, 0.9], 6)])
+    res = ctc_greedy_decode(batch, LABELS)
+    assert [r.text for r in res] == ["he", "", "o"]
+    assert [r.score for r in res] == pytest.approx([0.7, 0.0, 0.5], abs=1e-6)
+
+
+def test_ctc_empty_batch() -> None:
+    assert ctc_greedy_decode(np.zeros((0, 10, 6), np.float32), LABELS) == []
+
+
+# ---------------------------------------------------------------- batch plan / resize
+
+def test_rec_batch_plan_sorted_and_chunked() -> None:
+    ratios = [1.0, 10.0, 3.0, 7.0, 2.0]
+    plan = rec_batch_plan(ratios, batch_size=2, height=48, min_width=320, max_width=3200, width_multiple=1)
+    assert [idx.tolist() for idx, _ in plan] == [[0, 4], [2, 3], [1]]
+    assert [w for _, w in plan] == [320, int(48 * 7.0), int(48 * 10.0)]
+
+
+def test_rec_batch_plan_width_rule() -> None:
+    for ratios, expected in [([2.5], 320), ([6.7], int(48 * 6.7)), ([100.0], 3200), ([66.0], 3168)]:
+        ((_, width),) = rec_batch_plan(ratios, 6, 48, 320, 3200, 1)
+        assert width == min(max(320, int(48 * max(ratios))), 3200), ratios
+        assert width == expected
+
+
+def test_rec_batch_plan_width_multiple() -> None:
+    ((_, width),) = rec_batch_plan([7.1], 6, 48, 320, 3200, 32)
+    assert width == 352  # int(48 * 7.1) = 340 -> next multiple of 32
+    ((_, width),) = rec_batch_plan([1.0], 6, 48, 320, 3200, 32)
+    assert width == 320
+
+
+def test_rec_batch_plan_every_index_once() -> None:
+    rng = np.random.default_rng(5)
+    ratios = list(rng.uniform(0.2, 40, 101))
+    for bs in (1, 6, 64, 200):
+        plan = rec_batch_plan(ratios, bs, 48, 320, 3200, 1)
+        assert len(plan) == math.ceil(101 / bs)
+        assert all(len(idx) <= bs for idx, _ in plan)
+        flat = np.concatenate([idx for idx, _ in plan])
+        assert sorted(flat.tolist()) == list(range(101))
+        assert np.all(np.diff(np.asarray(ratios)[flat]) >= 0)
+        widths = [w for _, w in plan]
+        assert widths == sorted(widths)
+
+
+def test_rec_batch_plan_empty() -> None:
+    assert rec_batch_plan([], 6, 48, 320, 3200, 1) == []
+
+
+def test_resize_norm_pads_with_zeros() -> None:
+    img = np.full((32, 64, 3), 255, np.uint8)
+    img[:, :32] = 0
+    out = resize_norm(img, 48, 320)
+    assert out.shape == (3, 48, 320) and out.dtype == np.float32
+    # ratio 2 -> 96 px of content, rest zero padding
+    np.testing.assert_allclose(out[:, :, :40], -1.0)
+    np.testing.assert_allclose(out[:, :, 56:96], 1.0)
+    assert not out[:, :, 96:].any()
+
+
+def test_resize_norm_squashes_wide_crops() -> None:
+    img = np.full((10, 1000, 3), 255, np.uint8)
+    out = resize_norm(img, 48, 320)
+    assert out.shape == (3, 48, 320)
+    np.testing.assert_allclose(out, 1.0)
+
+
+def test_resize_norm_channel_order_kept() -> None:
+    img = np.zeros((48, 48, 3), np.uint8)
+    img[..., 2] = 255
+    out = resize_norm(img, 48, 100)
+    np.testing.assert_allclose(out[:, 10, 10], [-1.0, -1.0, 1.0])
+
+
+# ---------------------------------------------------------------- fakes
+
+def id_crop(i: int, width: int, height: int = 32) -> np.ndarray:
+    """Crop whose B/G channels encode `i` uniformly (survives resizing); R has a left-right ramp."""
+    crop = np.empty((height, width, 3), np.uint8)
+    crop[..., 0] = i % 256
+    crop[..., 1] = i // 256
+    crop[..., 2] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]
+    return crop
+
+
+def decode_id(plane: np.ndarray) -> int:
+    b = int(round((float(plane[0, 0, 0]) + 1.0) * 127.5))
+    g = int(round((float(plane[1, 0, 0]) + 1.0) * 127.5))
+    return g * 256 + b
+
+
+class FakeRec:
+    """Spells each crop's id in digits, separated by blanks; records batch shapes."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.shapes.append(batch.shape)
+        assert batch.dtype == np.float32 and batch.ndim == 4
+        out = np.zeros((len(batch), 8, len(DIGITS)), np.float32)
+        out[:, :, 0] = 1.0
+        for n in range(len(batch)):
+            for t, ch in enumerate(str(decode_id(batch[n]))):
+                out[n, 2 * t, 0] = 0.0
+                out[n, 2 * t, 1 + int(ch)] = 1.0
+        return out
+
+
+class FakeCls:
+    def __init__(self, probs_by_id: dict[int, tuple[float, float]]) -> None:
+        self.probs_by_id = probs_by_id
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.shapes.append(batch.shape)
+        return np.array([self.probs_by_id[decode_id(x)] for x in batch], np.float32)
+
+
+# ---------------------------------------------------------------- classify_and_flip
+
+def test_classify_flips_only_confident_180() -> None:
+    probs = {0: (0.05, 0.95), 1: (0.15, 0.85), 2: (0.95, 0.05), 3: (0.1, 0.9), 4: (0.0, 1.0)}
+    crops = [id_crop(i, 40 + 30 * i) for i in range(5)]
+    fake = FakeCls(probs)
+    out, flipped, scores = classify_and_flip(crops, fake, batch_size=2, thresh=0.9)
+    assert flipped.tolist() == [True, False, False, False, True]  # 0.9 is not above thresh 0.9
+    np.testing.assert_allclose(scores, [0.95, 0.85, 0.95, 0.9, 1.0], atol=1e-6)
+    for i in range(5):
+        expected = cv2.rotate(crops[i], cv2.ROTATE_180) if flipped[i] else crops[i]
+        np.testing.assert_array_equal(out[i], expected)
+    assert np.array_equal(crops[0], id_crop(0, 40))  # the caller's crops are not modified in place
+    assert len(fake.shapes) == 3
+    assert all(s[0] <= 2 and s[1:] == CLS_SHAPE for s in fake.shapes)
+
+
+def test_classify_zero_crops_no_calls() -> None:
+    fake = FakeCls({})
+    out, flipped, scores = classify_and_flip([], fake, batch_size=6, thresh=0.9)
+    assert out == [] and flipped.shape == (0,) and scores.shape == (0,)
+    assert fake.shapes == []
+
+
+def test_classify_batches_never_exceed_batch_size() -> None:
+    crops = [id_crop(i, 20 + i) for i in range(23)]
+    fake = FakeCls({i: (0.3, 0.7) for i in range(23)})
+    _, flipped, _ = classify_and_flip(crops, fake, batch_size=6, thresh=0.5)
+    assert [s[0] for s in fake.shapes] == [6, 6, 6, 5]
+    assert flipped.all()
+
+
+# ---------------------------------------------------------------- recognize_crops
+
+def run_rec(n: int, batch_size: int, **kw) -> tuple[list[RecResult], FakeRec]:
+    crops = [id_crop(i, 10 + (i * 37) % 300) for i in range(n)]
+    fake = FakeRec()
+    res = recognize_crops(crops, fake, DIGITS, batch_size, 48, kw.get("min_width", 320), kw.get("max_width", 3200),
+                          kw.get("width_multiple", 1))
+    return res, fake
+
+
+@pytest.mark.parametrize("n,batch_size", [(1, 6), (6, 6), (7, 6), (13, 4), (64, 64), (65, 64)])
+def test_recognize_calls_and_order(n: int, batch_size: int) -> None:
+    res, fake = run_rec(n, batch_size)
+    assert len(fake.shapes) == math.ceil(n / batch_size)
+    assert all(s[0] <= batch_size for s in fake.shapes)
+    assert sum(s[0] for s in fake.shapes) == n
+    assert [r.text for r in res] == [str(i) for i in range(n)]  # input order, not sorted order
+    assert all(r.score == pytest.approx(1.0) for r in res)
+
+
+def test_recognize_batch_shapes_follow_the_plan() -> None:
+    res, fake = run_rec(20, 6, width_multiple=8)
+    ratios = [(10 + (i * 37) % 300) / 32 for i in range(20)]
+    plan = rec_batch_plan(ratios, 6, 48, 320, 3200, 8)
+    assert [s for s in fake.shapes] == [(len(idx), 3, 48, w) for idx, w in plan]
+
+
+def test_recognize_zero_crops_no_calls() -> None:
+    res, fake = run_rec(0, 6)
+    assert res == [] and fake.shapes == []
+
+
+def test_recognize_500_crops() -> None:
+    res, fake = run_rec(500, 64)
+    assert len(fake.shapes) == 8
+    assert max(s[0] for s in fake.shapes) == 64
+    assert [r.text for r in res] == [str(i) for i in range(500)]
