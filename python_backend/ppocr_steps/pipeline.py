@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -45,8 +46,29 @@ class OcrLines:
                    np.zeros(0, bool))
 
 
+def _add_time(timings: dict[str, float] | None, stage: str, seconds: float) -> None:
+    if timings is not None:
+        timings[stage] = timings.get(stage, 0.0) + seconds
+
+
+def _timed(infer: Infer, timings: dict[str, float] | None, stage: str) -> Infer:
+    """`infer` that adds its wall time to `timings[stage]` (unchanged when not timing)."""
+    if timings is None:
+        return infer
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            return infer(batch)
+        finally:
+            _add_time(timings, stage, time.perf_counter() - t0)
+
+    return run
+
+
 def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: OcrParams,
-               s: PipelineSettings) -> PreprocessOutput:
+               s: PipelineSettings, timings: dict[str, float] | None = None) -> PreprocessOutput:
+    """`timings`, when given, receives the seconds spent in stages 'decode' and 'det_preprocess'."""
     if len(blobs) == 0:
         raise InvalidInputError("image_bytes holds no image; send at least one encoded image", "empty")
     if len(blobs) > s.max_images_per_request:
@@ -56,10 +78,15 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
     sources, infos = [], []
     for i, blob in enumerate(blobs):
         name = "image_bytes" if len(blobs) == 1 else f"image_bytes[{i}]"
+        t0 = time.perf_counter()
         img = decode_image(blob, s.max_image_pixels, s.min_image_side, s.max_image_bytes, name)
+        t1 = time.perf_counter()
         src, info = prepare_source(img, s)
+        _add_time(timings, "decode", t1 - t0)
+        _add_time(timings, "det_preprocess", time.perf_counter() - t1)
         sources.append(src)
         infos.append(info)
+    t0 = time.perf_counter()
     det_input, infos = build_det_batch(sources, infos, params.limit_side_len, params.limit_type, s)
     if len(sources) == 1:
         images = sources[0][None]
@@ -69,6 +96,7 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
         for i, x in enumerate(sources):
             images[i, :x.shape[0], :x.shape[1]] = x
     info_arr = np.asarray([i.to_row() for i in infos], dtype=np.float32).reshape(-1, IMAGE_INFO_COLUMNS)
+    _add_time(timings, "det_preprocess", time.perf_counter() - t0)
     return PreprocessOutput(det_input, images, info_arr, params)
 
 
@@ -79,8 +107,13 @@ def db_config(params: OcrParams, s: PipelineSettings) -> DBConfig:
 
 
 def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: OcrParams,
-                          s: PipelineSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """prob_map [N,1,H,W] → boxes [K,4,2] (source pixels), box_scores [K], box_image_index [K]."""
+                          s: PipelineSettings, timings: dict[str, float] | None = None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """prob_map [N,1,H,W] → boxes [K,4,2] (source pixels), box_scores [K], box_image_index [K].
+
+    `timings`, when given, receives the seconds spent in stage 'det_postprocess'.
+    """
+    t0 = time.perf_counter()
     cfg = db_config(params, s)
     all_boxes, all_scores, all_index = [], [], []
     for n in range(prob_map.shape[0]):
@@ -91,6 +124,7 @@ def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: 
         all_scores.append(scores)
         all_index.append(np.full(len(boxes), n, dtype=np.int32))
     boxes = np.concatenate(all_boxes).astype(np.float32).reshape(-1, 4, 2)
+    _add_time(timings, "det_postprocess", time.perf_counter() - t0)
     if len(boxes) > s.max_boxes_per_request:
         raise InvalidInputError(f"the request produced {len(boxes)} text boxes; the limit is "
                                 f"{s.max_boxes_per_request} (send fewer images per request)", "too_many_boxes")
@@ -99,16 +133,42 @@ def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: 
 
 def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box_image_index: np.ndarray,
               params: OcrParams, s: PipelineSettings, labels: Sequence[str], cls_infer: Infer | None,
-              rec_infer: Infer) -> OcrLines:
-    """Crops → optional 0/180 flip → recognition → filter by text_rec_score_thresh → original coordinates."""
+              rec_infer: Infer, timings: dict[str, float] | None = None) -> OcrLines:
+    """Crops → optional 0/180 flip → recognition → filter by text_rec_score_thresh → original coordinates.
+
+    `timings`, when given, receives the seconds spent in stages 'crop', 'cls' (classification
+    including its resizing and the flips), 'rec' (the recogniser calls) and 'ctc' (the rest of
+    recognition: resizing the crops for the recogniser and CTC decoding).
+    """
     if len(boxes) == 0:
         return OcrLines.empty()
+    t0 = time.perf_counter()
     crops = crop_all(list(images), boxes, box_image_index)
     flipped = np.zeros(len(crops), dtype=bool)
+    t1 = time.perf_counter()
+    _add_time(timings, "crop", t1 - t0)
+    originals = crops
     if params.use_textline_orientation and cls_infer is not None:
         crops, flipped, _ = classify_and_flip(crops, cls_infer, s.cls_batch_size, s.cls_thresh)
-    results = recognize_crops(crops, rec_infer, labels, s.rec_batch_size, s.rec_image_height, s.rec_min_width,
-                              s.rec_max_width, s.rec_width_multiple)
+        _add_time(timings, "cls", time.perf_counter() - t1)
+    # flip verification: a turned crop is also read as it was, and the more confident reading wins
+    # (the mobile 0/180 classifier turns some short upright words by mistake)
+    recheck = np.flatnonzero(flipped) if s.cls_verify_flips else np.zeros(0, dtype=np.int64)
+    rec_timings: dict[str, float] | None = {} if timings is not None else None
+    t2 = time.perf_counter()
+    results = recognize_crops(crops + [originals[i] for i in recheck], _timed(rec_infer, rec_timings, "rec"),
+                              labels, s.rec_batch_size, s.rec_image_height, s.rec_min_width, s.rec_max_width,
+                              s.rec_width_multiple)
+    for j, i in enumerate(recheck):
+        unturned = results[len(crops) + j]
+        if unturned.score > results[i].score:
+            results[i] = unturned
+            flipped[i] = False
+    results = results[:len(crops)]
+    if rec_timings is not None:
+        rec_seconds = rec_timings.get("rec", 0.0)
+        _add_time(timings, "rec", rec_seconds)
+        _add_time(timings, "ctc", max(0.0, time.perf_counter() - t2 - rec_seconds))
     keep = [i for i, r in enumerate(results) if r.score >= params.text_rec_score_thresh and r.text != ""]
     infos = [ImageInfo.from_row(row) for row in image_info]
     polys = np.zeros((len(keep), 4, 2), dtype=np.float32)

@@ -18,6 +18,7 @@ __all__ = ["CLS_SHAPE", "classify_and_flip", "recognize_crops", "ctc_greedy_deco
            "resize_norm", "RecResult", "load_dictionary"]
 
 CLS_SHAPE = (3, 48, 192)
+MIN_REC_WIDTH = 8  # narrowest recogniser input ever sent (the GPU profiles' minimum)
 Infer = Callable[[np.ndarray], np.ndarray]
 
 
@@ -85,7 +86,7 @@ def rec_batch_plan(ratios: Sequence[float], batch_size: int, height: int, min_wi
         width = int(height * max_ratio)
         if width_multiple > 1:
             width = int(math.ceil(width / width_multiple) * width_multiple)
-        plan.append((idx, min(width, max_width)))
+        plan.append((idx, max(MIN_REC_WIDTH, min(width, max_width))))
     return plan
 
 

@@ -34,6 +34,7 @@ class PipelineSettings:
     min_box_size: int = 3
     # classification / recognition
     cls_thresh: float = 0.9
+    cls_verify_flips: bool = True
     cls_batch_size: int = 6
     rec_batch_size: int = 6
     rec_image_height: int = 48
