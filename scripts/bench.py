@@ -1,0 +1,498 @@
+#!/usr/bin/env python3
+"""Benchmark the OCR server against its peer, RapidOCR 1.4.4, on the same machine in one run.
+
+    .venv/bin/python scripts/bench.py                         # starts its own server on free ports
+    .venv/bin/python scripts/bench.py --max-images 6 --concurrency 1,2
+    .venv/bin/python scripts/bench.py --param rec_pipeline.rec_batch_size=8 --json build/bench/rb8.json
+    .venv/bin/python scripts/bench.py --url 127.0.0.1:8001    # a server that is already running
+
+For each concurrency level, ours (the `ocr` ensemble through OcrClient over gRPC, one client per worker
+thread) runs first, then the peer (one RapidOCR engine per worker, onnxruntime intra-op threads = the
+core count, on the same ONNX files); the two never run at the same time. Per side and level: images/s
+(images / wall time) and latency p50/p90/p99, with ours/peer for each figure. Accuracy comes from
+../shared/tools/ocr_eval.py on the predictions of the lowest level. The per-stage breakdown comes from
+Triton's statistics API (deltas around each of our levels). Output: tables on stdout, all numbers in a
+JSON file, and optionally a PNG of throughput and latency vs concurrency. See docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_lib import data, load, metrics, peer, report, tritonstats  # noqa: E402
+
+SHARED = Path(os.environ.get("OCR_SHARED_DIR", ROOT.parent / "shared"))
+ENSEMBLE = "ocr"
+RUNTIME_MODELS = ("det_model", "cls_model", "rec_model")
+VERSIONED = ("nvidia-pytriton", "tritonclient", "onnxruntime", "numpy", "opencv-python-headless", "grpcio",
+             "rapidocr-onnxruntime", "ocr-client", "ppocr-steps")
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------- arguments
+def model_sets() -> list[str]:
+    try:
+        return sorted(json.loads((ROOT / "scripts" / "models.json").read_text())["sets"])
+    except (OSError, KeyError, ValueError):
+        return ["v4", "v5"]
+
+
+def parse_concurrency(text: str) -> list[int]:
+    try:
+        levels = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of integers, got {text!r}") from None
+    if not levels or levels[0] < 1:
+        raise argparse.ArgumentTypeError(f"concurrency levels must be >= 1, got {text!r}")
+    return levels
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", metavar="HOST:PORT",
+                    help="gRPC address of a running server (default: start one on free ports)")
+    ap.add_argument("--model-set", default="v4", choices=model_sets(),
+                    help="model set of the started server and of the peer's ONNX files (default v4)")
+    ap.add_argument("--param", action="append", default=[], metavar="MODEL.KEY=VALUE",
+                    help="config parameter override for the started server (repeatable; as serve.sh --param)")
+    ap.add_argument("--images", type=Path, default=SHARED / "evaldata",
+                    help="image folder (recursive, sorted) or file (default ../shared/evaldata)")
+    ap.add_argument("--max-images", type=int, metavar="N",
+                    help="use N images spread evenly over the sorted list (default: all)")
+    ap.add_argument("--concurrency", type=parse_concurrency, default=[1, 2, 4, 8], metavar="1,2,4,8",
+                    help="concurrency levels (default 1,2,4,8)")
+    ap.add_argument("--repeat", type=int, default=1, help="passes over the images per level (default 1)")
+    ap.add_argument("--warmup", type=int, default=2,
+                    help="images run before measuring: once on the server, once per peer engine (default 2)")
+    ap.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run the peer, RapidOCR 1.4.4 (default on)")
+    ap.add_argument("--peer-threads", type=int, default=os.cpu_count() or 1,
+                    help="onnxruntime intra-op threads per peer engine (default: os.cpu_count())")
+    ap.add_argument("--peer-mode", choices=["thread", "process"], default="thread",
+                    help="peer workers: threads in this process, one engine each (default), or processes")
+    ap.add_argument("--timeout", type=float, default=600.0, help="per-request timeout of our client, s")
+    ap.add_argument("--scorer", type=Path, default=SHARED / "tools" / "ocr_eval.py",
+                    help="the accuracy scorer (default ../shared/tools/ocr_eval.py)")
+    ap.add_argument("--json", type=Path, default=ROOT / "build" / "bench" / "bench.json",
+                    help="result file (default build/bench/bench.json); predictions etc. are written beside it")
+    ap.add_argument("--plot", type=Path, metavar="PNG",
+                    help="also plot throughput and p50 latency vs concurrency (needs matplotlib)")
+    args = ap.parse_args(argv)
+    if args.url and args.param:
+        ap.error("--param applies to the server bench.py starts; it cannot change a server given by --url")
+    if args.repeat < 1 or args.warmup < 0 or args.peer_threads < 1:
+        ap.error("--repeat and --peer-threads must be >= 1, --warmup >= 0")
+    if args.max_images is not None and args.max_images < 1:
+        ap.error("--max-images must be >= 1")
+    return args
+
+
+# ----------------------------------------------------------------------------------------- environment
+def machine_info() -> dict[str, Any]:
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"nproc": os.cpu_count(), "cpus_usable": affinity, "cpu_model": cpu_model,
+            "mem_total_gib": round(mem_kib / 2**20, 1) if mem_kib else None,
+            "platform": platform.platform(), "hostname": platform.node()}
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_info() -> dict[str, Any]:
+    def git(*a: str) -> str | None:
+        try:
+            p = subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return p.stdout.strip() if p.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+
+
+def ensure_peer() -> None:
+    """Import rapidocr_onnxruntime, installing it the way the test set-up does when it is missing."""
+    try:
+        importlib.import_module("rapidocr_onnxruntime")
+        return
+    except ImportError:
+        pass
+    if sys.prefix == sys.base_prefix:
+        raise SystemExit("bench: the peer needs rapidocr-onnxruntime==1.4.4; run bench.py with the project venv "
+                         "(.venv/bin/python, which it then installs into) or use --no-peer")
+    log("rapidocr-onnxruntime (the peer) is not installed: running scripts/setup_env.sh test (pinned 1.4.4)")
+    env = dict(os.environ, VENV=sys.prefix)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "setup_env.sh"), "test"], env=env, check=False)
+    importlib.invalidate_caches()
+    if proc.returncode != 0:
+        raise SystemExit("bench: installing the peer failed; install rapidocr-onnxruntime==1.4.4 or use --no-peer")
+    importlib.import_module("rapidocr_onnxruntime")
+
+
+# ----------------------------------------------------------------------------------------- server side
+class Target:
+    """The server under test: gRPC address, statistics and configuration queries."""
+
+    def __init__(self, url: str) -> None:
+        import tritonclient.grpc as grpcclient
+
+        self.url = url
+        self.client = grpcclient.InferenceServerClient(url)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return tritonstats.normalize_statistics(self.client.get_inference_statistics(as_json=True, client_timeout=60))
+
+    @staticmethod
+    def finished(stats: dict[str, dict[str, int]]) -> int:
+        s = stats.get(ENSEMBLE) or {}
+        return int(s.get("success_count", 0)) + int(s.get("fail_count", 0))
+
+    def settled_stats(self, expected: int, timeout: float = 15.0) -> dict[str, dict[str, int]]:
+        """Statistics once the ensemble has accounted for ``expected`` finished requests: Triton records
+        a request's ensemble statistics when it releases the request, a moment after the client has the
+        response, so a snapshot taken at once can miss the last requests."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats()
+            if self.finished(stats) >= expected or time.monotonic() > deadline:
+                if self.finished(stats) < expected:
+                    log(f"statistics show {self.finished(stats)} finished requests after {timeout:.0f} s, "
+                        f"expected {expected}; using them as they are")
+                return stats
+            time.sleep(0.05)
+
+    def describe(self) -> dict[str, Any]:
+        meta = self.client.get_server_metadata(as_json=True, client_timeout=30)
+        index = self.client.get_model_repository_index(as_json=True, client_timeout=30)
+        configs: dict[str, Any] = {}
+        for m in index.get("models", []):
+            if m.get("state") == "READY":
+                cfg = self.client.get_model_config(m["name"], as_json=True, client_timeout=30).get("config", {})
+                configs[m["name"]] = {
+                    "backend": cfg.get("backend") or cfg.get("platform"),
+                    "max_batch_size": cfg.get("max_batch_size", 0),
+                    "instance_group": [{"kind": g.get("kind"), "count": g.get("count")}
+                                       for g in cfg.get("instance_group", [])],
+                    "dynamic_batching": cfg.get("dynamic_batching"),
+                    "parameters": {k: v.get("string_value") for k, v in (cfg.get("parameters") or {}).items()},
+                    "steps": [s["model_name"] for s in (cfg.get("ensemble_scheduling") or {}).get("step", [])],
+                }
+        return {"server": {"name": meta.get("name"), "version": meta.get("version")}, "models": configs}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def pipeline_layout(models: dict[str, Any]) -> tuple[list[str], dict[str, list[str]]]:
+    """(ensemble steps in order, {step: models it calls through BLS}) from the served configs; a step's
+    ``*_model_name`` parameters name its BLS callees (rec_pipeline: cls_model_name, rec_model_name)."""
+    steps = (models.get(ENSEMBLE) or {}).get("steps") or ["det_preprocess", "det_model", "det_postprocess",
+                                                         "rec_pipeline"]
+    children: dict[str, list[str]] = {}
+    for step in steps:
+        params = (models.get(step) or {}).get("parameters") or {}
+        callees = [v for k, v in sorted(params.items()) if k.endswith("_model_name") and v]
+        if callees:
+            children[step] = callees
+    return steps, children
+
+
+# ----------------------------------------------------------------------------------------- one level
+def run_ours(url: str, images: list[data.BenchImage], concurrency: int, n_tasks: int, timeout: float
+             ) -> load.LevelRun:
+    from ocr_client import OcrClient
+
+    clients = [OcrClient(url, timeout=timeout, retries=0) for _ in range(concurrency)]
+    try:
+        for c in clients:  # connect before the clock starts
+            c.wait_until_ready(timeout=60)
+
+        def worker(client: OcrClient) -> Callable[[int], list[dict[str, Any]]]:
+            return lambda i: client.ocr(images[i % len(images)].data).to_dict()["lines"]
+
+        return load.run_threads([worker(c) for c in clients], n_tasks)
+    finally:
+        for c in clients:
+            c.close()
+
+
+class PeerPool:
+    """Peer engines kept across levels (thread mode) or worker processes started per level."""
+
+    def __init__(self, images: list[data.BenchImage], threads: int, model_dir: Path | None, warmup: int,
+                 mode: str) -> None:
+        self.images, self.threads, self.model_dir, self.warmup, self.mode = images, threads, model_dir, warmup, mode
+        self.engines: list[Any] = []
+
+    def _engine(self, k: int) -> Any:
+        while len(self.engines) <= k:
+            engine = peer.make_engine(self.threads, self.model_dir)
+            for i in range(min(self.warmup, len(self.images))):
+                engine(self.images[i].data)
+            self.engines.append(engine)
+        return self.engines[k]
+
+    def run(self, concurrency: int, n_tasks: int) -> load.LevelRun:
+        if self.mode == "process":
+            args = (self.threads, str(self.model_dir) if self.model_dir else None,
+                    [str(im.path) for im in self.images], self.warmup)
+            return load.run_processes(peer.process_worker, args, concurrency, n_tasks)
+        engines = [self._engine(k) for k in range(concurrency)]
+
+        def worker(engine: Any) -> Callable[[int], list[dict[str, Any]]]:
+            return lambda i: peer.peer_lines(engine(self.images[i % len(self.images)].data)[0])
+
+        return load.run_threads([worker(e) for e in engines], n_tasks)
+
+
+def first_pass_lines(run: load.LevelRun, images: list[data.BenchImage]) -> dict[str, list[dict[str, Any]]]:
+    return {images[r.index].key: r.lines for r in run.records if r.index < len(images) and r.lines is not None}
+
+
+# ----------------------------------------------------------------------------------------- accuracy
+def accuracy(args: argparse.Namespace, images: list[data.BenchImage], out_base: Path,
+             preds: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    if not args.scorer.is_file():
+        return {"skipped": f"scorer {args.scorer} not found"}
+    gt = data.write_ground_truth(images, out_base.with_name(out_base.name + ".gt"))
+    if gt is None:
+        return {"skipped": f"no labels.jsonl found for the images under {args.images}"}
+    keys = [im.key for im in images if im.labels is not None]
+    result: dict[str, Any] = {"gt": str(gt), "scorer": str(args.scorer), "images_scored": len(keys)}
+    for side, lines in preds.items():
+        path = out_base.with_name(f"{out_base.name}.{side}.jsonl")
+        data.write_predictions(path, keys, lines)
+        scored = data.run_scorer(args.scorer, gt, path)
+        result[side] = scored["overall"]
+        result[f"{side}_subsets"] = {k: {m: v[m] for m in report.ACCURACY_KEYS} for k, v in scored["subsets"].items()}
+        result[f"{side}_predictions"] = str(path)
+    if "ours" in result and "peer" in result:
+        result["ratio"] = metrics.ratio_dict(result["ours"], result["peer"], report.ACCURACY_KEYS)
+    return result
+
+
+# ----------------------------------------------------------------------------------------- plot
+def plot(path: Path, levels: list[dict[str, Any]]) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed in this venv: plot skipped (pip install matplotlib to get it)"
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for side, style in (("ours", "o-"), ("peer", "s--")):
+        pts = [(lvl["concurrency"], lvl[side]) for lvl in levels if lvl.get(side)]
+        if pts:
+            ax1.plot([c for c, _ in pts], [s["images_per_s"] for _, s in pts], style, label=side)
+            ax2.plot([c for c, _ in pts], [s["p50_ms"] for _, s in pts], style, label=f"{side} p50")
+    ax1.set(xlabel="concurrency", ylabel="images/s", title="throughput")
+    ax2.set(xlabel="concurrency", ylabel="ms", title="median latency")
+    concs = [lvl["concurrency"] for lvl in levels]
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(concs, [str(c) for c in concs])
+        ax.minorticks_off()
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+# ----------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = dt.datetime.now(dt.timezone.utc)
+    out_json: Path = args.json.resolve()
+    out_base = out_json.with_suffix("")
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+
+    images = data.load_images(args.images.resolve(), args.max_images)
+    n = len(images)
+    n_tasks = n * args.repeat
+    log(f"{n} images ({sum(len(im.data) for im in images) / 2**20:.1f} MiB) from {args.images}, "
+        f"concurrency {args.concurrency}, repeat {args.repeat}")
+    if args.peer:
+        ensure_peer()
+
+    server = None
+    result: dict[str, Any] = {
+        "command": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["bench.py", *argv]),
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": {**machine_info(), "loadavg_start": list(os.getloadavg())},
+        "versions": versions(), "git": git_info(),
+        "settings": {"concurrency": args.concurrency, "repeat": args.repeat, "warmup": args.warmup,
+                     "max_images": args.max_images, "peer": args.peer, "peer_threads": args.peer_threads,
+                     "peer_mode": args.peer_mode, "timeout_s": args.timeout,
+                     "order": "per level: ours, then the peer (never at the same time)"},
+        "images": {"root": str(args.images), "count": n, "bytes": sum(len(im.data) for im in images),
+                   "keys": [im.key for im in images]},
+    }
+    target = None
+    try:
+        if args.url:
+            url = args.url
+            result["server_mode"] = {"mode": "url", "url": url}
+        else:
+            from assemble_repository import parse_overrides
+            from bench_lib.server import start_server
+
+            overrides = parse_overrides(args.param)
+            log(f"starting tritonserver (model set {args.model_set}, overrides {args.param or 'none'}) ...")
+            server = start_server(out_base.with_name(out_base.name + ".server"), args.model_set, overrides)
+            url = server.grpc_url
+            result["server_mode"] = {"mode": "started", "url": url, "model_set": args.model_set,
+                                     "params": args.param, "log": str(server.log_path),
+                                     "repository": str(server.repository)}
+            log(f"server ready on {url} (log {server.log_path})")
+        target = Target(url)
+        desc = target.describe()
+        result["server"] = desc["server"]
+        result["model_configs"] = desc["models"]
+        steps, children = pipeline_layout(desc["models"])
+        result["pipeline"] = {"ensemble": ENSEMBLE, "steps": steps, "bls_children": children,
+                              "runtime_models": list(RUNTIME_MODELS)}
+
+        expected = target.finished(target.stats())  # ensemble requests finished so far
+        if args.warmup:
+            log(f"warming the server up with {min(args.warmup, n)} image(s)")
+            warm = run_ours(url, images[:min(args.warmup, n)], 1, min(args.warmup, n), args.timeout)
+            expected += len(warm.records)
+            if warm.errors:
+                raise RuntimeError(f"warm-up request failed: {warm.errors[0].error}")
+
+        peer_model_dir = ROOT / "build" / "models" / args.model_set
+        pool = PeerPool(images, args.peer_threads, peer_model_dir if peer_model_dir.is_dir() else None,
+                        args.warmup, args.peer_mode) if args.peer else None
+        result["peer"] = {"name": "rapidocr-onnxruntime", "version": result["versions"].get("rapidocr-onnxruntime"),
+                          "models": str(peer_model_dir) if pool and pool.model_dir else "the wheel's own",
+                          "intra_op_num_threads": args.peer_threads, "mode": args.peer_mode} if args.peer else None
+
+        levels: list[dict[str, Any]] = []
+        preds: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for c in args.concurrency:
+            before = target.settled_stats(expected)
+            ours_run = run_ours(url, images, c, n_tasks, args.timeout)
+            expected = target.finished(before) + len(ours_run.records)
+            delta = tritonstats.stats_delta(before, target.settled_stats(expected))
+            ours = metrics.level_summary(ours_run.latencies, ours_run.wall_s, len(ours_run.errors))
+            bd = tritonstats.breakdown(delta, images=len(ours_run.latencies),
+                                       client_request_ns=int(sum(ours_run.latencies) * 1e9), ensemble=ENSEMBLE,
+                                       steps=steps, runtime_models=RUNTIME_MODELS, bls_children=children)
+            foreign = (bd["ensemble_requests"] or 0) - len(ours_run.records)
+            if foreign:
+                bd["warning"] = (f"the statistics window holds {foreign:+d} ensemble requests besides ours: "
+                                 "another client used the server, so the breakdown is not ours alone")
+                log(bd["warning"])
+            lvl: dict[str, Any] = {"concurrency": c, "ours": ours, "breakdown": bd,
+                                   "ours_errors": [r.error for r in ours_run.errors][:5]}
+            log(f"c={c} ours: {ours['images_per_s']:.3f} img/s, p50 {ours['p50_ms']:.0f} ms, "
+                f"{len(ours_run.errors)} error(s)")
+            if "ours" not in preds:
+                preds["ours"] = first_pass_lines(ours_run, images)
+            if pool is not None:
+                peer_run = pool.run(c, n_tasks)
+                lvl["peer"] = metrics.level_summary(peer_run.latencies, peer_run.wall_s, len(peer_run.errors))
+                lvl["peer_errors"] = [r.error for r in peer_run.errors][:5]
+                lvl["ratio"] = metrics.ratio_dict(lvl["ours"], lvl["peer"], report.LEVEL_KEYS)
+                log(f"c={c} peer: {lvl['peer']['images_per_s']:.3f} img/s, p50 {lvl['peer']['p50_ms']:.0f} ms, "
+                    f"{len(peer_run.errors)} error(s)")
+                if "peer" not in preds:
+                    preds["peer"] = first_pass_lines(peer_run, images)
+            levels.append(lvl)
+        result["levels"] = levels
+        try:
+            result["accuracy"] = accuracy(args, images, out_base, preds)
+        except Exception as exc:  # noqa: BLE001 - keep the timings even when scoring fails
+            result["accuracy"] = {"skipped": f"scoring failed: {exc}"}
+            log(result["accuracy"]["skipped"])
+    finally:
+        if target is not None:
+            target.close()
+        if server is not None:
+            from bench_lib.server import stop_server
+
+            stop_server(server)
+
+    c1 = next((lvl for lvl in result["levels"] if lvl["concurrency"] == 1), None)
+    result["summary"] = metrics.summarize_targets(result["levels"],
+                                                  c1["breakdown"]["non_model_share"] if c1 else None)
+    result["machine"]["loadavg_end"] = list(os.getloadavg())
+    result["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    if args.plot:
+        note = plot(args.plot, result["levels"])
+        result["plot"] = note or str(args.plot)
+        if note:
+            log(note)
+    out_json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+
+    m = result["machine"]
+    srv = result.get("server") or {}
+    workers = "threads" if args.peer_mode == "thread" else "processes"
+    peer_desc = (f"RapidOCR {result['versions'].get('rapidocr-onnxruntime')} ({workers}, one engine per worker, "
+                 f"{args.peer_threads} intra-op threads each)") if args.peer else "not run (--no-peer)"
+    print(f"OCR benchmark: ours = Triton {srv.get('version')} `{ENSEMBLE}` at {result['server_mode']['url']} "
+          f"({result['server_mode']['mode']}); peer = {peer_desc}")
+    print(f"machine: {m['cpu_model']}, {m['nproc']} CPUs ({m['cpus_usable']} usable), load average "
+          f"{m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end")
+    print(f"images: {n} from {args.images}, {args.repeat} pass(es) per level; warm-up {args.warmup}\n")
+    print(report.level_table(result["levels"]))
+    acc = result["accuracy"]
+    print("\naccuracy (ocr_eval.py, overall, predictions of the lowest concurrency level):")
+    print(report.accuracy_table(acc) if "skipped" not in acc else f"  skipped: {acc['skipped']}")
+    first = result["levels"][0]
+    print(f"\nwhere the time goes (ours, concurrency {first['concurrency']}, Triton statistics):")
+    print(report.breakdown_table(first["breakdown"]))
+    print("\nnon-model time (everything except compute_infer of " + ", ".join(RUNTIME_MODELS) + "):")
+    print("\n".join(report.non_model_lines(result["levels"])))
+    print("\ntargets:")
+    print("\n".join(report.summary_lines(result["summary"])))
+    print(f"\nJSON: {out_json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Latency percentiles, throughput and ours/peer ratios (pure functions, no I/O)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["LATENCY_KEYS", "TARGETS", "latency_summary", "level_summary", "percentile", "ratio", "ratio_dict",
+           "summarize_targets"]
+
+#: Latency figures reported per side and level, in milliseconds.
+LATENCY_KEYS: tuple[str, ...] = ("p50_ms", "p90_ms", "p99_ms")
+
+#: The issue's targets (what "met" means in the summary); figures are ours/peer unless said otherwise.
+TARGETS: dict[str, dict[str, Any]] = {
+    "throughput_best_ratio": {"op": ">=", "value": 1.5,
+                              "what": "images/s at each side's best concurrency, ours/peer"},
+    "latency_c1_p50_ratio": {"op": "<=", "value": 1.0, "what": "median latency at concurrency 1, ours/peer"},
+    "non_model_share_c1": {"op": "<=", "value": 0.05,
+                           "what": "non-model time / client request time at concurrency 1 (ours)"},
+}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) with linear interpolation between closest ranks (numpy's default).
+
+    ``nan`` for an empty sequence. With few samples the high percentiles approach the maximum.
+    """
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile q must be in [0, 100], got {q!r}")
+    data = sorted(float(v) for v in values)
+    if not data:
+        return math.nan
+    pos = (len(data) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(data) - 1)
+    frac = pos - lo
+    return data[lo] + (data[hi] - data[lo]) * frac
+
+
+def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
+    """Per-request latencies in seconds -> count, mean, min, max and p50/p90/p99 in milliseconds."""
+    ms = [float(v) * 1000.0 for v in latencies_s]
+    if not ms:
+        return {"n": 0, "mean_ms": math.nan, "min_ms": math.nan, "max_ms": math.nan,
+                "p50_ms": math.nan, "p90_ms": math.nan, "p99_ms": math.nan}
+    return {"n": len(ms), "mean_ms": sum(ms) / len(ms), "min_ms": min(ms), "max_ms": max(ms),
+            "p50_ms": percentile(ms, 50), "p90_ms": percentile(ms, 90), "p99_ms": percentile(ms, 99)}
+
+
+def level_summary(latencies_s: Sequence[float], wall_s: float, errors: int = 0) -> dict[str, Any]:
+    """One side at one concurrency level: images/s (successful images / wall time) and latency figures."""
+    n = len(latencies_s)
+    out: dict[str, Any] = {"images": n, "errors": int(errors), "wall_s": float(wall_s),
+                           "images_per_s": (n / wall_s) if wall_s > 0 else math.nan}
+    out.update(latency_summary(latencies_s))
+    return out
+
+
+def ratio(ours: float | None, peer: float | None) -> float | None:
+    """ours / peer, or None when either is missing, not finite, or the peer figure is 0."""
+    if ours is None or peer is None:
+        return None
+    ours, peer = float(ours), float(peer)
+    if not (math.isfinite(ours) and math.isfinite(peer)) or peer == 0.0:
+        return None
+    return ours / peer
+
+
+def ratio_dict(ours: Mapping[str, Any] | None, peer: Mapping[str, Any] | None,
+               keys: Sequence[str]) -> dict[str, float | None]:
+    """``{key: ours[key] / peer[key]}`` for each key (None where a ratio cannot be formed)."""
+    ours, peer = ours or {}, peer or {}
+    return {k: ratio(ours.get(k), peer.get(k)) for k in keys}
+
+
+def _best(levels: Sequence[Mapping[str, Any]], side: str) -> tuple[int | None, float | None]:
+    best_c, best_v = None, None
+    for lvl in levels:
+        s = lvl.get(side)
+        if not s:
+            continue
+        v = s.get("images_per_s")
+        if v is not None and math.isfinite(v) and (best_v is None or v > best_v):
+            best_c, best_v = int(lvl["concurrency"]), float(v)
+    return best_c, best_v
+
+
+def _met(name: str, value: float | None) -> bool | None:
+    if value is None or not math.isfinite(value):
+        return None
+    t = TARGETS[name]
+    return value >= t["value"] if t["op"] == ">=" else value <= t["value"]
+
+
+def summarize_targets(levels: Sequence[Mapping[str, Any]], non_model_share_c1: float | None) -> dict[str, Any]:
+    """The three headline figures and whether each meets its target (None = not measured).
+
+    ``levels``: ``[{"concurrency": c, "ours": level_summary, "peer": level_summary | None}, ...]``.
+    Throughput compares each side at its own best concurrency.
+    """
+    oc, ov = _best(levels, "ours")
+    pc, pv = _best(levels, "peer")
+    c1 = next((lvl for lvl in levels if int(lvl["concurrency"]) == 1), None)
+    lat_ours = (c1 or {}).get("ours") or {}
+    lat_peer = (c1 or {}).get("peer") or {}
+    thr = ratio(ov, pv)
+    lat = ratio(lat_ours.get("p50_ms"), lat_peer.get("p50_ms"))
+    return {
+        "throughput_best": {"ours_images_per_s": ov, "ours_concurrency": oc, "peer_images_per_s": pv,
+                            "peer_concurrency": pc, "ratio": thr, "target": TARGETS["throughput_best_ratio"],
+                            "met": _met("throughput_best_ratio", thr)},
+        "latency_c1_p50": {"ours_ms": lat_ours.get("p50_ms"), "peer_ms": lat_peer.get("p50_ms"), "ratio": lat,
+                           "target": TARGETS["latency_c1_p50_ratio"], "met": _met("latency_c1_p50_ratio", lat)},
+        "non_model_share_c1": {"share": non_model_share_c1, "target": TARGETS["non_model_share_c1"],
+                               "met": _met("non_model_share_c1", non_model_share_c1)},
+    }

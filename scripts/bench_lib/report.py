@@ -1,0 +1,125 @@
+"""Plain-text tables for stdout (pure functions over the result dicts; no I/O)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .metrics import LATENCY_KEYS, ratio_dict
+from .tritonstats import CATEGORIES
+
+__all__ = ["ACCURACY_KEYS", "LEVEL_KEYS", "accuracy_table", "breakdown_table", "fmt", "level_table",
+           "non_model_lines", "summary_lines"]
+
+#: Figures compared per concurrency level (the ratio is ours/peer for each).
+LEVEL_KEYS: tuple[str, ...] = ("images_per_s", *LATENCY_KEYS)
+#: ocr_eval.py "overall" figures reported by the benchmark.
+ACCURACY_KEYS: tuple[str, ...] = ("det_hmean", "e2e_hmean", "one_minus_ned")
+
+
+def fmt(value: Any, spec: str = ".2f", width: int = 0) -> str:
+    """``value`` formatted with ``spec``; '-' for None / NaN."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        text = "-"
+    else:
+        text = format(value, spec)
+    return text.rjust(width) if width else text
+
+
+def level_table(levels: Sequence[Mapping[str, Any]]) -> str:
+    """One block per concurrency level: ours, peer and ours/peer for images/s and p50/p90/p99 latency."""
+    head = f"{'conc':>4}  {'side':<10} {'images/s':>9} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'n':>5} {'err':>4}"
+    out = [head, "-" * len(head)]
+    for lvl in levels:
+        c = lvl["concurrency"]
+        ours, peer = lvl.get("ours"), lvl.get("peer")
+        for side, s in (("ours", ours), ("peer", peer)):
+            if not s:
+                continue
+            out.append(f"{c:>4}  {side:<10} {fmt(s.get('images_per_s'), '.3f', 9)} "
+                       f"{fmt(s.get('p50_ms'), '.1f', 9)} {fmt(s.get('p90_ms'), '.1f', 9)} "
+                       f"{fmt(s.get('p99_ms'), '.1f', 9)} {s.get('images', 0):>5} {s.get('errors', 0):>4}")
+        if ours and peer:
+            r = lvl.get("ratio") or ratio_dict(ours, peer, LEVEL_KEYS)
+            out.append(f"{c:>4}  {'ours/peer':<10} {fmt(r.get('images_per_s'), '.3f', 9)} "
+                       f"{fmt(r.get('p50_ms'), '.3f', 9)} {fmt(r.get('p90_ms'), '.3f', 9)} "
+                       f"{fmt(r.get('p99_ms'), '.3f', 9)}")
+    return "\n".join(out)
+
+
+def accuracy_table(accuracy: Mapping[str, Any]) -> str:
+    """det H-mean, end-to-end H-mean and 1-NED for ours, the peer and ours/peer."""
+    head = f"{'side':<10} {'images':>6} {'det_hmean':>10} {'e2e_hmean':>10} {'1-NED':>8}"
+    out = [head, "-" * len(head)]
+    for side in ("ours", "peer"):
+        m = accuracy.get(side)
+        if m:
+            out.append(f"{side:<10} {m.get('images', 0):>6} {fmt(m.get('det_hmean'), '.4f', 10)} "
+                       f"{fmt(m.get('e2e_hmean'), '.4f', 10)} {fmt(m.get('one_minus_ned'), '.4f', 8)}")
+    r = accuracy.get("ratio")
+    if r:
+        out.append(f"{'ours/peer':<10} {'':>6} {fmt(r.get('det_hmean'), '.4f', 10)} "
+                   f"{fmt(r.get('e2e_hmean'), '.4f', 10)} {fmt(r.get('one_minus_ned'), '.4f', 8)}")
+    return "\n".join(out)
+
+
+def breakdown_table(bd: Mapping[str, Any]) -> str:
+    """Per-stage rows (ms per image, share of request time), then the per-category totals."""
+    base = "client request time" if bd.get("base") == "client" else "server request time"
+    head = f"{'stage':<22} {'part':<31} {'ms/image':>9} {'share':>7}"
+    out = [f"(share = of the {base})", head, "-" * len(head)]
+    last_stage = None
+    for r in bd["rows"]:
+        stage = ("  " * r.get("depth", 0) + r["stage"]) if r["stage"] != last_stage else ""
+        last_stage = r["stage"]
+        share = fmt(r["share"] * 100, ".1f") + "%" if r.get("share") is not None else "-"
+        out.append(f"{stage:<22} {r['part']:<31} {fmt(r['ms_per_image'], '.2f', 9)} {share:>7}")
+    out.append("-" * len(head))
+    label = "by category"
+    for cat, v in bd["categories"].items():
+        if v["ns"] == 0 and cat != "model":
+            continue
+        share = fmt(v["share"] * 100, ".1f") + "%" if v.get("share") is not None else "-"
+        out.append(f"{label:<22} {CATEGORIES[cat]:<31} {fmt(v['ms_per_image'], '.2f', 9)} {share:>7}")
+        label = ""
+    return "\n".join(out)
+
+
+def _pct(share: float | None) -> str:
+    return fmt(share * 100 if share is not None else None, ".1f") + "%"
+
+
+def non_model_lines(levels: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per level: model compute vs non-model time (ms per image and share)."""
+    out = []
+    for lvl in levels:
+        bd = lvl.get("breakdown")
+        if not bd:
+            continue
+        out.append(f"  concurrency {lvl['concurrency']:>2}: model compute "
+                   f"{fmt(bd.get('model_compute_ms_per_image'), '.1f')} ms/image, non-model "
+                   f"{fmt(bd.get('non_model_ms_per_image'), '.1f')} ms/image = {_pct(bd.get('non_model_share'))} "
+                   f"of request time ({_pct(bd.get('non_model_share_server'))} of the server-side time)")
+    return out
+
+
+def summary_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The headline figures against the issue's targets."""
+
+    def verdict(met: bool | None) -> str:
+        return "not measured" if met is None else ("met" if met else "NOT met")
+
+    t = summary["throughput_best"]
+    lat = summary["latency_c1_p50"]
+    nm = summary["non_model_share_c1"]
+    return [
+        f"  throughput at best concurrency: ours {fmt(t['ours_images_per_s'], '.3f')} img/s "
+        f"(c={t['ours_concurrency']}), peer {fmt(t['peer_images_per_s'], '.3f')} img/s "
+        f"(c={t['peer_concurrency']}), ratio {fmt(t['ratio'], '.2f')}  "
+        f"[target >= {t['target']['value']}: {verdict(t['met'])}]",
+        f"  median latency at concurrency 1: ours {fmt(lat['ours_ms'], '.1f')} ms, "
+        f"peer {fmt(lat['peer_ms'], '.1f')} ms, ratio {fmt(lat['ratio'], '.2f')}  "
+        f"[target <= {lat['target']['value']}: {verdict(lat['met'])}]",
+        f"  non-model time at concurrency 1: {_pct(nm.get('share'))} of request time  "
+        f"[target <= {nm['target']['value'] * 100:.0f}%: {verdict(nm['met'])}]",
+    ]

@@ -1,0 +1,324 @@
+"""The pure parts of scripts/bench.py: percentiles, Triton statistics deltas and the time breakdown,
+ours/peer ratios, the report tables, image selection and ground-truth filtering. No server, no timing."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import bench  # noqa: E402
+from bench_lib import data, metrics, report, tritonstats  # noqa: E402
+
+MS = 1_000_000  # ns per ms
+
+
+# ----------------------------------------------------------------------------------------- percentiles
+@pytest.mark.parametrize("q, expected", [(0, 1.0), (50, 2.5), (90, 3.7), (99, 3.97), (100, 4.0)])
+def test_percentile_interpolates_linearly(q, expected):
+    assert metrics.percentile([4, 1, 3, 2], q) == pytest.approx(expected)
+
+
+def test_percentile_matches_numpy_default():
+    values = np.random.default_rng(7).exponential(100.0, size=37).tolist()
+    for q in (1, 10, 50, 90, 99):
+        assert metrics.percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_percentile_edge_cases():
+    assert metrics.percentile([5.0], 99) == 5.0
+    assert math.isnan(metrics.percentile([], 50))
+    with pytest.raises(ValueError):
+        metrics.percentile([1.0], 101)
+
+
+def test_level_summary_in_ms_and_images_per_second():
+    s = metrics.level_summary([0.1, 0.2, 0.3, 0.4], wall_s=0.5, errors=1)
+    assert s["images"] == 4 and s["errors"] == 1
+    assert s["images_per_s"] == pytest.approx(8.0)
+    assert s["p50_ms"] == pytest.approx(250.0)
+    assert s["mean_ms"] == pytest.approx(250.0)
+    assert s["max_ms"] == pytest.approx(400.0)
+    empty = metrics.level_summary([], wall_s=0.0)
+    assert empty["images"] == 0 and math.isnan(empty["images_per_s"]) and math.isnan(empty["p50_ms"])
+
+
+# ----------------------------------------------------------------------------------------- ratios
+def test_ratio_and_missing_values():
+    assert metrics.ratio(3.0, 2.0) == pytest.approx(1.5)
+    assert metrics.ratio(1.0, 0.0) is None
+    assert metrics.ratio(None, 2.0) is None
+    assert metrics.ratio(1.0, math.nan) is None
+    r = metrics.ratio_dict({"images_per_s": 3.0, "p50_ms": 50.0}, {"images_per_s": 2.0, "p50_ms": 100.0},
+                           ["images_per_s", "p50_ms", "p90_ms"])
+    assert r == {"images_per_s": pytest.approx(1.5), "p50_ms": pytest.approx(0.5), "p90_ms": None}
+
+
+def _levels():
+    ours = {1: (2.0, 400.0), 2: (3.0, 600.0), 4: (2.5, 1500.0)}
+    peer = {1: (1.6, 500.0), 2: (1.8, 1000.0), 4: (1.7, 2300.0)}
+    out = []
+    for c in (1, 2, 4):
+        o = {"images_per_s": ours[c][0], "p50_ms": ours[c][1], "p90_ms": ours[c][1] * 1.2,
+             "p99_ms": ours[c][1] * 1.5, "images": 10, "errors": 0}
+        p = {"images_per_s": peer[c][0], "p50_ms": peer[c][1], "p90_ms": peer[c][1] * 1.2,
+             "p99_ms": peer[c][1] * 1.5, "images": 10, "errors": 0}
+        out.append({"concurrency": c, "ours": o, "peer": p,
+                    "ratio": metrics.ratio_dict(o, p, report.LEVEL_KEYS)})
+    return out
+
+
+def test_targets_compare_each_side_at_its_best_concurrency():
+    s = metrics.summarize_targets(_levels(), non_model_share_c1=0.04)
+    t = s["throughput_best"]
+    assert (t["ours_concurrency"], t["peer_concurrency"]) == (2, 2)
+    assert t["ratio"] == pytest.approx(3.0 / 1.8) and t["met"] is True
+    assert s["latency_c1_p50"]["ratio"] == pytest.approx(0.8) and s["latency_c1_p50"]["met"] is True
+    assert s["non_model_share_c1"]["met"] is True
+    s = metrics.summarize_targets([{"concurrency": 2, "ours": _levels()[1]["ours"], "peer": None}], None)
+    assert s["throughput_best"]["ratio"] is None and s["throughput_best"]["met"] is None
+    assert s["latency_c1_p50"]["met"] is None and s["non_model_share_c1"]["met"] is None
+
+
+def test_level_table_prints_both_sides_and_the_ratio():
+    text = report.level_table(_levels())
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["conc", "side", "images/s"]
+    ratio_rows = [ln for ln in lines if "ours/peer" in ln]
+    assert len(ratio_rows) == 3
+    assert ratio_rows[0].split()[2:4] == ["1.250", "0.800"]  # images/s 2.0/1.6, p50 400/500
+    no_peer = report.level_table([{"concurrency": 1, "ours": _levels()[0]["ours"]}])
+    assert "peer" not in no_peer
+
+
+def test_summary_and_accuracy_tables():
+    lines = report.summary_lines(metrics.summarize_targets(_levels(), 0.12))
+    assert "ratio 1.67" in lines[0] and "met" in lines[0]
+    assert "NOT met" in lines[2] and "12.0%" in lines[2]
+    acc = {"ours": {"images": 4, "det_hmean": 0.8, "e2e_hmean": 0.6, "one_minus_ned": 0.7},
+           "peer": {"images": 4, "det_hmean": 0.8, "e2e_hmean": 0.5, "one_minus_ned": 0.7}}
+    acc["ratio"] = metrics.ratio_dict(acc["ours"], acc["peer"], report.ACCURACY_KEYS)
+    text = report.accuracy_table(acc)
+    assert text.splitlines()[-1].split() == ["ours/peer", "1.0000", "1.2000", "1.0000"]
+
+
+# ----------------------------------------------------------------------------------------- statistics
+def _inf(success, queue, cin, cinfer, cout, count, fail=0):
+    return {"success": {"count": count, "ns": success}, "fail": {"count": fail, "ns": 0},
+            "queue": {"count": count, "ns": queue}, "compute_input": {"count": count, "ns": cin},
+            "compute_infer": {"count": count, "ns": cinfer}, "compute_output": {"count": count, "ns": cout},
+            "cache_hit": {"count": 0, "ns": 0}, "cache_miss": {"count": 0, "ns": 0}}
+
+
+def _model(name, inf, infer_count=None, exec_count=None, batch=None):
+    count = inf["success"]["count"]
+    return {"name": name, "version": "1", "last_inference": 1, "inference_count": infer_count or count,
+            "execution_count": exec_count or count, "inference_stats": inf, "batch_stats": batch or [],
+            "memory_usage": []}
+
+
+# A hand-made window: 2 images at concurrency 1, client latencies summing to 2.1 s.
+# ocr 2.0 s = det_preprocess 0.1 + det_model 0.8 + det_postprocess 0.1 + rec_pipeline 0.95 + 0.05 scheduling;
+# rec_pipeline computes 0.9 s, of which 0.1 s (cls_model) + 0.6 s (rec_model) are BLS waits.
+BEFORE = {"model_stats": [
+    _model("ocr", _inf(500 * MS, 0, 10 * MS, 480 * MS, 5 * MS, 1)),
+    _model("det_model", _inf(300 * MS, 1 * MS, 5 * MS, 290 * MS, 4 * MS, 1)),
+]}
+AFTER = {"model_stats": [
+    _model("ocr", _inf(2500 * MS, 0, 10 * MS, 480 * MS, 5 * MS, 3)),
+    _model("det_preprocess", _inf(100 * MS, 10 * MS, 10 * MS, 70 * MS, 10 * MS, 2)),
+    _model("det_model", _inf(1100 * MS, 11 * MS, 25 * MS, 1040 * MS, 24 * MS, 3)),
+    _model("det_postprocess", _inf(100 * MS, 0, 20 * MS, 80 * MS, 0, 2)),
+    _model("rec_pipeline", _inf(950 * MS, 0, 30 * MS, 900 * MS, 20 * MS, 2)),
+    _model("cls_model", _inf(100 * MS, 10 * MS, 0, 90 * MS, 0, 4), infer_count=24, exec_count=3,
+           batch=[{"batch_size": 6, "compute_infer": {"count": 2, "ns": 40 * MS}},
+                  {"batch_size": 12, "compute_infer": {"count": 1, "ns": 30 * MS}}]),
+    _model("rec_model", _inf(600 * MS, 20 * MS, 10 * MS, 560 * MS, 10 * MS, 4), infer_count=24),
+]}
+STEPS = ["det_preprocess", "det_model", "det_postprocess", "rec_pipeline"]
+CHILDREN = {"rec_pipeline": ["cls_model", "rec_model"]}
+RUNTIME = ["det_model", "cls_model", "rec_model"]
+
+
+def _grpc_form(raw: dict) -> dict:
+    """What tritonclient.grpc's as_json gives: int64 as strings, zero-valued fields left out."""
+    def conv(v):
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items() if x not in (0, {}, [])}
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    return conv(raw)
+
+
+def test_normalize_reads_http_and_grpc_forms_alike():
+    http = tritonstats.normalize_statistics(AFTER)
+    grpc = tritonstats.normalize_statistics(_grpc_form(AFTER))
+    assert http == grpc
+    cls = http["cls_model"]
+    assert (cls["success_count"], cls["inference_count"], cls["execution_count"]) == (4, 24, 3)
+    assert cls["exec_count"] == 3 and cls["exec_compute_infer_ns"] == 70 * MS  # per execution
+    assert cls["compute_infer_ns"] == 90 * MS                                  # per request
+    assert http["det_postprocess"]["queue_ns"] == 0
+
+
+def test_versions_of_a_model_are_summed():
+    raw = {"model_stats": [_model("m", _inf(10, 1, 1, 7, 1, 1)), _model("m", _inf(20, 2, 2, 14, 2, 2))]}
+    m = tritonstats.normalize_statistics(raw)["m"]
+    assert m["success_count"] == 3 and m["success_ns"] == 30 and m["compute_infer_ns"] == 21
+
+
+def test_stats_delta_subtracts_and_counts_new_models_from_zero():
+    d = tritonstats.stats_delta(tritonstats.normalize_statistics(BEFORE), tritonstats.normalize_statistics(AFTER))
+    assert d["ocr"]["success_count"] == 2 and d["ocr"]["success_ns"] == 2000 * MS
+    assert d["ocr"]["compute_infer_ns"] == 0
+    assert d["det_model"]["compute_infer_ns"] == 750 * MS and d["det_model"]["success_count"] == 2
+    assert d["rec_pipeline"]["success_ns"] == 950 * MS
+
+
+def test_stats_delta_refuses_counters_that_went_backwards():
+    with pytest.raises(ValueError, match="restarted"):
+        tritonstats.stats_delta(tritonstats.normalize_statistics(AFTER), tritonstats.normalize_statistics(BEFORE))
+
+
+def _breakdown(client_ns=2100 * MS, **kw):
+    d = tritonstats.stats_delta(tritonstats.normalize_statistics(BEFORE), tritonstats.normalize_statistics(AFTER))
+    args = {"images": 2, "client_request_ns": client_ns, "steps": STEPS, "runtime_models": RUNTIME,
+            "bls_children": CHILDREN}
+    args.update(kw)
+    return tritonstats.breakdown(d, **args)
+
+
+def _row(bd, stage, part):
+    return next(r for r in bd["rows"] if r["stage"] == stage and r["part"].startswith(part))
+
+
+def test_breakdown_rows_add_up_to_the_client_request_time():
+    bd = _breakdown()
+    assert sum(r["ns"] for r in bd["rows"]) == 2100 * MS
+    assert sum(v["ns"] for v in bd["categories"].values()) == 2100 * MS
+    assert _row(bd, "client", "client")["ns"] == 100 * MS
+    assert _row(bd, "ocr", "ensemble scheduling")["ns"] == 50 * MS
+    assert _row(bd, "det_model", "compute")["ms_per_image"] == pytest.approx(375.0)
+    assert _row(bd, "det_model", "compute")["share"] == pytest.approx(750 / 2100)
+
+
+def test_breakdown_takes_bls_waits_out_of_the_python_step():
+    bd = _breakdown()
+    py = _row(bd, "rec_pipeline", "Python")
+    assert py["category"] == "python" and py["ns"] == 200 * MS  # 900 - (100 + 600)
+    assert _row(bd, "cls_model", "compute")["depth"] == 1
+    assert _row(bd, "det_preprocess", "Python")["ns"] == 70 * MS
+
+
+def test_breakdown_non_model_time():
+    bd = _breakdown()
+    model = (750 + 90 + 560) * MS
+    assert bd["model_compute_ns"] == model
+    assert bd["categories"]["model"]["ns"] == model
+    assert bd["non_model_ns"] == 2100 * MS - model
+    assert bd["non_model_share"] == pytest.approx(700 / 2100)
+    assert bd["non_model_share_server"] == pytest.approx(600 / 2000)
+    assert bd["categories"]["python"]["ns"] == (70 + 80 + 200) * MS
+    assert bd["categories"]["client"]["ns"] == 100 * MS
+    m = bd["models"]["cls_model"]
+    assert m["avg_batch"] == pytest.approx(8.0) and m["exec_compute_infer_ms_per_image"] == pytest.approx(35.0)
+
+
+def test_breakdown_without_client_times_uses_the_server_time():
+    bd = _breakdown(client_ns=None)
+    assert bd["base"] == "server"
+    assert not any(r["stage"] == "client" for r in bd["rows"])
+    assert sum(r["ns"] for r in bd["rows"]) == 2000 * MS
+    assert bd["non_model_share"] == pytest.approx(600 / 2000)
+
+
+def test_breakdown_lists_models_outside_the_ensemble_map_and_clamps_python_time():
+    extra = tritonstats.normalize_statistics({"model_stats": [
+        _model("ocr", _inf(100, 0, 0, 100, 0, 1)), _model("parent", _inf(100, 0, 0, 50, 0, 1)),
+        _model("child", _inf(80, 0, 0, 80, 0, 1)), _model("probe", _inf(10, 0, 0, 10, 0, 1))]})
+    bd = tritonstats.breakdown(extra, images=1, client_request_ns=None, steps=["parent"], runtime_models=["child"],
+                               bls_children={"parent": ["child"]})
+    assert _row(bd, "parent", "Python")["ns"] == 0  # 50 - 80 clamped
+    assert any(r["stage"] == "probe" for r in bd["rows"])
+    text = report.breakdown_table(bd)
+    assert "probe" in text and "by category" in text
+
+
+def test_breakdown_table_and_non_model_lines():
+    bd = _breakdown()
+    text = report.breakdown_table(bd)
+    assert "client request time" in text
+    assert "  cls_model" in text  # BLS callees indented under their parent
+    lines = report.non_model_lines([{"concurrency": 1, "breakdown": bd}, {"concurrency": 2}])
+    assert len(lines) == 1 and "33.3% of request time" in lines[0]
+
+
+def test_pipeline_layout_from_served_configs():
+    models = {"ocr": {"steps": STEPS, "parameters": {}},
+              "rec_pipeline": {"parameters": {"cls_model_name": "cls_model", "rec_model_name": "rec_model",
+                                              "rec_batch_size": "6"}},
+              "det_model": {"parameters": {"onnx_file": "model.onnx"}}}
+    steps, children = bench.pipeline_layout(models)
+    assert steps == STEPS and children == CHILDREN
+
+
+# ----------------------------------------------------------------------------------------- images and labels
+def test_pick_evenly_spreads_over_the_list():
+    items = list(range(10))
+    assert data.pick_evenly(items, 5) == [0, 2, 4, 6, 8]
+    assert data.pick_evenly(items, 3) == [0, 3, 6]
+    assert data.pick_evenly(items, None) == items and data.pick_evenly(items, 20) == items
+
+
+def test_images_ground_truth_and_predictions(tmp_path):
+    root = tmp_path / "evaldata"
+    for subset, names in {"b_set": ["x.jpg", "y.png"], "a_set": ["z.jpg"]}.items():
+        (root / subset).mkdir(parents=True)
+        with (root / subset / "labels.jsonl").open("w") as f:
+            for name in names:
+                (root / subset / name).write_bytes(b"img-" + name.encode())
+                f.write(json.dumps({"image": name, "lines": [{"poly": [[0, 0], [1, 0], [1, 1]], "text": name}]}) + "\n")
+    (root / "README.md").write_text("not an image")
+    images = data.load_images(root, None)
+    assert [im.key for im in images] == ["a_set/z.jpg", "b_set/x.jpg", "b_set/y.png"]
+    assert images[1].data == b"img-x.jpg" and images[1].labels == root / "b_set" / "labels.jsonl"
+
+    picked = data.load_images(root, 2)
+    assert [im.key for im in picked] == ["a_set/z.jpg", "b_set/x.jpg"]
+    gt = data.write_ground_truth(picked, tmp_path / "gt")
+    assert gt is not None
+    kept = [json.loads(x)["image"] for x in (gt / "b_set" / "labels.jsonl").read_text().splitlines()]
+    assert kept == ["x.jpg"]  # y.png was not benchmarked, so it is not scored as missed
+    data.write_ground_truth(picked, tmp_path / "gt")  # rewriting does not duplicate lines
+    assert len((gt / "b_set" / "labels.jsonl").read_text().splitlines()) == 1
+
+    pred = tmp_path / "p.jsonl"
+    data.write_predictions(pred, ["a_set/z.jpg", "b_set/x.jpg"], {"b_set/x.jpg": [{"poly": [], "text": "t"}]})
+    assert [json.loads(x) for x in pred.read_text().splitlines()] == [
+        {"image": "b_set/x.jpg", "lines": [{"poly": [], "text": "t"}]}]
+
+
+def test_images_without_labels_are_keyed_by_relative_path(tmp_path):
+    (tmp_path / "pics" / "sub").mkdir(parents=True)
+    (tmp_path / "pics" / "sub" / "a.JPG").write_bytes(b"1")
+    images = data.load_images(tmp_path / "pics", None)
+    assert [(im.key, im.labels) for im in images] == [("sub/a.JPG", None)]
+    assert data.write_ground_truth(images, tmp_path / "gt") is None
+    with pytest.raises(SystemExit):
+        data.load_images(tmp_path / "missing", None)
+
+
+def test_concurrency_option_parsing():
+    assert bench.parse_concurrency("8,1, 2,2") == [1, 2, 8]
+    with pytest.raises(argparse.ArgumentTypeError):
+        bench.parse_concurrency("0,1")
+    with pytest.raises(argparse.ArgumentTypeError):
+        bench.parse_concurrency("a")
