@@ -14,10 +14,13 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from ppocr_steps.det_preprocess import normalize_det
+
 __all__ = ["CLS_SHAPE", "classify_and_flip", "recognize_crops", "ctc_greedy_decode", "rec_batch_plan",
            "resize_norm", "RecResult", "load_dictionary"]
 
 CLS_SHAPE = (3, 48, 192)
+_HALF = (0.5, 0.5, 0.5)  # PaddleOCR's cls/rec normalisation: x / 127.5 - 1
 MIN_REC_WIDTH = 8  # narrowest recogniser input ever sent (the GPU profiles' minimum)
 Infer = Callable[[np.ndarray], np.ndarray]
 
@@ -42,9 +45,9 @@ def resize_norm(img: np.ndarray, height: int, width: int) -> np.ndarray:
     h, w = img.shape[:2]
     resized_w = min(width, int(math.ceil(height * w / float(h))))
     resized_w = max(resized_w, 1)
-    resized = cv2.resize(img, (resized_w, height)).astype(np.float32)
+    resized = cv2.resize(img, (resized_w, height))
     out = np.zeros((3, height, width), dtype=np.float32)
-    out[:, :, :resized_w] = resized.transpose(2, 0, 1) * np.float32(2.0 / 255.0) - np.float32(1.0)
+    out[:, :, :resized_w] = normalize_det(resized, _HALF, _HALF)
     return out
 
 
