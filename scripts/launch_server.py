@@ -6,19 +6,46 @@ This is what `scripts/serve.sh` executes and what the integration tests start. I
   * starts tritonserver with the CPU flags, this venv first on PATH (the stub finds the venv there)
     and this interpreter's LIBDIR on LD_LIBRARY_PATH (the stub links libpython),
   * forwards SIGINT/SIGTERM and exits with the server's status.
+
+With --supervise (the default of serve.sh) it also runs a watchdog around the server:
+  * tritonserver runs with --model-control-mode=explicit --load-model=*; the model-repository
+    (load/unload/index), shared-memory, trace and logging APIs are restricted to callers that send
+    the admin header (`ocr-admin-key: <key>` over HTTP, `triton-grpc-protocol-ocr-admin-key` over
+    gRPC); the key is OCR_ADMIN_KEY or a random one that only the watchdog knows;
+  * every --check-interval it looks for the Python stub processes of each model (a crashed stub is
+    never restarted by Triton and the model keeps reporting ready), and every --probe-interval it
+    sends a tiny real OCR request; a dead stub or a "Stub process ... is not healthy" error makes it
+    unload the affected models (readiness turns false at once), load them again, reload the
+    ensemble if Triton dropped it, and kill the replaced stub if it still hangs around;
+  * if tritonserver exits, or the probe times out --probe-failures times in a row, or a reload
+    fails, it restarts the server (with backoff when it keeps dying), after killing the stubs the
+    dead server left behind and removing their /dev/shm regions.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import logging
 import os
+import re
+import secrets
 import signal
 import subprocess
 import sys
 import sysconfig
+import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+ADMIN_HEADER = "ocr-admin-key"
+RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
+ENSEMBLE = "ocr"
+
+log = logging.getLogger("watchdog")
 
 
 @dataclass
@@ -31,6 +58,8 @@ class ServerOptions:
     log_verbose: int = 0
     extra_args: list[str] = field(default_factory=list)
     gpu: bool = False
+    admin_key: str | None = None      # set: restrict RESTRICTED_APIS to callers sending it
+    explicit_model_control: bool = False
 
 
 def triton_dir() -> Path:
@@ -56,9 +85,13 @@ def prepare_backends(build_dir: Path) -> Path:
         if not target.exists():
             raise SystemExit(f"missing {target} (Python {pyv} stub?)")
         link = py_dir / name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(target)
+        if link.is_symlink() and os.readlink(link) == str(target):
+            continue  # already right: leave it alone (other servers may be starting from it)
+        tmp = py_dir / f".{name}.{os.getpid()}"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(target)
+        os.replace(tmp, link)  # atomic: a concurrently starting server never sees the link missing
     return py_dir.parent
 
 
@@ -72,6 +105,7 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [libdir, env.get("LD_LIBRARY_PATH", "")] if p)
     env.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
     env.setdefault("OMP_NUM_THREADS", "1")
+    env.pop("OCR_ADMIN_KEY", None)  # the stubs inherit the environment: keep the key out of it
     cmd = [
         str(ts / "bin" / "tritonserver"),
         f"--model-repository={opts.model_repository}",
@@ -80,11 +114,454 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
         f"--http-port={opts.http_port}", f"--grpc-port={opts.grpc_port}", f"--metrics-port={opts.metrics_port}",
         f"--http-address={opts.host}", f"--grpc-address={opts.host}", f"--metrics-address={opts.host}",
         "--disable-auto-complete-config", "--exit-timeout-secs=10", "--strict-readiness=true",
+        "--metrics-config=summary_latencies=true",  # p50/p99 of docker/grafana/dashboards/ocr.json
         f"--log-verbose={opts.log_verbose}",
     ]
+    if opts.explicit_model_control:
+        cmd += ["--model-control-mode=explicit", "--load-model=*"]
+    if opts.admin_key:
+        apis = ",".join(RESTRICTED_APIS)
+        cmd += [f"--http-restricted-api={apis}:{ADMIN_HEADER}={opts.admin_key}",
+                f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={opts.admin_key}"]
     if not opts.gpu:
         cmd += ["--pinned-memory-pool-byte-size=0", "--cuda-memory-pool-byte-size=0:0", "--allow-gpu-metrics=false"]
     return cmd + opts.extra_args, env
+
+
+# ---------------------------------------------------------------------------------------------- /proc
+@dataclass(frozen=True)
+class StubProcess:
+    pid: int
+    model: str       # the model directory name (= model name)
+    instance: str    # e.g. cls_model_0_0
+    state: str       # /proc state letter: R, S, D, Z (zombie: dead, not yet reaped), ...
+    shm_region: str = ""  # its shared-memory region in /dev/shm
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("Z", "X")
+
+
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, ppid) of a process, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields_ = stat[stat.rfind(")") + 2:].split()
+    return fields_[0], int(fields_[1])
+
+
+def stub_processes(server_pid: int) -> list[StubProcess]:
+    """The Python-backend stub processes that `server_pid` started (zombies included)."""
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        st = proc_stat(pid)
+        if st is None or st[1] != server_pid:
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            argv = []
+        args = [a.decode(errors="replace") for a in argv if a]
+        if args and args[0].endswith("triton_python_backend_stub") and len(args) > 1:
+            model = Path(args[1]).parent.parent.name
+            instance = next((a for a in args if re.fullmatch(re.escape(model) + r"(_\d+)+", a)), model)
+            shm = next((a for a in args if a.startswith("triton_python_backend_shm_region")), "")
+        elif st[0] == "Z":
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if not comm.startswith("triton_python"):
+                continue
+            model, instance, shm = "?", "?", ""
+        else:
+            continue
+        out.append(StubProcess(pid, model, instance, st[0], shm))
+    return out
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- watchdog
+UNHEALTHY_RE = re.compile(r"Stub process '([^']+)' is not healthy")
+
+
+def model_of_instance(instance: str) -> str:
+    """'cls_model_0_0' -> 'cls_model' (Triton names instances <model>_<group>_<index>)."""
+    return re.sub(r"(_\d+){1,2}$", "", instance)
+
+
+def probe_image() -> bytes:
+    """A small PNG with one printed line: the probe goes through every step, cls and rec included."""
+    import cv2
+    import numpy as np
+
+    img = np.full((64, 256, 3), 255, np.uint8)
+    cv2.putText(img, "OK 42", (20, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".png", img)
+    assert ok
+    return buf.tobytes()
+
+
+def _set_pdeathsig() -> None:
+    """In the child: get SIGTERM when the supervisor dies, so no server outlives its watchdog."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Supervisor:
+    """tritonserver + watchdog (see the module docstring)."""
+
+    def __init__(self, opts: ServerOptions, build_dir: Path = ROOT / "build", check_interval: float = 0.25,
+                 probe_interval: float = 2.0, probe_timeout: float = 30.0, probe_failures: int = 3,
+                 startup_timeout: float = 300.0, stdout: Any = None) -> None:
+        if not opts.admin_key:
+            opts.admin_key = os.environ.get("OCR_ADMIN_KEY") or secrets.token_urlsafe(24)
+        opts.explicit_model_control = True
+        self.opts, self.build_dir = opts, build_dir
+        self.check_interval, self.probe_interval = check_interval, probe_interval
+        self.probe_timeout, self.probe_failures = probe_timeout, probe_failures
+        self.startup_timeout = startup_timeout
+        self.stdout = stdout
+        self.proc: subprocess.Popen | None = None
+        self.expected: Counter[str] = Counter()
+        self.stopping = threading.Event()
+        self.paused = threading.Event()      # set while healing/restarting: the probe waits
+        self.unhealthy: set[str] = set()      # models reported by the probe
+        self.probe_timeouts = 0
+        self.lock = threading.Lock()
+        self.restarts = 0
+        self.heals = 0
+        self._client: Any = None
+        self._image = probe_image()
+        self.shm_regions: set[str] = set()   # /dev/shm regions of the current server's stubs
+        self.stub_pids: set[int] = set()      # stub processes of the current server
+
+    # -- admin calls -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.opts.host, self.opts.host)
+        return f"[{host}]:{self.opts.grpc_port}" if ":" in host else f"{host}:{self.opts.grpc_port}"
+
+    def client(self) -> Any:
+        import tritonclient.grpc as grpcclient
+
+        if self._client is None:
+            self._client = grpcclient.InferenceServerClient(self.url)
+        return self._client
+
+    def _reset_client(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._client = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {f"triton-grpc-protocol-{ADMIN_HEADER}": str(self.opts.admin_key)}
+
+    def model_states(self) -> dict[str, str]:
+        index = self.client().get_model_repository_index(headers=self.headers, client_timeout=10)
+        return {m.name: m.state for m in index.models}
+
+    # -- server process ----------------------------------------------------------------------
+    def start_server(self) -> None:
+        cmd, env = server_command(self.opts, self.build_dir)
+        log.info("starting tritonserver (grpc %s, http %s, metrics %s)", self.opts.grpc_port, self.opts.http_port,
+                 self.opts.metrics_port)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.stdout, stderr=subprocess.STDOUT if self.stdout
+                                     else None, preexec_fn=_set_pdeathsig)
+        self._reset_client()
+        self.wait_ready(self.startup_timeout)
+        self.snapshot()
+        log.info("tritonserver ready (pid %d); watching stubs %s", self.proc.pid, dict(self.expected))
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tritonserver exited with {self.proc.returncode} while starting")
+            try:
+                if self.client().is_server_ready(client_timeout=5):
+                    return
+            except Exception:  # noqa: BLE001 - not up yet: a fresh channel next time (no gRPC reconnect backoff)
+                self._reset_client()
+            time.sleep(0.2)
+        if not self.stopping.is_set():
+            raise TimeoutError(f"tritonserver not ready after {timeout:.0f} s")
+
+    def python_models(self) -> set[str]:
+        """The loaded models served by the Python backend (each has at least one stub process)."""
+        names = set()
+        for model, state in self.model_states().items():
+            if state == "READY":
+                config = self.client().get_model_config(model, as_json=True, client_timeout=10)["config"]
+                if config.get("backend") == "python":
+                    names.add(model)
+        return names
+
+    def snapshot(self) -> None:
+        """Remember the stubs (and their shared memory) of the server as it is now, healthy."""
+        assert self.proc is not None
+        stubs = [s for s in stub_processes(self.proc.pid) if s.alive]
+        self.expected = Counter(s.model for s in stubs)
+        self.stub_pids |= {s.pid for s in stubs}
+        try:
+            for model in self.python_models():
+                self.expected[model] = max(self.expected[model], 1)
+        except Exception as exc:  # noqa: BLE001 - the /proc view alone still works
+            log.warning("could not list the Python models: %s", exc)
+        self.shm_regions |= {s.shm_region for s in stubs if s.shm_region}
+
+    def kill_orphans(self, wait: float = 3.0) -> None:
+        """After the server died: stubs normally exit with it, but one that was busy can hang on forever."""
+        repo = str(self.opts.model_repository)
+        deadline = time.monotonic() + wait
+        while True:
+            left = []
+            for pid in self.stub_pids:
+                st = proc_stat(pid)
+                if st is None or st[0] in ("Z", "X"):
+                    continue
+                try:
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if argv[0].endswith(b"triton_python_backend_stub") and len(argv) > 1 and \
+                        argv[1].decode(errors="replace").startswith(repo):  # still ours, not a reused pid
+                    left.append(pid)
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        for pid in left:
+            log.warning("killing stub pid %d left behind by the dead server", pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.stub_pids.clear()
+
+    def remove_stale_shm(self) -> None:
+        """After the server died: a killed tritonserver leaves its stubs' /dev/shm regions behind."""
+        removed = 0
+        for name in self.shm_regions:
+            path = Path("/dev/shm") / name
+            try:
+                removed += path.stat().st_size
+                path.unlink()
+            except OSError:
+                pass
+        if removed:
+            log.info("removed %.1f MiB of shared memory left by the dead server", removed / 2 ** 20)
+        self.shm_regions.clear()
+
+    def stop_server(self, grace: float = 20.0) -> int | None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return None if proc is None else proc.returncode
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            log.warning("tritonserver did not stop within %.0f s; killing it", grace)
+            proc.kill()
+            return proc.wait()
+
+    def restart_server(self, why: str, grace: float = 15.0) -> None:
+        self.paused.set()
+        self.restarts += 1
+        log.error("restarting tritonserver: %s", why)
+        self.stop_server(grace=grace)
+        self.kill_orphans()
+        self.remove_stale_shm()
+        delay = 1.0
+        while not self.stopping.is_set():
+            try:
+                self.start_server()
+                break
+            except Exception as exc:  # noqa: BLE001 - keep trying, with backoff
+                log.error("tritonserver failed to start: %s; retrying in %.0f s", exc, delay)
+                self.stop_server(grace=5.0)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
+        with self.lock:
+            self.unhealthy.clear()
+            self.probe_timeouts = 0
+        self.paused.clear()
+
+    # -- healing -----------------------------------------------------------------------------
+    def dead_models(self) -> set[str]:
+        assert self.proc is not None
+        stubs = [s for s in stub_processes(self.proc.pid) if s.alive]
+        alive = Counter(s.model for s in stubs)
+        for model, n in alive.items():  # learn instances that appeared after the snapshot
+            if n > self.expected[model]:
+                self.expected[model] = n
+                self.stub_pids |= {s.pid for s in stubs if s.model == model}
+                self.shm_regions |= {s.shm_region for s in stubs if s.model == model and s.shm_region}
+        return {m for m, n in self.expected.items() if alive[m] < n}
+
+    def heal(self, models: set[str], why: str) -> None:
+        """Unload the models (readiness false from here), load them again, bring the ensemble back.
+
+        The new instance is loaded as soon as Triton has marked the old one UNLOADING: the old one can
+        take seconds to finish (requests caught in the dead stub fail after a few seconds) and
+        sometimes never does, so waiting for it would make healing slow or stuck.
+        """
+        self.paused.set()
+        self.heals += 1
+        t0 = time.monotonic()
+        log.warning("healing %s: %s", ", ".join(sorted(models)), why)
+        assert self.proc is not None
+        old = [s for s in stub_processes(self.proc.pid) if s.model in models and s.alive]
+        try:
+            client = self.client()
+            for model in sorted(models):
+                client.unload_model(model, headers=self.headers, client_timeout=10)
+            deadline = time.monotonic() + 5
+            while any(self.model_states().get(m) == "READY" for m in models):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("models still READY 5 s after unload")
+                time.sleep(0.02)
+            for model in sorted(models):
+                client.load_model(model, headers=self.headers, client_timeout=60)
+            for model in sorted(m for m, s in self.model_states().items() if s not in ("READY", "UNLOADING")):
+                client.load_model(model, headers=self.headers, client_timeout=60)  # e.g. the ensemble
+            self.wait_ready(30)
+        except Exception as exc:  # noqa: BLE001 - the server is in an unknown state: start it afresh
+            self.restart_server(f"healing {sorted(models)} failed: {exc}", grace=5.0)
+            return
+        for stub in old:  # a hung (not dead) old stub would linger: the new instance replaced it
+            state = proc_stat(stub.pid)
+            if state is not None and state[0] not in ("Z", "X"):
+                log.warning("killing the replaced stub %s (pid %d, state %s)", stub.instance, stub.pid, state[0])
+                try:
+                    os.kill(stub.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            if stub.shm_region:  # its shared memory has no user left (a mapping survives the unlink)
+                try:
+                    os.unlink(Path("/dev/shm") / stub.shm_region)
+                except OSError:
+                    pass
+                self.shm_regions.discard(stub.shm_region)
+        self.snapshot()
+        with self.lock:
+            self.unhealthy.clear()
+            self.probe_timeouts = 0
+        log.warning("healed %s in %.2f s", ", ".join(sorted(models)), time.monotonic() - t0)
+        self.paused.clear()
+
+    # -- probe -------------------------------------------------------------------------------
+    def probe_once(self) -> None:
+        import numpy as np
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        inputs = []
+        for name, dtype, value in (("image_bytes", "BYTES", np.array([self._image], dtype=np.object_)),
+                                   ("limit_type", "BYTES", np.array([b"max"], dtype=np.object_)),
+                                   ("limit_side_len", "INT32", np.array([256], np.int32))):
+            t = grpcclient.InferInput(name, list(value.shape), dtype)
+            t.set_data_from_numpy(value)
+            inputs.append(t)
+        try:
+            with grpcclient.InferenceServerClient(self.url) as c:
+                c.infer(ENSEMBLE, inputs, client_timeout=self.probe_timeout)
+        except InferenceServerException as exc:
+            message = str(exc)
+            if self.paused.is_set():
+                return
+            if "Deadline" in message or "DEADLINE_EXCEEDED" in str(exc.status()):
+                with self.lock:
+                    self.probe_timeouts += 1
+                log.warning("probe timed out after %.0f s (%d in a row)", self.probe_timeout, self.probe_timeouts)
+                return
+            found = {model_of_instance(i) for i in UNHEALTHY_RE.findall(message)}
+            if found:
+                with self.lock:
+                    self.unhealthy |= found
+            else:
+                log.warning("probe failed: %s", message)
+            return
+        with self.lock:
+            self.probe_timeouts = 0
+
+    def probe_loop(self) -> None:
+        while not self.stopping.wait(self.probe_interval):
+            if self.paused.is_set() or self.proc is None or self.proc.poll() is not None:
+                continue
+            try:
+                self.probe_once()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("probe error: %s", exc)
+
+    # -- main loop ---------------------------------------------------------------------------
+    def check(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            self.restart_server(f"tritonserver exited with status {self.proc.returncode}")
+            return
+        dead = self.dead_models()
+        if dead:
+            self.heal(dead, "stub process died")
+            return
+        with self.lock:
+            unhealthy, timeouts = set(self.unhealthy), self.probe_timeouts
+        if unhealthy:
+            self.heal(unhealthy, "probe: stub is not healthy")
+        elif timeouts >= self.probe_failures:
+            self.restart_server(f"{timeouts} probes in a row timed out")
+
+    def run(self) -> int:
+        def stop(signum: int, _frame: object) -> None:
+            log.info("signal %d: stopping", signum)
+            self.stopping.set()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for attempt in range(1, 4):  # a server that dies while starting gets two more chances
+            try:
+                self.start_server()
+                break
+            except Exception as exc:  # noqa: BLE001
+                log.error("tritonserver failed to start (attempt %d of 3): %s", attempt, exc)
+                self.stop_server(grace=5.0)
+                self.kill_orphans()
+                self.remove_stale_shm()
+                if attempt == 3 or self.stopping.wait(2.0 * attempt):
+                    return 1
+        prober = threading.Thread(target=self.probe_loop, name="probe", daemon=True)
+        prober.start()
+        while not self.stopping.wait(self.check_interval):
+            try:
+                self.check()
+            except Exception as exc:  # noqa: BLE001 - the watchdog itself must not die
+                log.exception("watchdog check failed: %s", exc)
+        code = self.stop_server()
+        self.kill_orphans()
+        self.remove_stale_shm()
+        log.info("stopped (restarts: %d, heals: %d)", self.restarts, self.heals)
+        return 0 if code in (None, 0, -signal.SIGTERM) else code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,9 +574,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics-port", type=int, default=int(os.environ.get("OCR_METRICS_PORT", 8002)))
     ap.add_argument("--gpu", action="store_true", help="serve a GPU repository (keeps the CUDA memory pools)")
     ap.add_argument("--log-verbose", type=int, default=0)
+    ap.add_argument("--supervise", action="store_true",
+                    help="run the watchdog: explicit model control, restricted admin APIs, stub healing, restarts")
+    ap.add_argument("--check-interval", type=float, default=0.25, help="seconds between stub-process checks")
+    ap.add_argument("--probe-interval", type=float, default=2.0, help="seconds between probe requests")
+    ap.add_argument("--probe-timeout", type=float, default=30.0, help="timeout of one probe request")
+    ap.add_argument("--probe-failures", type=int, default=3, help="probe timeouts in a row that restart the server")
     args, extra = ap.parse_known_args(argv)
     opts = ServerOptions(args.model_repository, args.http_port, args.grpc_port, args.metrics_port, args.host,
                          args.log_verbose, extra, args.gpu)
+    if args.supervise:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(levelname)s %(message)s",
+                            stream=sys.stderr)
+        return Supervisor(opts, check_interval=args.check_interval, probe_interval=args.probe_interval,
+                          probe_timeout=args.probe_timeout, probe_failures=args.probe_failures).run()
     cmd, env = server_command(opts)
     proc = subprocess.Popen(cmd, env=env)
 

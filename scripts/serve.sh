@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Start the OCR server on this machine: set up .venv, fetch the models, assemble the model
-# repository and run tritonserver in the foreground (Ctrl-C / SIGTERM stops it).
+# repository and run tritonserver in the foreground (Ctrl-C / SIGTERM stops it), under the watchdog
+# of launch_server.py --supervise (heals crashed Python stubs, restarts a dead server; README
+# "Operations"), unless --no-supervise.
 #
 #   ./scripts/serve.sh [--model-set v4|v5] [--gpu] [--host ADDR] [--http-port N] [--grpc-port N]
-#                      [--metrics-port N] [--param MODEL.KEY=VALUE ...] [--setup-only]
+#                      [--metrics-port N] [--param MODEL.KEY=VALUE ...] [--no-supervise] [--setup-only]
 #
-# Env: VENV (default .venv), OCR_HOST, OCR_HTTP_PORT, OCR_GRPC_PORT, OCR_METRICS_PORT, OCR_MODEL_SET.
+# Env: VENV (default .venv), OCR_HOST, OCR_HTTP_PORT, OCR_GRPC_PORT, OCR_METRICS_PORT, OCR_MODEL_SET,
+#      OCR_ADMIN_KEY (key for the restricted model-repository/admin APIs; default: random, unknown).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
@@ -14,6 +17,7 @@ TARGET=cpu
 SETUP_ONLY=0
 ASSEMBLE_ARGS=()
 LAUNCH_ARGS=()
+SUPERVISE=(--supervise)
 while [ $# -gt 0 ]; do
   case "$1" in
     --model-set) MODEL_SET="$2"; shift 2;;
@@ -21,7 +25,8 @@ while [ $# -gt 0 ]; do
     --param) ASSEMBLE_ARGS+=(--param "$2"); shift 2;;
     --host|--http-port|--grpc-port|--metrics-port) LAUNCH_ARGS+=("$1" "$2"); shift 2;;
     --setup-only) SETUP_ONLY=1; shift;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    --no-supervise) SUPERVISE=(); shift;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "serve.sh: unknown option $1 (see --help)" >&2; exit 2;;
   esac
 done
@@ -37,4 +42,4 @@ fi
   --out "$ROOT/build/model_repository" ${ASSEMBLE_ARGS[@]+"${ASSEMBLE_ARGS[@]}"}
 [ "$SETUP_ONLY" = 1 ] && exit 0
 exec "$PY" "$ROOT/scripts/launch_server.py" --model-repository "$ROOT/build/model_repository" \
-  ${LAUNCH_ARGS[@]+"${LAUNCH_ARGS[@]}"}
+  ${SUPERVISE[@]+"${SUPERVISE[@]}"} ${LAUNCH_ARGS[@]+"${LAUNCH_ARGS[@]}"}

@@ -42,6 +42,17 @@ if [ "$MODE" = "test" ]; then
     "$PY" -m pip install -q --disable-pip-version-check --no-deps rapidocr-onnxruntime==1.4.4 \
       >"$VENV/.pip-peer.log" 2>&1 || { cat "$VENV/.pip-peer.log" >&2; exit 1; }
   fi
+  # Prometheus (Debian package) for tests/integration/test_prometheus.py; never fatal: the test skips
+  if ! command -v prometheus >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "setup: installing prometheus (apt-get) for the metrics test" >&2
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+          prometheus; } >"$VENV/.apt-prometheus.log" 2>&1 \
+        || echo "setup: WARNING: could not install prometheus (see $VENV/.apt-prometheus.log); its test will skip" >&2
+    else
+      echo "setup: WARNING: prometheus not installed (needs root + apt-get); tests/integration/test_prometheus.py will skip" >&2
+    fi
+  fi
 fi
 "$PY" -c 'import ppocr_steps, ocr_client, numpy, cv2, onnxruntime, tritonclient.grpc' \
   || { echo "setup: the venv $VENV is incomplete; delete it and run again" >&2; exit 1; }

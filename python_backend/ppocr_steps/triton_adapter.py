@@ -2,6 +2,9 @@
 
 It can only be imported inside a Triton Python stub. Everything here is plumbing: reading named
 tensors, turning exceptions into per-request errors, BLS calls with chunking, and metrics.
+
+Error codes: InvalidInputError → INVALID_ARG; a BLS callee that is not available (its stub died,
+it is being reloaded by the watchdog) → UNAVAILABLE, which clients retry; anything else → INTERNAL.
 """
 from __future__ import annotations
 
@@ -13,9 +16,19 @@ import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
 from ppocr_steps.errors import InvalidInputError
+from ppocr_steps.metrics import OcrMetrics
 
 __all__ = ["pb_utils", "model_config", "config_parameters", "input_array", "optional_scalar", "output_dtype",
-           "make_response", "error_response", "execute_each", "BlsModel", "log"]
+           "make_response", "error_response", "execute_each", "BlsModel", "ModelUnavailableError",
+           "create_metrics", "count_rejections", "log"]
+
+# Substrings of Triton errors that mean "the callee cannot serve right now" (not a bug of the request).
+UNAVAILABLE_MARKERS = ("is not healthy", "is not ready", "has no available versions", "unknown model",
+                       "Stub process", "UNAVAILABLE")
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model called through BLS is unavailable (dead stub, reloading): Triton UNAVAILABLE."""
 
 log = logging.getLogger("ppocr_steps")
 
@@ -62,6 +75,10 @@ def make_response(outputs: Mapping[str, np.ndarray]) -> Any:
 def error_response(exc: BaseException) -> Any:
     if isinstance(exc, InvalidInputError):
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+    if isinstance(exc, ModelUnavailableError):
+        log.warning("%s", exc)
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"temporarily unavailable, retry: {exc}",
+                                                                     pb_utils.TritonError.UNAVAILABLE))
     log.exception("internal error while serving a request")
     return pb_utils.InferenceResponse(
         error=pb_utils.TritonError(f"internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
@@ -81,6 +98,26 @@ def execute_each(requests: list[Any], handle: Callable[[Any], Mapping[str, np.nd
     return responses
 
 
+def create_metrics(**kwargs: Any) -> OcrMetrics:
+    """The OCR metric families for one model instance (see ppocr_steps.metrics); keep the result."""
+    return OcrMetrics(pb_utils, **kwargs)
+
+
+def count_rejections(metrics: OcrMetrics) -> Callable[[BaseException], None]:
+    """An `execute_each(on_error=...)` hook counting INVALID_ARG refusals by reason."""
+
+    def on_error(exc: BaseException) -> None:
+        if isinstance(exc, InvalidInputError):
+            metrics.rejected(exc.reason)
+
+    return on_error
+
+
+# Ask for outputs in CPU memory: on the GPU target TensorRT results would otherwise stay on the device.
+_CPU_OUTPUT = ({"preferred_memory": pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)}
+               if hasattr(pb_utils, "PreferredMemory") else {})
+
+
 class BlsModel:
     """A runtime model called through BLS in chunks of at most `max_batch` rows."""
 
@@ -94,10 +131,14 @@ class BlsModel:
             chunk = np.ascontiguousarray(batch[start:start + self.max_batch])
             request = pb_utils.InferenceRequest(model_name=self.model_name,
                                                 requested_output_names=[self.output_name],
-                                                inputs=[pb_utils.Tensor(self.input_name, chunk)])
+                                                inputs=[pb_utils.Tensor(self.input_name, chunk)],
+                                                **_CPU_OUTPUT)
             response = request.exec()
             if response.has_error():
-                raise RuntimeError(f"{self.model_name}: {response.error().message()}")
+                message = response.error().message()
+                if any(m in message for m in UNAVAILABLE_MARKERS):
+                    raise ModelUnavailableError(f"{self.model_name}: {message}")
+                raise RuntimeError(f"{self.model_name}: {message}")
             tensor = pb_utils.get_output_tensor_by_name(response, self.output_name)
             if tensor.is_cpu():
                 outs.append(tensor.as_numpy())

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("OCR_SHARED_DIR", ROOT.parent / "shared"))
+EVALDATA = SHARED / "evaldata"
 
 WORDS = ["TOTAL", "CASH", "CHANGE", "INVOICE", "ROUNDING", "QTY", "PRICE", "ITEM", "DATE", "TAX"]
 

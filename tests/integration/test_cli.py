@@ -9,8 +9,7 @@ from pathlib import Path
 
 import cv2
 
-from conftest import SHARED
-from helpers import norm, text_page
+from helpers import SHARED, norm, text_page
 
 CLI = str(Path(sys.executable).parent / "ocr-client")
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED, start_server, stop_server
+from helpers import SHARED
+from local_server import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 ZH_MIXED = SHARED / "evaldata_unlabeled" / "zh_mixed"

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from ppocr_steps import metrics as m
 from ppocr_steps.params import params_from_json
 from ppocr_steps.pipeline import recognize
 from ppocr_steps.recognize import load_dictionary
@@ -23,15 +24,24 @@ class TritonPythonModel:
         s = self.settings
         self.cls = ta.BlsModel(params["cls_model_name"], "cls_input", "cls_probs", s.cls_batch_size)
         self.rec = ta.BlsModel(params["rec_model_name"], "rec_input", "rec_probs", s.rec_batch_size)
+        self.metrics = ta.create_metrics(specs=[m.LINES, m.CHARACTERS, m.EMPTY_RESULTS, m.CLS_FLIPS,
+                                                m.STAGE_LATENCY, m.REJECTED_INPUTS],
+                                         stages=["crop", "cls", "rec", "ctc"])
 
     def _handle(self, request: object) -> dict[str, np.ndarray]:
         params = params_from_json(bytes(ta.input_array(request, "ocr_params").reshape(-1)[0]))
-        lines = recognize(ta.input_array(request, "images"), ta.input_array(request, "image_info"),
-                          ta.input_array(request, "boxes"), ta.input_array(request, "box_image_index"),
-                          params, self.settings, self.labels, self.cls, self.rec)
+        info = ta.input_array(request, "image_info")
+        timings: dict[str, float] = {}
+        lines = recognize(ta.input_array(request, "images"), info, ta.input_array(request, "boxes"),
+                          ta.input_array(request, "box_image_index"), params, self.settings, self.labels,
+                          self.cls, self.rec, timings)
+        self.metrics.stage_times(timings)
+        self.metrics.lines(lines.texts)
+        self.metrics.cls_flips(int(lines.flipped.sum()))
+        self.metrics.empty_results(len(info) - len(np.unique(lines.image_index)))
         return {"texts": np.array([t.encode("utf-8") for t in lines.texts], dtype=np.object_),
                 "scores": lines.scores, "polys": lines.polys, "image_index": lines.image_index,
                 "flipped": lines.flipped}
 
     def execute(self, requests: list) -> list:
-        return ta.execute_each(requests, self._handle)
+        return ta.execute_each(requests, self._handle, on_error=ta.count_rejections(self.metrics))

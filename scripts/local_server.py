@@ -1,0 +1,93 @@
+"""Start a real tritonserver in the background on free loopback ports, and stop it.
+
+Used by the integration tests (tests/integration/conftest.py), the benchmark (scripts/bench.py) and
+anything else that needs a throw-away server: assemble a CPU repository (scripts/assemble_repository.py)
+with optional parameter overrides, launch it the way serve.sh does (scripts/launch_server.py) and
+wait until the `ocr` model is ready.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from assemble_repository import assemble  # noqa: E402
+from launch_server import ServerOptions, server_command  # noqa: E402
+
+__all__ = ["RunningServer", "free_port", "start_server", "stop_server"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    log_path: Path
+    repository: Path
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log()[-n:]
+
+
+def start_server(work: Path, model_set: str = "v4", overrides: dict[str, dict[str, str]] | None = None,
+                 extra_args: list[str] | None = None, timeout: float = 300.0) -> RunningServer:
+    """Assemble `work/repo_<set>` (CPU target) with `overrides` ({model: {key: value}}) and serve it."""
+    work.mkdir(parents=True, exist_ok=True)
+    repo = assemble("cpu", model_set, work / f"repo_{model_set}", overrides or {}, ROOT / "build" / "models",
+                    ROOT / "build" / "engines")
+    opts = ServerOptions(repo, free_port(), free_port(), free_port(), extra_args=extra_args or [])
+    cmd, env = server_command(opts, build_dir=ROOT / "build")
+    log_path = work / f"tritonserver_{model_set}_{opts.grpc_port}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = RunningServer(proc, opts.http_port, opts.grpc_port, opts.metrics_port, log_path, repo)
+    import tritonclient.grpc as grpcclient
+
+    deadline = time.monotonic() + timeout
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"tritonserver exited with {proc.returncode}:\n{server.log_tail()}")
+            try:
+                if client.is_server_ready(client_timeout=2) and client.is_model_ready("ocr", client_timeout=2):
+                    return server
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            time.sleep(0.3)
+    stop_server(server)
+    raise RuntimeError(f"tritonserver not ready after {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    if server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.proc.pid, 9)
+            server.proc.wait()
