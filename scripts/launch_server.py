@@ -152,6 +152,23 @@ def proc_stat(pid: int) -> tuple[str, int] | None:
     return fields_[0], int(fields_[1])
 
 
+def stubs_of_repository(repo: str) -> dict[int, str]:
+    """{pid: /dev/shm region} of live Python-backend stubs serving a model of `repo`, whoever their parent is."""
+    stubs = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"triton_python_backend_stub") and len(argv) > 1 and \
+                argv[1].decode(errors="replace").startswith(repo):
+            region = next((a.decode() for a in argv if a.startswith(b"triton_python_backend_shm_region")), "")
+            stubs[int(entry.name)] = region
+    return stubs
+
+
 def stub_processes(server_pid: int) -> list[StubProcess]:
     """The Python-backend stub processes that `server_pid` started (zombies included)."""
     out = []
@@ -334,11 +351,15 @@ class Supervisor:
 
     def kill_orphans(self, wait: float = 3.0) -> None:
         """After the server died: stubs normally exit with it, but one that was busy can hang on forever."""
-        repo = str(self.opts.model_repository)
+        repo = str(self.opts.model_repository).rstrip("/") + "/"
         deadline = time.monotonic() + wait
         while True:
             left = []
-            for pid in self.stub_pids:
+            # the stubs we saw, and any other stub of this repository (one started by a reload just
+            # before the crash was never seen): with the server dead, all of them are orphans
+            orphans = stubs_of_repository(repo)
+            self.shm_regions |= {region for region in orphans.values() if region}
+            for pid in self.stub_pids | set(orphans):
                 st = proc_stat(pid)
                 if st is None or st[0] in ("Z", "X"):
                     continue
@@ -521,6 +542,10 @@ class Supervisor:
         if self.proc.poll() is not None:
             self.restart_server(f"tritonserver exited with status {self.proc.returncode}")
             return
+        # remember every stub and its /dev/shm region, so that a crash of the server can be cleaned up
+        live = [st for st in stub_processes(self.proc.pid) if st.alive]
+        self.stub_pids |= {st.pid for st in live}
+        self.shm_regions |= {st.shm_region for st in live if st.shm_region}
         dead = self.dead_models()
         if dead:
             self.heal(dead, "stub process died")

@@ -324,5 +324,13 @@ def test_killed_server_is_restarted_and_client_retries(supervised):
         wait_until(lambda: all(gone(s.pid) for s in old_stubs), 20, 0.2)  # no orphaned stubs
     except AssertionError:
         raise AssertionError(f"stubs outlived their server: {[(s, proc_stat(s.pid)) for s in old_stubs]}") from None
-    assert not [s for s in old_stubs if s.shm_region and Path("/dev/shm", s.shm_region).exists()], "shm leaked"
-    assert "restarting tritonserver" in supervised.log()
+    def leaked() -> list:
+        return [s.shm_region for s in old_stubs if s.shm_region and Path("/dev/shm", s.shm_region).exists()]
+
+    try:  # the watchdog removes the dead server's regions while it restarts it
+        wait_until(lambda: not leaked(), 15, 0.2)
+    except AssertionError:
+        raise AssertionError(f"/dev/shm regions of the dead server leaked: {leaked()}") from None
+    # the watchdog restarted it: from its check loop, or from its start-up wait if the kill came that early
+    log_text = supervised.log()
+    assert "restarting tritonserver" in log_text or "failed to start (attempt 1 of 3)" in log_text
