@@ -95,9 +95,25 @@ def prepare_backends(build_dir: Path) -> Path:
     return py_dir.parent
 
 
+NGC_TRITON = Path("/opt/tritonserver")
+
+
 def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tuple[list[str], dict[str, str]]:
-    ts = triton_dir()
-    backends = prepare_backends(build_dir)
+    """The tritonserver command line and environment for `opts`.
+
+    CPU: the embedded server of the nvidia-pytriton wheel with our Python-backend layout. GPU: the
+    wheel has no TensorRT backend, so a full Triton is used, from $TRITON_HOME or /opt/tritonserver
+    (the NGC image), with its own backends (tensorrt + python).
+    """
+    if opts.gpu:
+        home = Path(os.environ.get("TRITON_HOME", NGC_TRITON))
+        if not (home / "bin" / "tritonserver").exists() or not (home / "backends" / "tensorrt").exists():
+            raise SystemExit(f"--gpu needs a Triton with the TensorRT backend at {home} (set TRITON_HOME), e.g. "
+                             "the NGC image of docker/ (docs/gpu.md); the pip-installed server is CPU-only")
+        ts, backends = home, home / "backends"
+    else:
+        ts = triton_dir()
+        backends = prepare_backends(build_dir)
     venv_bin = str(Path(sys.executable).parent)
     env = dict(os.environ)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
