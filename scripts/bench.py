@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -350,8 +351,13 @@ def plot(path: Path, levels: list[dict[str, Any]]) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------- main
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through `finally`, which stops the server we started
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started = dt.datetime.now(dt.timezone.utc)
     out_json: Path = args.json.resolve()
     out_base = out_json.with_suffix("")
