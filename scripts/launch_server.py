@@ -449,12 +449,12 @@ class Supervisor:
     def dead_models(self) -> set[str]:
         assert self.proc is not None
         stubs = [s for s in stub_processes(self.proc.pid) if s.alive]
+        # remember every stub and its /dev/shm region, so that a crash of the server can be cleaned up
+        self.stub_pids |= {s.pid for s in stubs}
+        self.shm_regions |= {s.shm_region for s in stubs if s.shm_region}
         alive = Counter(s.model for s in stubs)
         for model, n in alive.items():  # learn instances that appeared after the snapshot
-            if n > self.expected[model]:
-                self.expected[model] = n
-                self.stub_pids |= {s.pid for s in stubs if s.model == model}
-                self.shm_regions |= {s.shm_region for s in stubs if s.model == model and s.shm_region}
+            self.expected[model] = max(self.expected[model], n)
         return {m for m, n in self.expected.items() if alive[m] < n}
 
     def heal(self, models: set[str], why: str) -> None:
@@ -558,10 +558,6 @@ class Supervisor:
         if self.proc.poll() is not None:
             self.restart_server(f"tritonserver exited with status {self.proc.returncode}")
             return
-        # remember every stub and its /dev/shm region, so that a crash of the server can be cleaned up
-        live = [st for st in stub_processes(self.proc.pid) if st.alive]
-        self.stub_pids |= {st.pid for st in live}
-        self.shm_regions |= {st.shm_region for st in live if st.shm_region}
         dead = self.dead_models()
         if dead:
             self.heal(dead, "stub process died")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from local_server import free_port
+from local_server import RunningServer, free_port
 from helpers import norm, png, text_page
 from launch_server import (ADMIN_HEADER, UNHEALTHY_RE, ServerOptions, model_of_instance, proc_stat, server_command,
                            stub_processes)
@@ -29,21 +29,8 @@ RESTORE_LIMIT_S = 10.0
 ADMIN_KEY = "test-admin-key-0123456789"
 
 
-@dataclass
-class Supervised:
-    proc: subprocess.Popen
-    http_port: int
-    grpc_port: int
-    metrics_port: int
-    log_path: Path
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
+class Supervised(RunningServer):
+    """The supervisor process (`proc`) on its ports; the tritonserver it runs changes over time."""
 
     def server_pid(self) -> int | None:
         """The tritonserver the supervisor runs now."""
@@ -59,8 +46,6 @@ class Supervised:
                         return int(entry.name)
         return None
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def _ready(url: str) -> bool | None:
@@ -96,7 +81,7 @@ def supervised(tmp_path_factory: pytest.TempPathFactory):
            "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
            "--probe-interval", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    sup = Supervised(proc, *ports, log_path)
+    sup = Supervised(proc, *ports, log_path, repo)
     try:
         wait_until(lambda: proc.poll() is not None or _ready(sup.grpc_url) is True, 120, 0.3)
         assert proc.poll() is None, sup.log()[-3000:]
