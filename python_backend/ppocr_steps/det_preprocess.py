@@ -7,7 +7,7 @@ source image; output polygons are mapped back to the original image with `ImageI
 """
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from typing import Sequence
 
 import cv2
@@ -123,8 +123,7 @@ def build_det_batch(sources: list[np.ndarray], infos: list[ImageInfo], limit_sid
             dh, dw = det_resize_shape(dh, dw, cap, "max")
         resized = cv2.resize(src, (dw, dh))
         planes.append(normalize_det(resized, mean, std))
-        out_infos.append(ImageInfo(info.orig_h, info.orig_w, info.src_h, info.src_w, info.pad_top, dh, dw,
-                                   info.scale_x, info.scale_y))
+        out_infos.append(replace(info, det_h=dh, det_w=dw))
     H = max(p.shape[1] for p in planes)
     W = max(p.shape[2] for p in planes)
     if len(planes) == 1:
