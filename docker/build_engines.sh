@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Entrypoint of the engine-builder image: fetch the ONNX files when missing, then build the engines
+# Entrypoint of the engine-builder image: fetch (or refresh) the ONNX files, then build the engines
 # on this GPU with scripts/build_engines.sh (arguments are passed through; --model-set defaults to
 # $OCR_MODEL_SET). Engines land in build/engines (mount it; docker/docker-compose.yml does).
 set -euo pipefail
@@ -12,9 +12,8 @@ done
 case " ${ARGS[*]-} " in *" --model-set "*) ;; *) ARGS=(--model-set "$SET" "${ARGS[@]}");; esac
 case " ${ARGS[*]} " in
   *" --dry-run "*|*" --help "*|*" -h "*) ;;
-  *) if [ ! -f "build/models/$SET/rec.onnx" ]; then
-       echo "build_engines: fetching the $SET ONNX files (scripts/fetch_models.py)" >&2
-       python3 scripts/fetch_models.py --model-set "$SET"
-     fi;;
+  *) # always: fetch_models.py skips a set that is current and regenerates one made by older graph
+     # edits (scripts/onnx_edits.py), which must not be built into engines
+     python3 scripts/fetch_models.py --model-set "$SET";;
 esac
 exec env PYTHON=python3 scripts/build_engines.sh "${ARGS[@]}"

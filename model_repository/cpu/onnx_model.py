@@ -1,6 +1,7 @@
 """CPU runtime model: one ONNX network run by onnxruntime (installed as <model>/1/model.py).
 
-Requests that arrive together (dynamic batching) and share a shape are run as one batch.
+Requests that arrive together (dynamic batching) and share a shape are run as one batch. The
+config's input/output names are the graph's (checked at load).
 """
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ class TritonPythonModel:
         config = ta.model_config(args)
         params = ta.config_parameters(config)
         self.input_name = config["input"][0]["name"]
-        self.output_name = config["output"][0]["name"]
+        self.output_names = [o["name"] for o in config["output"]]
         path = os.path.join(args["model_repository"], args["model_version"], params["onnx_file"])
         self.model = OrtModel(path, int(params.get("intra_op_threads", "0")),
                               allow_spinning=params.get("allow_spinning", "false").lower() == "true")
+        graph = ([self.model.input_name], self.model.output_names)
+        if graph != ([self.input_name], self.output_names):
+            raise ValueError(f"{path}: graph inputs/outputs {graph} differ from config.pbtxt "
+                             f"{([self.input_name], self.output_names)} (re-run scripts/fetch_models.py)")
 
     def execute(self, requests: list) -> list:
         arrays = []
@@ -33,15 +38,15 @@ class TritonPythonModel:
         for i, a in enumerate(arrays):
             if isinstance(a, np.ndarray):
                 groups.setdefault((a.shape[1:], a.dtype.str), []).append(i)
-        outputs: dict[int, np.ndarray | BaseException] = {}
+        outputs: dict[int, list[np.ndarray] | BaseException] = {}
         for members in groups.values():
             try:
                 batch = np.concatenate([arrays[i] for i in members]) if len(members) > 1 else arrays[members[0]]
-                result = self.model(batch)
+                results = self.model.run(batch)
                 start = 0
                 for i in members:
                     n = len(arrays[i])
-                    outputs[i] = result[start:start + n]
+                    outputs[i] = [r[start:start + n] for r in results]
                     start += n
             except Exception as exc:  # noqa: BLE001
                 for i in members:
@@ -52,5 +57,5 @@ class TritonPythonModel:
             if isinstance(out, BaseException):
                 responses.append(ta.error_response(out))
             else:
-                responses.append(ta.make_response({self.output_name: out}))
+                responses.append(ta.make_response(dict(zip(self.output_names, out))))
         return responses

@@ -1,9 +1,11 @@
-"""Detection pre-processing: source-image preparation, limit_side_len resize, normalisation, batching.
+"""Detection pre-processing: source-image preparation, limit_side_len resize, batching.
 
 Coordinates: the *source* image is the decoded image after the optional whole-image resize
 (`max_side_limit` / `min_side_len`) and letterbox padding for very flat images (RapidOCR's
 behaviour). Detection runs on the source image resized to multiples of 32; crops are cut from the
 source image; output polygons are mapped back to the original image with `ImageInfo`.
+The detector input is the resized image itself (UINT8 NHWC): normalisation is part of the
+detector graph (scripts/onnx_edits.py), so no Python code touches every pixel of it.
 """
 from __future__ import annotations
 
@@ -13,10 +15,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ppocr_steps.settings import PipelineSettings, channel_values
+from ppocr_steps.settings import PipelineSettings
 
-__all__ = ["ImageInfo", "prepare_source", "det_resize_shape", "normalize_det", "build_det_batch",
-           "IMAGE_INFO_COLUMNS"]
+__all__ = ["ImageInfo", "prepare_source", "det_resize_shape", "build_det_batch", "IMAGE_INFO_COLUMNS"]
 
 IMAGE_INFO_COLUMNS = 9
 
@@ -95,41 +96,28 @@ def det_resize_shape(h: int, w: int, limit_side_len: int, limit_type: str) -> tu
     return _round32(int(h * ratio)), _round32(int(w * ratio))
 
 
-def normalize_det(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """HxWx3 uint8 → contiguous 3xHxW float32, (x/255 - mean[c]) / std[c] per channel (image order).
-
-    Works plane by plane into a preallocated CHW array: an order of magnitude faster than
-    converting the HWC image and transposing it (no strided copy).
-    """
-    h, w = img.shape[:2]
-    out = np.empty((3, h, w), dtype=np.float32)
-    for c, plane in enumerate(cv2.split(img)):
-        np.multiply(plane, np.float32(1.0 / (255.0 * std[c])), out=out[c], casting="unsafe")
-        out[c] -= np.float32(mean[c] / std[c])
-    return out
-
-
 def build_det_batch(sources: list[np.ndarray], infos: list[ImageInfo], limit_side_len: int, limit_type: str,
                     s: PipelineSettings) -> tuple[np.ndarray, list[ImageInfo]]:
-    """Resize + normalise each source image and stack them, zero-padded to the largest, as [N,3,H,W]."""
-    planes = []
+    """Resize each source image and stack them as UINT8 [N,H,W,3], zero (black) padded to the largest.
+
+    Black is also what letterboxing pads with; the padding lies outside every image's valid region
+    (`det_h` x `det_w`), which is all det_postprocess reads.
+    """
+    resized_images = []
     out_infos = []
-    mean, std = channel_values(s.det_mean, "det_mean"), channel_values(s.det_std, "det_std")
     for src, info in zip(sources, infos):
         dh, dw = det_resize_shape(src.shape[0], src.shape[1], limit_side_len, limit_type)
         # cap the detector input so that even limit_type=min on a thin image stays bounded
         cap = s.max_side_limit * 2
         if max(dh, dw) > cap:
             dh, dw = det_resize_shape(dh, dw, cap, "max")
-        resized = cv2.resize(src, (dw, dh))
-        planes.append(normalize_det(resized, mean, std))
+        resized_images.append(cv2.resize(src, (dw, dh)))
         out_infos.append(replace(info, det_h=dh, det_w=dw))
-    H = max(p.shape[1] for p in planes)
-    W = max(p.shape[2] for p in planes)
-    if len(planes) == 1:
-        batch = planes[0][None]
-    else:
-        batch = np.zeros((len(planes), 3, H, W), dtype=np.float32)
-        for i, p in enumerate(planes):
-            batch[i, :, :p.shape[1], :p.shape[2]] = p
-    return np.ascontiguousarray(batch), out_infos
+    if len(resized_images) == 1:
+        return np.ascontiguousarray(resized_images[0][None]), out_infos
+    H = max(r.shape[0] for r in resized_images)
+    W = max(r.shape[1] for r in resized_images)
+    batch = np.zeros((len(resized_images), H, W, 3), dtype=np.uint8)
+    for i, r in enumerate(resized_images):
+        batch[i, :r.shape[0], :r.shape[1]] = r
+    return batch, out_infos

@@ -7,7 +7,9 @@ __all__ = ["OrtModel"]
 
 
 class OrtModel:
-    """One ONNX model, one input → one output. `intra_op_threads` 0 lets onnxruntime decide.
+    """One ONNX model with one input. Called on a batch it returns the output array, or a tuple of
+    them in the graph's order when the graph has several (the recogniser's ids and probabilities).
+    `intra_op_threads` 0 lets onnxruntime decide.
 
     `allow_spinning` False stops idle worker threads from busy-waiting: several sessions (det, cls,
     rec in separate stubs) share the cores, and spinning threads steal them from each other.
@@ -27,7 +29,11 @@ class OrtModel:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self.output_names, {self.input_name: batch})
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        outs = self.run(batch)
+        return outs[0] if len(outs) == 1 else tuple(outs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -18,15 +18,17 @@ from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS, ImageInfo, build_det_
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.image_io import decode_image
 from ppocr_steps.params import OcrParams, parse_params
-from ppocr_steps.recognize import Infer, classify_and_flip, recognize_crops
+from ppocr_steps.recognize import Infer, RecInfer, classify_and_flip, recognize_crops
 from ppocr_steps.settings import PipelineSettings
 
 __all__ = ["PreprocessOutput", "OcrLines", "preprocess", "postprocess_detection", "recognize"]
 
+R = TypeVar("R")
+
 
 @dataclass
 class PreprocessOutput:
-    det_input: np.ndarray   # FP32 [N,3,H,W]
+    det_input: np.ndarray   # UINT8 [N,H,W,3] resized images (the detector graph normalises)
     images: np.ndarray      # UINT8 [N,Hs,Ws,3] source images, zero-padded to the largest
     image_info: np.ndarray  # FP32 [N,9], see ImageInfo
     params: OcrParams
@@ -51,12 +53,13 @@ def _add_time(timings: dict[str, float] | None, stage: str, seconds: float) -> N
         timings[stage] = timings.get(stage, 0.0) + seconds
 
 
-def _timed(infer: Infer, timings: dict[str, float] | None, stage: str) -> Infer:
+def _timed(infer: Callable[[np.ndarray], R], timings: dict[str, float] | None, stage: str
+           ) -> Callable[[np.ndarray], R]:
     """`infer` that adds its wall time to `timings[stage]` (unchanged when not timing)."""
     if timings is None:
         return infer
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: np.ndarray) -> R:
         t0 = time.perf_counter()
         try:
             return infer(batch)
@@ -133,7 +136,7 @@ def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: 
 
 def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box_image_index: np.ndarray,
               params: OcrParams, s: PipelineSettings, labels: Sequence[str], cls_infer: Infer | None,
-              rec_infer: Infer, timings: dict[str, float] | None = None) -> OcrLines:
+              rec_infer: RecInfer, timings: dict[str, float] | None = None) -> OcrLines:
     """Crops → optional 0/180 flip → recognition → filter by text_rec_score_thresh → original coordinates.
 
     `timings`, when given, receives the seconds spent in stages 'crop', 'cls' (classification

@@ -1,9 +1,11 @@
 """Text-line classification (0/180) and CTC recognition on crops, with honest batching.
 
-The model calls are injected (`infer(batch) -> probs`), so this module runs with onnxruntime in
-tests and through Triton BLS in the server. Crops of all images of a request are batched together:
-sorted by aspect ratio (less padding), in chunks of at most the model's batch size; zero crops
-means zero model calls.
+The model calls are injected, so this module runs with onnxruntime in tests and through Triton
+BLS in the server: the classifier `cls_infer(batch) -> probs [N,2]`, the recogniser
+`rec_infer(batch) -> (char_ids [N,T], char_probs [N,T])`, the greedy-CTC inputs the recogniser
+graph computes from its softmax (scripts/onnx_edits.py). Crops of all images of a request are
+batched together: sorted by aspect ratio (less padding), in chunks of at most the model's batch
+size; zero crops means zero model calls.
 """
 from __future__ import annotations
 
@@ -14,15 +16,13 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from ppocr_steps.det_preprocess import normalize_det
-
 __all__ = ["CLS_SHAPE", "classify_and_flip", "recognize_crops", "ctc_greedy_decode", "rec_batch_plan",
-           "resize_norm", "RecResult", "load_dictionary"]
+           "crop_batch", "RecResult", "load_dictionary", "Infer", "RecInfer"]
 
 CLS_SHAPE = (3, 48, 192)
-_HALF = (0.5, 0.5, 0.5)  # PaddleOCR's cls/rec normalisation: x / 127.5 - 1
 MIN_REC_WIDTH = 8  # narrowest recogniser input ever sent (the GPU profiles' minimum)
 Infer = Callable[[np.ndarray], np.ndarray]
+RecInfer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,21 @@ def load_dictionary(path: str) -> list[str]:
     return ["blank", *chars, " "]
 
 
-def resize_norm(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize keeping the aspect ratio to `height`, at most `width` wide; normalise; zero-pad to width."""
-    h, w = img.shape[:2]
-    resized_w = min(width, int(math.ceil(height * w / float(h))))
-    resized_w = max(resized_w, 1)
-    resized = cv2.resize(img, (resized_w, height))
-    out = np.zeros((3, height, width), dtype=np.float32)
-    out[:, :, :resized_w] = normalize_det(resized, _HALF, _HALF)
+def crop_batch(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+    """FP32 [N,3,height,width] model input: each crop resized to `height` keeping its aspect ratio
+    (at most `width` wide), normalised as PaddleOCR does (x / 127.5 - 1) and zero-padded on the right.
+
+    Each crop is written straight into its slot of the batch (one pass per crop, no temporaries).
+    """
+    out = np.zeros((len(crops), 3, height, width), dtype=np.float32)
+    scale = np.float32(1.0 / 127.5)
+    for j, img in enumerate(crops):
+        h, w = img.shape[:2]
+        resized_w = max(1, min(width, int(math.ceil(height * w / float(h)))))
+        resized = cv2.resize(img, (resized_w, height))
+        slot = out[j, :, :, :resized_w]
+        np.multiply(resized.transpose(2, 0, 1), scale, out=slot, casting="unsafe")
+        slot -= np.float32(1.0)
     return out
 
 
@@ -67,8 +74,7 @@ def classify_and_flip(crops: list[np.ndarray], infer: Infer, batch_size: int, th
     _, ch, cw = CLS_SHAPE
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
-        batch = np.stack([resize_norm(crops[i], ch, cw) for i in idx])
-        probs = infer(batch)
+        probs = infer(crop_batch([crops[i] for i in idx], ch, cw))
         labels = probs.argmax(axis=1)
         for j, i in enumerate(idx):
             scores[i] = probs[j, labels[j]]
@@ -93,30 +99,30 @@ def rec_batch_plan(ratios: Sequence[float], batch_size: int, height: int, min_wi
     return plan
 
 
-def ctc_greedy_decode(probs: np.ndarray, labels: Sequence[str]) -> list[RecResult]:
-    """Greedy CTC over softmax outputs [N,T,C]: collapse repeats, drop blanks; score = mean max prob."""
-    idx = probs.argmax(axis=2)
-    maxp = np.take_along_axis(probs, idx[:, :, None], axis=2)[:, :, 0]
-    keep = np.ones_like(idx, dtype=bool)
-    keep[:, 1:] = idx[:, 1:] != idx[:, :-1]
-    keep &= idx != 0
+def ctc_greedy_decode(char_ids: np.ndarray, char_probs: np.ndarray, labels: Sequence[str]) -> list[RecResult]:
+    """Greedy CTC over the best class per timestep [N,T] and its probability [N,T]: collapse repeats,
+    drop blanks (class 0); score = mean probability of the characters kept."""
+    keep = np.ones_like(char_ids, dtype=bool)
+    keep[:, 1:] = char_ids[:, 1:] != char_ids[:, :-1]
+    keep &= char_ids != 0
+    n_labels = len(labels)
     results = []
-    for row in range(idx.shape[0]):
+    for row in range(char_ids.shape[0]):
         sel = keep[row]
-        chars = idx[row][sel]
-        conf = maxp[row][sel]
-        text = "".join(labels[c] if c < len(labels) else "" for c in chars)
+        chars = char_ids[row][sel]
+        conf = char_probs[row][sel]
+        text = "".join(labels[c] if c < n_labels else "" for c in chars.tolist())
         results.append(RecResult(text, float(conf.mean()) if conf.size else 0.0))
     return results
 
 
-def recognize_crops(crops: list[np.ndarray], infer: Infer, labels: Sequence[str], batch_size: int, height: int,
+def recognize_crops(crops: list[np.ndarray], infer: RecInfer, labels: Sequence[str], batch_size: int, height: int,
                     min_width: int, max_width: int, width_multiple: int = 1) -> list[RecResult]:
     """Recognise every crop; results in the input order."""
     results: list[RecResult | None] = [None] * len(crops)
     ratios = [c.shape[1] / float(c.shape[0]) for c in crops]
     for idx, width in rec_batch_plan(ratios, batch_size, height, min_width, max_width, width_multiple):
-        batch = np.stack([resize_norm(crops[i], height, width) for i in idx])
-        for i, res in zip(idx, ctc_greedy_decode(infer(batch), labels)):
+        char_ids, char_probs = infer(crop_batch([crops[i] for i in idx], height, width))
+        for i, res in zip(idx, ctc_greedy_decode(char_ids, char_probs, labels)):
             results[i] = res
     return [r for r in results if r is not None]

@@ -6,7 +6,7 @@ from typing import Any, Mapping, TypeVar
 
 from ppocr_steps.params import OcrParams, parse_params
 
-__all__ = ["PipelineSettings", "settings_from_parameters", "defaults_from_parameters", "channel_values"]
+__all__ = ["PipelineSettings", "settings_from_parameters", "defaults_from_parameters"]
 
 T = TypeVar("T")
 
@@ -25,8 +25,6 @@ class PipelineSettings:
     min_side_len: int = 30
     letterbox_min_height: int = 30
     letterbox_max_wh_ratio: float = 8.0
-    det_mean: str = "0.5"   # one value, or three comma-separated (applied to B, G, R like PaddleOCR)
-    det_std: str = "0.5"
     # DB post-processing
     max_candidates: int = 1000
     use_dilation: bool = True
@@ -42,19 +40,6 @@ class PipelineSettings:
     rec_max_width: int = 3200
     rec_width_multiple: int = 1
     max_boxes_per_request: int = 2000
-
-
-def channel_values(text: str, name: str = "value") -> tuple[float, float, float]:
-    """"0.5" → (0.5, 0.5, 0.5); "0.485,0.456,0.406" → per channel."""
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ValueError(f"{name} must be 1 or 3 comma-separated numbers, got {text!r}") from None
-    if len(values) == 1:
-        values *= 3
-    if len(values) != 3 or (name == "det_std" and min(values) <= 0):
-        raise ValueError(f"{name} must be 1 or 3 comma-separated numbers (std > 0), got {text!r}")
-    return values[0], values[1], values[2]
 
 
 def _coerce(value: str, like: Any) -> Any:
@@ -83,8 +68,6 @@ def settings_from_parameters(params: Mapping[str, str], ignore: set[str] | None 
     """Build settings from `{key: string_value}`; unknown keys are an error unless in `ignore`."""
     ignore = (ignore or set()) | {f"default_{f.name}" for f in fields(OcrParams)}
     s = _from_parameters(PipelineSettings, params, ignore)
-    for name in ("det_mean", "det_std"):
-        channel_values(getattr(s, name), name)
     if s.score_mode not in ("fast", "slow"):
         raise ValueError(f"score_mode must be 'fast' or 'slow', got {s.score_mode!r}")
     return s

@@ -119,32 +119,36 @@ _CPU_OUTPUT = ({"preferred_memory": pb_utils.PreferredMemory(pb_utils.TRITONSERV
 
 
 class BlsModel:
-    """A runtime model called through BLS in chunks of at most `max_batch` rows."""
+    """A runtime model called through BLS in chunks of at most `max_batch` rows.
 
-    def __init__(self, model_name: str, input_name: str, output_name: str, max_batch: int) -> None:
-        self.model_name, self.input_name, self.output_name = model_name, input_name, output_name
+    Returns the output array, or a tuple of arrays in `output_names` order when there are several.
+    """
+
+    def __init__(self, model_name: str, input_name: str, output_names: list[str], max_batch: int) -> None:
+        self.model_name, self.input_name, self.output_names = model_name, input_name, list(output_names)
         self.max_batch = max_batch
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        chunks = [self._run(np.ascontiguousarray(batch[start:start + self.max_batch]))
+                  for start in range(0, len(batch), self.max_batch)]
+        outs = [c[0] if len(chunks) == 1 else np.concatenate(c) for c in zip(*chunks)]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _run(self, chunk: np.ndarray) -> list[np.ndarray]:
+        request = pb_utils.InferenceRequest(model_name=self.model_name, requested_output_names=self.output_names,
+                                            inputs=[pb_utils.Tensor(self.input_name, chunk)], **_CPU_OUTPUT)
+        response = request.exec()
+        if response.has_error():
+            message = response.error().message()
+            if any(m in message for m in UNAVAILABLE_MARKERS):
+                raise ModelUnavailableError(f"{self.model_name}: {message}")
+            raise RuntimeError(f"{self.model_name}: {message}")
         outs = []
-        for start in range(0, len(batch), self.max_batch):
-            chunk = np.ascontiguousarray(batch[start:start + self.max_batch])
-            request = pb_utils.InferenceRequest(model_name=self.model_name,
-                                                requested_output_names=[self.output_name],
-                                                inputs=[pb_utils.Tensor(self.input_name, chunk)],
-                                                **_CPU_OUTPUT)
-            response = request.exec()
-            if response.has_error():
-                message = response.error().message()
-                if any(m in message for m in UNAVAILABLE_MARKERS):
-                    raise ModelUnavailableError(f"{self.model_name}: {message}")
-                raise RuntimeError(f"{self.model_name}: {message}")
-            tensor = pb_utils.get_output_tensor_by_name(response, self.output_name)
-            if tensor.is_cpu():
-                outs.append(tensor.as_numpy())
-            else:  # GPU-resident output (TensorRT): move through DLPack
-                outs.append(_dlpack_to_numpy(tensor))
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+        for name in self.output_names:
+            tensor = pb_utils.get_output_tensor_by_name(response, name)
+            # GPU-resident outputs (TensorRT, when preferred_memory is not honoured) move through DLPack
+            outs.append(tensor.as_numpy() if tensor.is_cpu() else _dlpack_to_numpy(tensor))
+        return outs
 
 
 def _dlpack_to_numpy(tensor: Any) -> np.ndarray:

@@ -40,13 +40,14 @@ def engine_threads(engine: Any) -> dict[str, int]:
 
 def make_engine(threads: int, model_dir: Path | None = None) -> Any:
     """A RapidOCR engine whose three sessions run ``threads`` intra-op threads; models from ``model_dir``
-    (``det.onnx``, ``cls.onnx``, ``rec.onnx``, ``dict.txt`` as fetched for the server; checked to give the
-    same lines as the wheel's own files for v4) or the wheel's own."""
+    (``original/{det,cls,rec}.onnx``: the wheels' graphs the server's are made from, byte for byte, and
+    ``dict.txt``) or the wheel's own."""
     mod = _import_rapidocr()
     kwargs: dict[str, Any] = {"intra_op_num_threads": int(threads)}
     if model_dir is not None:
-        kwargs.update(det_model_path=str(model_dir / "det.onnx"), cls_model_path=str(model_dir / "cls.onnx"),
-                      rec_model_path=str(model_dir / "rec.onnx"))
+        original = model_dir / "original"
+        kwargs.update(det_model_path=str(original / "det.onnx"), cls_model_path=str(original / "cls.onnx"),
+                      rec_model_path=str(original / "rec.onnx"))
     try:  # the dictionary from the rec model's "character" metadata, as RapidOCR does by default
         engine = mod.RapidOCR(**kwargs)
     except ValueError:  # "character must not be None": a rec model without that metadata

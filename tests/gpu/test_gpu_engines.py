@@ -56,16 +56,29 @@ def test_preflight_accepts_the_fresh_engines(built):
     assert res.returncode == 0, res.stderr
 
 
-def test_engine_matches_onnxruntime_on_a_page(built):
-    """Direct spot check of the det engine against onnxruntime on one synthetic page."""
+def test_engines_match_onnxruntime_on_a_page(built):
+    """Direct spot check of the det and rec engines against onnxruntime on one rendered page: det takes the
+    resized uint8 NHWC image, rec returns rec_char_ids (INT32) and rec_char_probs (FP32)."""
     np = pytest.importorskip("numpy")
+    pytest.importorskip("cv2")
     sys.path.insert(0, str(ROOT / "scripts" / "trt"))
-    from trt_build.fp16_gate import OrtRunner, compare_det
+    from trt_build.calibration import synthetic_calibration
+    from trt_build.fp16_gate import OrtRunner, compare_det, compare_rec
+    from trt_build.profiles import load_profiles
     from trt_build.runner import TrtRunner
     model_set, out, _ = built
-    x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 736, 1312)).astype(np.float32)
-    ref = OrtRunner(ROOT / "build" / "models" / model_set / "det.onnx")(x)
-    got = TrtRunner(out / model_set / "det_model" / "model.plan")(x)
-    assert got.shape == ref.shape
-    assert float(np.abs(got - ref).mean()) < 0.01
+    profiles = load_profiles()
+    calib = synthetic_calibration(profiles, max_pages=1)
+    page = calib.det[0]
+    assert page.dtype == np.uint8 and page.shape[-1] == 3
+    engine = lambda m: TrtRunner(out / model_set / m / "model.plan", outputs=profiles[m].outputs)  # noqa: E731
+    onnx = lambda m: OrtRunner(ROOT / "build" / "models" / model_set / profiles[m].onnx,  # noqa: E731
+                               outputs=profiles[m].outputs)
+    ref, got = onnx("det_model")(page), engine("det_model")(page)
+    assert got.shape == ref.shape and got.dtype == np.float32
     assert compare_det([ref], [got]).figures["worst_mean_abs"] < 0.01
+    rec_ref, rec_got = onnx("rec_model"), engine("rec_model")
+    ref = [rec_ref(b) for b in calib.rec]
+    got = [rec_got(b) for b in calib.rec]
+    assert all(g[0].dtype == np.int32 and g[1].dtype == np.float32 for g in got)
+    assert compare_rec(ref, got).figures["char_sim"] > 0.99

@@ -12,12 +12,10 @@ from ppocr_steps.det_preprocess import (
     ImageInfo,
     build_det_batch,
     det_resize_shape,
-    normalize_det,
     prepare_source,
 )
 from ppocr_steps.settings import PipelineSettings
 
-HALF = (0.5, 0.5, 0.5)
 
 
 def paddle_rule(h: int, w: int, limit: int, limit_type: str) -> tuple[int, int]:
@@ -155,39 +153,8 @@ def test_image_info_row_round_trip() -> None:
     assert ImageInfo.from_row(row) == info
 
 
-# ---------------------------------------------------------------- normalize_det / build_det_batch
-
-def test_normalize_det_values_and_layout() -> None:
-    img = np.zeros((2, 3, 3), np.uint8)
-    img[0, 0] = (0, 255, 51)
-    img[1, 2] = (255, 0, 204)
-    out = normalize_det(img, HALF, HALF)
-    assert out.shape == (3, 2, 3) and out.dtype == np.float32
-    np.testing.assert_allclose(out[:, 0, 0], [-1.0, 1.0, 51 / 127.5 - 1], atol=1e-6)
-    np.testing.assert_allclose(out[:, 1, 2], [1.0, -1.0, 204 / 127.5 - 1], atol=1e-6)
-    np.testing.assert_allclose(out[:, 0, 1], [-1.0, -1.0, -1.0])
-
-
-def test_normalize_det_other_mean_std() -> None:
-    img = np.full((1, 1, 3), 255, np.uint8)
-    np.testing.assert_allclose(normalize_det(img, (0.25,) * 3, (0.25,) * 3)[:, 0, 0], [3.0, 3.0, 3.0], rtol=1e-6)
-
-
-def test_normalize_det_per_channel_in_image_order() -> None:
-    img = np.zeros((1, 2, 3), np.uint8)
-    img[0, 1] = 255
-    out = normalize_det(img, (0.1, 0.2, 0.3), (0.5, 0.25, 0.1))
-    np.testing.assert_allclose(out[:, 0, 0], [-0.2, -0.8, -3.0], rtol=1e-5)
-    np.testing.assert_allclose(out[:, 0, 1], [1.8, 3.2, 7.0], rtol=1e-5)
-
-
-def test_build_det_batch_uses_per_channel_settings() -> None:
-    s = PipelineSettings(det_mean="0.485,0.456,0.406", det_std="0.229,0.224,0.225")
-    src = np.full((64, 64, 3), 128, np.uint8)
-    batch, _ = build_det_batch([src], [prepare_source(src, s)[1]], 64, "max", s)
-    expected = [(128 / 255 - m) / d for m, d in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)]
-    np.testing.assert_allclose(batch[0, :, 10, 10], expected, rtol=1e-5)
-
+# ---------------------------------------------------------------- build_det_batch
+# (normalisation is part of the detector graph: tests/unit/test_onnx_edits.py)
 
 def _prepared(shapes, s):
     srcs, infos = [], []
@@ -202,11 +169,10 @@ def _prepared(shapes, s):
 def test_build_det_batch_single(settings: PipelineSettings) -> None:
     srcs, infos = _prepared([(720, 1280)], settings)
     batch, out = build_det_batch(srcs, infos, 736, "min", settings)
-    assert batch.shape == (1, 3, 736, 1312) and batch.dtype == np.float32
+    assert batch.shape == (1, 736, 1312, 3) and batch.dtype == np.uint8
     assert batch.flags["C_CONTIGUOUS"]
     assert (out[0].det_h, out[0].det_w) == (736, 1312)
-    expected = normalize_det(cv2.resize(srcs[0], (1312, 736)), HALF, HALF)
-    np.testing.assert_allclose(batch[0], expected, atol=1e-6)
+    np.testing.assert_array_equal(batch[0], cv2.resize(srcs[0], (1312, 736)))
 
 
 def test_build_det_batch_pads_to_largest(settings: PipelineSettings) -> None:
@@ -215,11 +181,10 @@ def test_build_det_batch_pads_to_largest(settings: PipelineSettings) -> None:
     sizes = [det_resize_shape(s.shape[0], s.shape[1], 960, "max") for s in srcs]
     assert [(o.det_h, o.det_w) for o in out] == [tuple(map(float, sz)) for sz in sizes]
     H, W = max(h for h, _ in sizes), max(w for _, w in sizes)
-    assert batch.shape == (3, 3, H, W)
+    assert batch.shape == (3, H, W, 3) and batch.dtype == np.uint8
     for i, (h, w) in enumerate(sizes):
-        expected = normalize_det(cv2.resize(srcs[i], (w, h)), HALF, HALF)
-        np.testing.assert_allclose(batch[i, :, :h, :w], expected, atol=1e-6)
-        assert not batch[i, :, h:, :].any() and not batch[i, :, :, w:].any()
+        np.testing.assert_array_equal(batch[i, :h, :w], cv2.resize(srcs[i], (w, h)))
+        assert not batch[i, h:, :].any() and not batch[i, :, w:].any()
         # everything but det_h/det_w is carried over from prepare_source
         assert replace(out[i], det_h=0, det_w=0) == infos[i]
 
@@ -228,6 +193,6 @@ def test_build_det_batch_caps_the_detector_input() -> None:
     s = PipelineSettings(max_side_limit=200, min_side_len=30)
     srcs, infos = _prepared([(150, 60)], s)  # limit_type min 4096 would ask for 10240x4096
     batch, out = build_det_batch(srcs, infos, 4096, "min", s)
-    assert max(batch.shape[2:]) <= 2 * s.max_side_limit
-    assert batch.shape[2] % 32 == 0 and batch.shape[3] % 32 == 0
-    assert (out[0].det_h, out[0].det_w) == batch.shape[2:]
+    assert max(batch.shape[1:3]) <= 2 * s.max_side_limit
+    assert batch.shape[1] % 32 == 0 and batch.shape[2] % 32 == 0
+    assert (out[0].det_h, out[0].det_w) == batch.shape[1:3]

@@ -20,17 +20,28 @@ from trt_build.profiles import load_profiles  # noqa: E402
 GPU = ROOT / "model_repository" / "gpu"
 CONFIGS = sorted(GPU.glob("**/config.pbtxt"))
 
-# the contract of docs/architecture.md ("Runtime models")
+# the contract of docs/architecture.md ("Runtime models"): name -> (data type, dims)
 CONTRACT = {
-    "det_model": {"max_batch": 0, "inputs": {"det_input": [-1, 3, -1, -1]}, "outputs": {"prob_map": [-1, 1, -1, -1]}},
-    "cls_model": {"max_batch": "positive", "inputs": {"cls_input": [3, 48, 192]}, "outputs": {"cls_probs": [2]}},
-    "rec_model": {"max_batch": "positive", "inputs": {"rec_input": [3, 48, -1]}, "outputs": {"rec_probs": [-1, -1]}},
+    "det_model": {"max_batch": 0, "inputs": {"det_input": ("UINT8", [-1, -1, -1, 3])},
+                  "outputs": {"prob_map": ("FP32", [-1, 1, -1, -1])}},
+    "cls_model": {"max_batch": "positive", "inputs": {"cls_input": ("FP32", [3, 48, 192])},
+                  "outputs": {"cls_probs": ("FP32", [2])}},
+    "rec_model": {"max_batch": "positive", "inputs": {"rec_input": ("FP32", [3, 48, -1])},
+                  "outputs": {"rec_char_ids": ("INT32", [-1]), "rec_char_probs": ("FP32", [-1])}},
 }
-ONNX_FLOAT = 1
+# ONNX TensorProto element type / onnxruntime type -> Triton data type (without TYPE_)
+ONNX_TYPES = {1: "FP32", 2: "UINT8", 6: "INT32"}
+ORT_TYPES = {"tensor(float)": "FP32", "tensor(uint8)": "UINT8", "tensor(int32)": "INT32"}
+PROFILE_TYPES = {"float32": "FP32", "uint8": "UINT8"}
 
 
 def _parse(path: Path):
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def _dtype(t) -> str:
+    """A config tensor's data type without the TYPE_ prefix: 'FP32', 'UINT8', 'INT32'."""
+    return model_config_pb2.DataType.Name(t.data_type).removeprefix("TYPE_")
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +75,17 @@ def test_contract(configs, model):
         assert db.preferred_batch_size and max(db.preferred_batch_size) <= cfg.max_batch_size
         assert 0 < db.max_queue_delay_microseconds <= 5000  # short: the crops of one page are one chunk already
     for tensors, expected in ((cfg.input, want["inputs"]), (cfg.output, want["outputs"])):
-        assert {t.name: list(t.dims) for t in tensors} == expected
-        assert all(t.data_type == model_config_pb2.TYPE_FP32 for t in tensors)
+        assert {t.name: (_dtype(t), list(t.dims)) for t in tensors} == expected
 
 
-def _doc_table() -> dict[str, tuple[str, str, int, str, str, int]]:
-    """docs/architecture.md runtime-model rows -> (in name, in dtype, in rank, out name, out dtype, out rank)."""
+def _doc_table() -> dict[str, tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]]:
+    """docs/architecture.md runtime-model rows -> ([(name, dtype, rank)] of the inputs, the same of the outputs)."""
     doc = (ROOT / "docs" / "architecture.md").read_text()
+    tensor = re.compile(r"`(\w+)` (\w+) \[([^\]]*)\]")
     rows = {}
-    cell = r"`(\w+)` (\w+) \[([^\]]*)\]"
-    for m in re.finditer(r"^\| `(\w+_model)` \| " + cell + r"[^|]*\| " + cell + r"[^|]*\|", doc, re.M):
-        rows[m.group(1)] = (m.group(2), m.group(3), len(m.group(4).split(",")), m.group(5), m.group(6),
-                            len(m.group(7).split(",")))
+    for m in re.finditer(r"^\| `(\w+_model)` \|([^|]*)\|([^|]*)\|", doc, re.M):
+        rows[m.group(1)] = tuple([(name, dt, len(dims.split(","))) for name, dt, dims in tensor.findall(cell)]
+                                 for cell in (m.group(2), m.group(3)))
     return rows
 
 
@@ -84,17 +94,20 @@ def test_configs_match_architecture_doc(configs):
     if not rows:
         pytest.skip("docs/architecture.md has no runtime-model table")
     assert set(rows) == set(RUNTIME_MODELS)
-    for model, (iname, idt, irank, oname, odt, orank) in rows.items():
+    for model, documented in rows.items():
         cfg = configs[model]
-        assert (cfg.input[0].name, cfg.output[0].name) == (iname, oname)
-        assert idt == odt == "FP32"
-        assert (len(cfg.input[0].dims), len(cfg.output[0].dims)) == (irank, orank), model
+        batch = 1 if cfg.max_batch_size else 0  # the doc may show a batched model's dims with or without N
+        for tensors, doc in zip((cfg.input, cfg.output), documented, strict=True):
+            assert [(t.name, _dtype(t)) for t in tensors] == [(n, dt) for n, dt, _ in doc], model
+            for t, (name, _, rank) in zip(tensors, doc, strict=True):
+                assert rank in (len(t.dims), len(t.dims) + batch), (model, name, rank, list(t.dims))
 
 
 @pytest.mark.parametrize("model", list(RUNTIME_MODELS))
 def test_configs_match_engine_profiles(configs, profiles, model):
     cfg, prof = configs[model], profiles[model]
-    assert cfg.input[0].name == prof.input and cfg.output[0].name == prof.output
+    assert cfg.input[0].name == prof.input and [t.name for t in cfg.output] == list(prof.outputs)
+    assert _dtype(cfg.input[0]) == PROFILE_TYPES[prof.dtype], "the engine's input type is the profile's dtype"
     dims = list(cfg.input[0].dims)
     full = dims if cfg.max_batch_size == 0 else [-1, *dims]
     if cfg.max_batch_size:
@@ -106,6 +119,7 @@ def test_configs_match_engine_profiles(configs, profiles, model):
         else:
             assert prof.min[i] == prof.max[i] == d, f"dim {i} = {d} but the profile allows {prof.min[i]}..{prof.max[i]}"
     for w in cfg.model_warmup:
+        assert w.inputs[prof.input].data_type == cfg.input[0].data_type, f"warmup {w.name} data type"
         shape = list(w.inputs[prof.input].dims)
         shape = shape if cfg.max_batch_size == 0 else [w.batch_size, *shape]
         assert prof.covers(shape), f"warmup {w.name} {shape} outside the profile"
@@ -123,7 +137,7 @@ def test_gpu_and_cpu_configs_agree():
 
 
 def _onnx_io(path: Path):
-    """[(name, elem_type, dims with None for symbolic)] for inputs and outputs (onnx, else onnxruntime)."""
+    """[(name, Triton data type, dims with None for symbolic)] for inputs and outputs (onnx, else onnxruntime)."""
     try:
         import onnx
     except ImportError:
@@ -133,13 +147,13 @@ def _onnx_io(path: Path):
         inits = {i.name for i in g.initializer}
 
         def fmt(v):
-            return (v.name, v.type.tensor_type.elem_type,
+            return (v.name, ONNX_TYPES.get(v.type.tensor_type.elem_type, "?"),
                     [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
                      for d in v.type.tensor_type.shape.dim])
         return [fmt(v) for v in g.input if v.name not in inits], [fmt(v) for v in g.output]
     ort = pytest.importorskip("onnxruntime")
     s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    conv = lambda a: (a.name, ONNX_FLOAT if a.type == "tensor(float)" else -1,  # noqa: E731
+    conv = lambda a: (a.name, ORT_TYPES.get(a.type, "?"),  # noqa: E731
                       [d if isinstance(d, int) and d > 0 else None for d in a.shape])
     return [conv(a) for a in s.get_inputs()], [conv(a) for a in s.get_outputs()]
 
@@ -155,7 +169,7 @@ def test_configs_match_onnx_graphs(configs, model_set, model):
     for tensors, graph in ((cfg.input, inputs), (cfg.output, outputs)):
         assert [t.name for t in tensors] == [g[0] for g in graph], (model_set, model)
         for t, (name, elem, dims) in zip(tensors, graph, strict=True):
-            assert elem == ONNX_FLOAT and t.data_type == model_config_pb2.TYPE_FP32
+            assert _dtype(t) == elem, f"{model_set} {name}: config {_dtype(t)} vs ONNX {elem}"
             cdims = list(t.dims) if cfg.max_batch_size == 0 else [-1, *t.dims]
             assert len(cdims) == len(dims), f"{model_set} {name}: rank {len(cdims)} vs ONNX {len(dims)}"
             for c, o in zip(cdims, dims, strict=True):

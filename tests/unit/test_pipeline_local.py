@@ -80,7 +80,7 @@ def run_ocr(models: Models, blobs: list[bytes], raw: dict | None = None,
     pre = preprocess(blobs, raw or {}, OcrParams(), s)
     wire = params_to_json(pre.params)  # ocr_params travels as a JSON string tensor
     prob_map = det(pre.det_input)
-    assert prob_map.shape[0] == pre.det_input.shape[0] and prob_map.shape[2:] == pre.det_input.shape[2:]
+    assert prob_map.shape[0] == pre.det_input.shape[0] and prob_map.shape[2:] == pre.det_input.shape[1:3]
     boxes, scores, index = postprocess_detection(prob_map, pre.image_info, params_from_json(wire), s)
     assert len(boxes) == len(scores) == len(index)
     lines = recognize(pre.images, pre.image_info, boxes, index, params_from_json(wire), s, models.labels, cls, rec)
@@ -141,8 +141,8 @@ def test_polys_are_where_the_text_was_drawn(upright: Run) -> None:
 
 def test_default_classifier_and_recognizer_batching(upright: Run) -> None:
     s = PipelineSettings()
-    assert len(upright.det.shapes) == 1 and upright.det.shapes[0][:2] == (1, 3)
-    assert upright.det.shapes[0][2] % 32 == 0 and upright.det.shapes[0][3] % 32 == 0
+    assert len(upright.det.shapes) == 1 and upright.det.shapes[0][::3] == (1, 3)  # [1,H,W,3]
+    assert upright.det.shapes[0][1] % 32 == 0 and upright.det.shapes[0][2] % 32 == 0
     assert len(upright.cls.shapes) == 1 and upright.cls.shapes[0] == (3, 3, 48, 192)
     assert len(upright.rec.shapes) == math.ceil(3 / s.rec_batch_size)
     assert all(shape[0] <= s.rec_batch_size and shape[2] == 48 for shape in upright.rec.shapes)
@@ -273,7 +273,7 @@ def test_preprocess_refuses_bad_parameters_before_decoding() -> None:
 def test_preprocess_outputs_match_the_config_contract() -> None:
     blobs = [png(np.full((100, 300, 3), 255, np.uint8)), png(np.full((200, 120, 3), 0, np.uint8))]
     out = preprocess(blobs, {"limit_type": "max", "limit_side_len": 320}, OcrParams(), PipelineSettings())
-    assert out.det_input.dtype == np.float32 and out.det_input.ndim == 4 and out.det_input.shape[1] == 3
+    assert out.det_input.dtype == np.uint8 and out.det_input.ndim == 4 and out.det_input.shape[3] == 3
     assert out.images.dtype == np.uint8 and out.images.shape == (2, 200, 300, 3)
     assert out.image_info.dtype == np.float32 and out.image_info.shape == (2, 9)
     assert out.params.limit_type == "max" and out.params.limit_side_len == 320
@@ -306,14 +306,14 @@ def test_postprocess_reads_only_each_images_valid_region(prob_map) -> None:
 def test_recognize_filters_by_score_and_maps_to_original() -> None:
     labels = ["blank", "a", "b", " "]
 
-    def rec(batch: np.ndarray) -> np.ndarray:
+    def rec(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # both crops go in one batch, sorted by w/h: box 0 (80x30) before box 1 (90x30)
         assert len(batch) == 2
         out = np.zeros((2, 4, 4), np.float32)
         out[:, :, 0] = 1.0
         out[0, 0] = [0.0, 0.95, 0.05, 0.0]  # box 0: "a" with 0.95
         out[1, 0] = [0.0, 0.0, 0.6, 0.4]    # box 1: "b" with 0.6, below text_rec_score_thresh
-        return out
+        return out.argmax(axis=2).astype(np.int32), out.max(axis=2)  # what the recogniser graph outputs
 
     images = np.full((1, 100, 200, 3), 255, np.uint8)
     info = np.array([[50, 100, 100, 200, 0, 0, 0, 0.5, 0.5]], np.float32)

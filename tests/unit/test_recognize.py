@@ -11,11 +11,11 @@ from ppocr_steps.recognize import (
     CLS_SHAPE,
     RecResult,
     classify_and_flip,
+    crop_batch,
     ctc_greedy_decode,
     load_dictionary,
     rec_batch_plan,
     recognize_crops,
-    resize_norm,
 )
 
 DIGITS = ["blank", *"0123456789", " "]
@@ -59,29 +59,34 @@ def probs_for(seq: list[int], maxp: list[float], classes: int) -> np.ndarray:
 LABELS = ["blank", "h", "e", "l", "o", " "]
 
 
+def greedy(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the recogniser graph outputs for softmax `probs` [N,T,C]: arg-max (INT32) and max per timestep."""
+    return probs.argmax(axis=2).astype(np.int32), probs.max(axis=2)
+
+
 def test_ctc_collapses_repeats_and_drops_blanks() -> None:
     seq = [1, 1, 2, 0, 3, 3, 0, 3, 4, 4, 0]
     maxp = [0.9, 0.5, 0.8, 0.99, 0.7, 0.1, 0.99, 0.6, 0.95, 0.2, 0.99]
-    (res,) = ctc_greedy_decode(probs_for(seq, maxp, 6)[None], LABELS)
+    (res,) = ctc_greedy_decode(*greedy(probs_for(seq, maxp, 6)[None]), LABELS)
     assert res.text == "hello"
     # kept steps: first h (0.9), e (0.8), first l (0.7), second l (0.6), first o (0.95)
     assert res.score == pytest.approx(np.mean([0.9, 0.8, 0.7, 0.6, 0.95]), abs=1e-6)
 
 
 def test_ctc_repeat_without_blank_is_one_letter() -> None:
-    (res,) = ctc_greedy_decode(probs_for([3, 3, 3], [0.9, 0.9, 0.9], 6)[None], LABELS)
+    (res,) = ctc_greedy_decode(*greedy(probs_for([3, 3, 3], [0.9, 0.9, 0.9], 6)[None]), LABELS)
     assert res.text == "l"
-    (res,) = ctc_greedy_decode(probs_for([3, 0, 3], [0.9, 0.9, 0.9], 6)[None], LABELS)
+    (res,) = ctc_greedy_decode(*greedy(probs_for([3, 0, 3], [0.9, 0.9, 0.9], 6)[None]), LABELS)
     assert res.text == "ll"
 
 
 def test_ctc_space_label() -> None:
-    (res,) = ctc_greedy_decode(probs_for([1, 5, 2], [0.9, 0.9, 0.9], 6)[None], LABELS)
+    (res,) = ctc_greedy_decode(*greedy(probs_for([1, 5, 2], [0.9, 0.9, 0.9], 6)[None]), LABELS)
     assert res.text == "h e"
 
 
 def test_ctc_all_blank_is_empty_with_zero_score() -> None:
-    (res,) = ctc_greedy_decode(probs_for([0, 0, 0, 0], [0.99] * 4, 6)[None], LABELS)
+    (res,) = ctc_greedy_decode(*greedy(probs_for([0, 0, 0, 0], [0.99] * 4, 6)[None]), LABELS)
     assert res == RecResult("", 0.0)
 
 
@@ -89,13 +94,13 @@ def test_ctc_rows_are_independent() -> None:
     batch = np.stack([probs_for([1, 0, 2, 0], [0.8, 0.9, 0.6, 0.9], 6),
                       probs_for([0, 0, 0, 0], [0.9] * 4, 6),
                       probs_for([4, 4, 4, 4], [0.5, 0.9, 0.9, 0.9], 6)])
-    res = ctc_greedy_decode(batch, LABELS)
+    res = ctc_greedy_decode(*greedy(batch), LABELS)
     assert [r.text for r in res] == ["he", "", "o"]
     assert [r.score for r in res] == pytest.approx([0.7, 0.0, 0.5], abs=1e-6)
 
 
 def test_ctc_empty_batch() -> None:
-    assert ctc_greedy_decode(np.zeros((0, 10, 6), np.float32), LABELS) == []
+    assert ctc_greedy_decode(*greedy(np.zeros((0, 10, 6), np.float32)), LABELS) == []
 
 
 # ---------------------------------------------------------------- batch plan / resize
@@ -139,10 +144,10 @@ def test_rec_batch_plan_empty() -> None:
     assert rec_batch_plan([], 6, 48, 320, 3200, 1) == []
 
 
-def test_resize_norm_pads_with_zeros() -> None:
+def test_crop_batch_pads_with_zeros() -> None:
     img = np.full((32, 64, 3), 255, np.uint8)
     img[:, :32] = 0
-    out = resize_norm(img, 48, 320)
+    (out,) = crop_batch([img], 48, 320)
     assert out.shape == (3, 48, 320) and out.dtype == np.float32
     # ratio 2 -> 96 px of content, rest zero padding
     np.testing.assert_allclose(out[:, :, :40], -1.0)
@@ -150,18 +155,33 @@ def test_resize_norm_pads_with_zeros() -> None:
     assert not out[:, :, 96:].any()
 
 
-def test_resize_norm_squashes_wide_crops() -> None:
+def test_crop_batch_squashes_wide_crops() -> None:
     img = np.full((10, 1000, 3), 255, np.uint8)
-    out = resize_norm(img, 48, 320)
+    (out,) = crop_batch([img], 48, 320)
     assert out.shape == (3, 48, 320)
     np.testing.assert_allclose(out, 1.0)
 
 
-def test_resize_norm_channel_order_kept() -> None:
+def test_crop_batch_channel_order_kept() -> None:
     img = np.zeros((48, 48, 3), np.uint8)
     img[..., 2] = 255
-    out = resize_norm(img, 48, 100)
+    (out,) = crop_batch([img], 48, 100)
     np.testing.assert_allclose(out[:, 10, 10], [-1.0, -1.0, 1.0])
+
+
+def test_crop_batch_is_paddleocr_resize_norm_per_crop() -> None:
+    """Every slot equals PaddleOCR's resize_norm_img of that crop alone: resize to height keeping the
+    ratio (ceil), (x / 255 - 0.5) / 0.5 in float32, zero padding; exactly, whatever its neighbours."""
+    rng = np.random.default_rng(5)
+    crops = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(20, 90), (37, 41), (16, 400)]]
+    batch = crop_batch(crops, 48, 320)
+    assert batch.shape == (3, 3, 48, 320) and batch.flags["C_CONTIGUOUS"]
+    for crop, out in zip(crops, batch, strict=True):
+        rw = min(320, int(np.ceil(48 * crop.shape[1] / crop.shape[0])))
+        resized = cv2.resize(crop, (rw, 48)).astype(np.float32).transpose(2, 0, 1)
+        ref = np.zeros((3, 48, 320), np.float32)
+        ref[:, :, :rw] = resized * np.float32(1 / 127.5) - np.float32(1.0)
+        np.testing.assert_array_equal(out, ref)
 
 
 # ---------------------------------------------------------------- fakes
@@ -187,7 +207,7 @@ class FakeRec:
     def __init__(self) -> None:
         self.shapes: list[tuple[int, ...]] = []
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.shapes.append(batch.shape)
         assert batch.dtype == np.float32 and batch.ndim == 4
         out = np.zeros((len(batch), 8, len(DIGITS)), np.float32)
@@ -196,7 +216,7 @@ class FakeRec:
             for t, ch in enumerate(str(decode_id(batch[n]))):
                 out[n, 2 * t, 0] = 0.0
                 out[n, 2 * t, 1 + int(ch)] = 1.0
-        return out
+        return greedy(out)
 
 
 class FakeCls:
@@ -278,3 +298,4 @@ def test_recognize_500_crops() -> None:
     assert len(fake.shapes) == 8
     assert max(s[0] for s in fake.shapes) == 64
     assert [r.text for r in res] == [str(i) for i in range(500)]
+

@@ -7,7 +7,7 @@ import pytest
 
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.params import OcrParams
-from ppocr_steps.settings import PipelineSettings, channel_values, defaults_from_parameters, settings_from_parameters
+from ppocr_steps.settings import PipelineSettings, defaults_from_parameters, settings_from_parameters
 
 
 def test_empty_parameters_give_defaults() -> None:
@@ -18,8 +18,6 @@ def test_paddleocr_defaults() -> None:
     s = PipelineSettings()
     assert (s.max_candidates, s.use_dilation, s.score_mode, s.min_box_size) == (1000, True, "fast", 3)
     assert (s.cls_thresh, s.rec_image_height, s.rec_min_width) == (0.9, 48, 320)
-    assert channel_values(s.det_mean, "det_mean") == (0.5, 0.5, 0.5)
-    assert channel_values(s.det_std, "det_std") == (0.5, 0.5, 0.5)
 
 
 def test_types_are_coerced_from_strings() -> None:
@@ -56,7 +54,7 @@ def test_bad_bool_refused(text: str) -> None:
 
 
 @pytest.mark.parametrize("key,text", [("max_candidates", "many"), ("max_candidates", "1.5"),
-                                      ("det_std", "half"), ("rec_batch_size", "")])
+                                      ("cls_thresh", "half"), ("rec_batch_size", "")])
 def test_bad_numbers_refused(key: str, text: str) -> None:
     with pytest.raises(ValueError):
         settings_from_parameters({key: text})
@@ -99,23 +97,11 @@ def test_score_modes_accepted(mode: str) -> None:
     assert settings_from_parameters({"score_mode": mode}).score_mode == mode
 
 
-def test_channel_values() -> None:
-    assert channel_values("0.5") == (0.5, 0.5, 0.5)
-    assert channel_values("0.485,0.456,0.406") == (0.485, 0.456, 0.406)
-    assert channel_values(" 0.1 , 0.2,0.3 ") == (0.1, 0.2, 0.3)
-
-
-@pytest.mark.parametrize("key,text", [("det_mean", "0.1,0.2"), ("det_mean", "0.1,0.2,0.3,0.4"), ("det_mean", "half"),
-                                      ("det_mean", ""), ("det_std", "0"), ("det_std", "0.5,0,0.5"),
-                                      ("det_std", "-0.5")])
-def test_bad_channel_values_refused_at_load(key: str, text: str) -> None:
-    with pytest.raises(ValueError, match=key):
-        settings_from_parameters({key: text})
-
-
-def test_per_channel_mean_std_accepted() -> None:
-    s = settings_from_parameters({"det_mean": "0.485,0.456,0.406", "det_std": "0.229,0.224,0.225"})
-    assert channel_values(s.det_std, "det_std") == (0.229, 0.224, 0.225)
+@pytest.mark.parametrize("key", ["det_mean", "det_std"])
+def test_detector_normalisation_is_not_a_step_parameter(key: str) -> None:
+    """mean/std belong to the model set and live in the detector graph (scripts/models.json)."""
+    with pytest.raises(ValueError, match=f"unknown config parameter '{key}'"):
+        settings_from_parameters({key: "0.5"})
 
 
 def test_every_field_round_trips_through_strings() -> None:

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "scripts" / "trt"))
 from trt_build import fake_tensorrt  # noqa: E402
 from trt_build.builder import BuildError, build_with_python, build_with_trtexec, import_tensorrt  # noqa: E402
 from trt_build.commands import plan_builds  # noqa: E402
-from trt_build.fake_tensorrt import FakeCuda, FakeLayer, FakeParserError, FakeTensor  # noqa: E402
+from trt_build.fake_tensorrt import FakeCuda, FakeLayer, FakeParserError, FakeTensor, network_io  # noqa: E402
 from trt_build.profiles import load_profiles  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def test_python_build_sets_fp16_profile_and_workspace(fake_trt, spec):
     res = build_with_python(spec, out)
     assert out.read_bytes() == b"FAKE-PLAN" and res.builder == "python" and res.plan_bytes == 9
     assert ("set_flag", "FP16") in state.calls
-    assert ("set_shape", ("det_input", (1, 3, 32, 32), (1, 3, 736, 1312), (4, 3, 4000, 4000))) in state.calls
+    assert ("set_shape", ("det_input", (1, 32, 32, 3), (1, 736, 1312, 3), (4, 4000, 4000, 3))) in state.calls
     assert ("set_memory_pool_limit", ("WORKSPACE", 2048 << 20)) in state.calls
     assert ("set_flag", "OBEY_PRECISION_CONSTRAINTS") not in state.calls
     assert spec.log_path.exists()
@@ -69,11 +69,27 @@ def test_every_parser_error_is_logged_and_raised(fake_trt, spec, caplog):
     assert not spec.plan.exists()
 
 
-def test_unrenamed_onnx_is_refused(fake_trt, spec):
-    _, state = fake_trt
-    state.inputs = [FakeTensor("x", (-1, 3, -1, -1))]
-    with pytest.raises(BuildError, match="fetch_models.py"):
+@pytest.mark.parametrize("name, shape, dtype, outputs", [
+    ("x", (-1, -1, -1, 3), "uint8", ["prob_map"]),               # not renamed
+    ("det_input", (-1, 3, -1, -1), "float32", ["prob_map"]),     # from before the graph edit: FP32 NCHW
+    ("det_input", (-1, -1, -1, 3), "uint8", ["prob_map", "extra"]),
+])
+def test_onnx_with_other_io_is_refused(fake_trt, spec, name, shape, dtype, outputs):
+    trt, state = fake_trt
+    state.inputs = [FakeTensor(name, shape, trt.DataType(dtype))]
+    state.outputs = [FakeTensor(n) for n in outputs]
+    with pytest.raises(BuildError, match="det_input uint8 NHWC .*fetch_models.py"):
         build_with_python(spec, spec.plan)
+    assert ("build_serialized_network", None) not in state.calls
+
+
+def test_rec_network_with_greedy_ctc_outputs_builds(fake_trt, tmp_path):
+    _, state = fake_trt
+    profiles = load_profiles()
+    state.inputs, state.outputs = network_io(profiles["rec_model"])
+    rec = plan_builds("v4", profiles, tmp_path / "models", tmp_path / "engines", ["rec_model"])[0]
+    assert build_with_python(rec, rec.plan).plan_bytes == len(state.engine_bytes)
+    assert ("set_shape", ("rec_input", (1, 3, 48, 8), (16, 3, 48, 384), (64, 3, 48, 3200))) in state.calls
 
 
 def test_builder_failure_reports_logger_errors(fake_trt, spec):
@@ -105,6 +121,7 @@ def test_fallback_pins_sensitive_layers(fake_trt, spec):
     trt, state = fake_trt
     f = trt.float32
     state.layers = [
+        FakeLayer("det_input_cast", trt.LayerType.CAST, [FakeTensor("det_input_f32", dtype=f)]),
         FakeLayer("conv_0", trt.LayerType.CONVOLUTION, [FakeTensor("c", dtype=f)]),
         FakeLayer("p2o.ReduceMean.0", trt.LayerType.REDUCE, [FakeTensor("r", dtype=f)]),
         FakeLayer("p2o.Sub.0", trt.LayerType.ELEMENTWISE, [FakeTensor("s", dtype=f)], op=trt.ElementWiseOperation.SUB),
@@ -119,6 +136,7 @@ def test_fallback_pins_sensitive_layers(fake_trt, spec):
     pinned = {layer.name: layer for layer in state.layers}
     assert pinned["p2o.Sub.0"].precision == trt.float32 and pinned["p2o.Sub.0"].output_types == {0: trt.float32}
     assert pinned["conv_0"].precision is None and pinned["shape_math"].precision is None
+    assert pinned["det_input_cast"].precision is None  # the uint8 -> float Cast of the input stays as parsed
 
 
 def test_sensitive_nodes_follow_decomposed_layernorm():
@@ -158,7 +176,8 @@ def test_trtexec_success(spec, tmp_path):
     res = build_with_trtexec(spec, exe, out)
     assert res.builder == "trtexec" and out.read_bytes() == b"PLAN"
     log_text = spec.log_path.read_text()
-    assert "--fp16" in log_text and "--maxShapes=det_input:4x3x4000x4000" in log_text
+    assert "--fp16" in log_text and "--maxShapes=det_input:4x4000x4000x3" in log_text
+    assert "IOFormats" not in log_text  # trtexec keeps the network's uint8 input / int32 output types
 
 
 def test_trtexec_errors_are_logged_and_raised(spec, tmp_path, caplog):
@@ -176,18 +195,37 @@ def test_trt_runner_moves_data_through_the_engine(fake_trt, tmp_path):
     from trt_build.runner import TrtRunner
     _, state = fake_trt
     state.cuda = cuda = FakeCuda()
-    state.infer = lambda x: x[:, :1] * 2.0
+    state.infer = lambda x: x[:, None, :, :, 0] / np.float32(255)  # det: uint8 NHWC in, FP32 [N,1,H,W] out
     plan = tmp_path / "model.plan"
     plan.write_bytes(state.engine_bytes)
     runner = TrtRunner(plan, cuda=cuda)
-    x = np.arange(24, dtype=np.float32).reshape(1, 3, 2, 4)
+    x = np.arange(24, dtype=np.uint8).reshape(1, 2, 4, 3)
     y = runner(x)
-    assert y.shape == (1, 1, 2, 4) and np.array_equal(y, x[:, :1] * 2)
+    assert state.calls[-1] == ("execute", ("uint8", (1, 2, 4, 3)))  # the engine gets uint8, not FP32
+    assert y.dtype == np.float32 and y.shape == (1, 1, 2, 4) and np.allclose(y, x[:, None, :, :, 0] / 255)
     assert len(cuda.freed) == 2  # device buffers released
     bad = tmp_path / "other.plan"
     bad.write_bytes(b"another TensorRT")
     with pytest.raises(BuildError, match="another TensorRT version"):
         TrtRunner(bad, cuda=cuda)
+
+
+def test_trt_runner_returns_the_rec_outputs_in_order(fake_trt, tmp_path):
+    import numpy as np
+    from trt_build.runner import TrtRunner
+    _, state = fake_trt
+    state.inputs, state.outputs = network_io(load_profiles()["rec_model"])
+    state.cuda = cuda = FakeCuda()
+    state.infer = lambda x: (x[:, 0, 0, ::8].astype(np.int32), x[:, 1, 0, ::8])  # [N,T] ids and probs
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(state.engine_bytes)
+    x = np.random.default_rng(0).uniform(0, 5, (2, 3, 48, 32)).astype(np.float32)
+    probs, ids = TrtRunner(plan, cuda=cuda, outputs=["rec_char_probs", "rec_char_ids"])(x)
+    assert ids.dtype == np.int32 and np.array_equal(ids, x[:, 0, 0, ::8].astype(np.int32))
+    assert probs.dtype == np.float32 and probs.shape == (2, 4) and np.array_equal(probs, x[:, 1, 0, ::8])
+    assert len(cuda.freed) == 3
+    with pytest.raises(BuildError, match="expected \\['rec_probs'\\]"):
+        TrtRunner(plan, cuda=cuda, outputs=["rec_probs"])
 
 
 def test_build_set_gate_fallback_and_manifest(fake_trt, tmp_path, monkeypatch):
@@ -255,9 +293,10 @@ def test_cli_build_then_check_and_preflight_with_fake_gpu(fake_trt, tmp_path, mo
     for role in ("det", "cls", "rec"):
         (models / "v5" / f"{role}.onnx").write_bytes(role.encode())
     parse = trt.OnnxParser.parse_from_file
+    profiles = load_profiles()
 
-    def parse_named(self, path):  # the fake network's input follows the file being parsed
-        state.inputs[:] = [FakeTensor(Path(path).stem + "_input")]
+    def parse_named(self, path):  # the fake network follows the file being parsed
+        state.inputs[:], state.outputs[:] = network_io(profiles[Path(path).stem + "_model"])
         return parse(self, path)
 
     monkeypatch.setattr(trt.OnnxParser, "parse_from_file", parse_named)

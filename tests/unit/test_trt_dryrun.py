@@ -51,6 +51,9 @@ def test_dry_run_prints_complete_trtexec_builds(model_set):
                      "--memPoolSize=workspace:2048", "--skipInference"):
             assert flag in cmd, (model, flag)
         assert f"mkdir -p build/engines/{model_set}/{model}" in out
+    # the detector takes the resized uint8 image, NHWC; trtexec keeps the graph's I/O types
+    assert "--maxShapes=det_input:4x4000x4000x3" in cmds["det_model"] and "IOFormats" not in out
+    assert "det_input uint8 NHWC" in out and "-> rec_char_ids, rec_char_probs" in out
     assert "trtexec not found" in out and "manifest.json" in out
 
 

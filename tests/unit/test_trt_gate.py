@@ -53,16 +53,22 @@ def test_cls_agreement():
     assert not res.passed and res.figures["agreement"] <= 0.95 + 1e-6
 
 
-def _probs(seq: list[int], t: int = 12, c: int = 7) -> np.ndarray:
-    p = np.full((t, c), 0.01, np.float32)
-    for i in range(t):
-        p[i, seq[i] if i < len(seq) else 0] = 0.94
-    return p
+def _rec(seqs: list[list[int]], t: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """A rec_model output batch: (rec_char_ids INT32 [n,T], rec_char_probs FP32 [n,T]); blank (0) after `seq`."""
+    ids = np.zeros((len(seqs), t), np.int32)
+    for row, seq in enumerate(seqs):
+        ids[row, :len(seq)] = seq
+    probs = np.where(ids > 0, np.float32(0.94), np.float32(0.99)).astype(np.float32)
+    return ids, probs
 
 
 def test_ctc_sequences_collapse_repeats_and_blanks():
-    seqs, scores = ctc_sequences(np.stack([_probs([1, 1, 0, 1, 2, 2, 0, 3])]))
-    assert seqs == [(1, 1, 2, 3)] and 0.9 < scores[0] < 1.0
+    ids, probs = _rec([[1, 1, 0, 1, 2, 2, 0, 3]])
+    probs[0, :4] = [0.9, 0.5, 0.99, 0.7]
+    seqs, scores = ctc_sequences(ids, probs)
+    # kept timesteps 0, 3, 4, 7: the score is the mean of their probabilities (as ctc_greedy_decode's)
+    assert seqs == [(1, 1, 2, 3)] and scores[0] == pytest.approx((0.9 + 0.7 + 0.94 + 0.94) / 4)
+    assert ctc_sequences(*_rec([[]])) == ([()], [0.0])
 
 
 def test_edit_distance():
@@ -70,13 +76,17 @@ def test_edit_distance():
 
 
 def test_rec_identical_passes_and_changed_text_fails():
-    batch = np.stack([_probs([1, 2, 3]), _probs([4, 4, 0, 4]), _probs([5])])
-    assert compare_rec([batch], [batch.copy()]).passed
-    other = batch.copy()
-    other[0] = _probs([1, 2, 6])
+    batch = _rec([[1, 2, 3], [4, 4, 0, 4], [5]])
+    assert compare_rec([batch], [tuple(x.copy() for x in batch)]).passed
+    other = _rec([[1, 2, 6], [4, 4, 0, 4], [5]])
     res = compare_rec([batch], [other], Tolerances(rec_exact=0.9))
     assert not res.passed and res.figures["exact"] == pytest.approx(2 / 3)
-    assert "shape" in compare_rec([batch], [batch[:, :5]]).failures[0]
+    assert res.figures["char_sim"] == pytest.approx(1 - 1 / 9)
+    drift = (batch[0], batch[1] - np.float32(0.05))
+    res = compare_rec([batch], [drift])
+    assert res.figures["exact"] == 1.0 and res.figures["score_abs"] == pytest.approx(0.05, abs=1e-6)
+    assert not res.passed and "confidence" in res.failures[0]
+    assert "shape" in compare_rec([batch], [tuple(x[:, :5] for x in batch)]).failures[0]
 
 
 def test_run_gate_with_onnxruntime_reference():
@@ -92,9 +102,36 @@ def test_run_gate_with_onnxruntime_reference():
     assert not run_gate("det_model", ref, ref, calib).passed  # no calibration pages -> fail, not pass
 
 
+@pytest.mark.parametrize("model_set", ["v4", "v5"])
+def test_onnxruntime_reference_of_the_served_graphs(model_set):
+    """The reference runs the served graphs as the engines do: det on uint8 NHWC pixels, rec's two outputs."""
+    models = ROOT / "build" / "models" / model_set
+    if not (models / "rec.onnx").exists():
+        pytest.skip(f"models not fetched (python scripts/fetch_models.py --model-set {model_set})")
+    profiles = load_profiles()
+    from trt_build.calibration import CalibrationSet
+    page = np.full((1, 64, 96, 3), 255, np.uint8)
+    page[0, 20:40, 10:80] = 0
+    det = OrtRunner(models / "det.onnx", outputs=profiles["det_model"].outputs)
+    prob_map = det(page)
+    assert prob_map.dtype == np.float32 and prob_map.shape == (1, 1, 64, 96)
+    rec = OrtRunner(models / "rec.onnx", outputs=profiles["rec_model"].outputs)
+    crops = RNG.uniform(-1, 1, (2, 3, 48, 160)).astype(np.float32)
+    ids, probs = rec(crops)
+    assert ids.dtype == np.int32 and probs.dtype == np.float32 and ids.shape == probs.shape == (2, 20)
+    res = run_gate("rec_model", rec, rec, CalibrationSet(rec=[crops]))
+    assert res.passed and res.figures["lines"] == 2
+
+
 def test_smoke_max_shape_reports_problems():
     assert smoke_max_shape("cls_model", lambda x: x[:, :2, 0, 0], (2, 3, 4, 4)) == ""
     assert "non-finite" in smoke_max_shape("cls_model", lambda x: x * np.inf, (1, 3, 2, 2))
+    seen = []
+    assert smoke_max_shape("det_model", lambda x: seen.append(x) or x[:, None, :, :, 0] / 255.0, (1, 8, 8, 3),
+                           "uint8") == ""
+    assert seen[0].dtype == np.uint8 and seen[0].max() > 128  # random pixels, not [-1, 1] floats
+    rec = lambda x: (np.zeros((1, 4), np.int32), np.full((1, 4), np.nan, np.float32))  # noqa: E731
+    assert "non-finite" in smoke_max_shape("rec_model", rec, (1, 3, 48, 32))
 
     def boom(x):
         raise RuntimeError("profile exceeded")
@@ -109,7 +146,8 @@ def test_synthetic_calibration_fits_the_profiles():
     assert len(calib.det) == 3 and calib.cls and calib.rec
     for model, batches in (("det_model", calib.det), ("cls_model", calib.cls), ("rec_model", calib.rec)):
         for b in batches:
-            assert b.dtype == np.float32 and profiles[model].covers(b.shape), (model, b.shape)
+            assert b.dtype == profiles[model].dtype and profiles[model].covers(b.shape), (model, b.dtype, b.shape)
+    assert calib.det[0].max() > 128  # pixels: the det graph normalises
     assert max(b.shape[3] for b in calib.rec) > 1000  # the long line exercises wide rec shapes
     assert -1.01 <= float(calib.rec[0].min()) and float(calib.rec[0].max()) <= 1.01
 
@@ -125,4 +163,4 @@ def test_evaldata_calibration_fits_the_profiles():
     calib = load_calibration(profiles, evaldata, max_pages=4, max_crops=40)
     assert len(calib.det) == 4 and "evaluation images" in calib.source
     for model, batches in (("det_model", calib.det), ("cls_model", calib.cls), ("rec_model", calib.rec)):
-        assert all(profiles[model].covers(b.shape) for b in batches), model
+        assert all(b.dtype == profiles[model].dtype and profiles[model].covers(b.shape) for b in batches), model

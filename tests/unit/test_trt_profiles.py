@@ -23,9 +23,13 @@ def test_profiles_load_and_agree_with_limits(profiles):
     assert set(profiles.models) == set(RUNTIME_MODELS)
     lim = profiles.limits
     assert lim["det_max_side"] % lim["det_side_multiple"] == 0
-    assert profiles["det_model"].input == "det_input" and profiles["det_model"].output == "prob_map"
+    det = profiles["det_model"]
+    assert (det.input, det.outputs, det.dtype, det.layout) == ("det_input", ("prob_map",), "uint8", "NHWC")
+    assert det.max == (lim["det_max_batch"], lim["det_max_side"], lim["det_max_side"], 3)
+    assert det.dim(det.opt, "H") == 736 and det.dim(det.opt, "W") == 1312
     assert profiles["cls_model"].max == (lim["cls_max_batch"], 3, 48, 192)
     assert profiles["rec_model"].max == (lim["rec_max_batch"], 3, 48, lim["rec_max_width"])
+    assert profiles["rec_model"].outputs == ("rec_char_ids", "rec_char_probs")
 
 
 def test_shape_spec():
@@ -35,7 +39,10 @@ def test_shape_spec():
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d["limits"].__setitem__("rec_max_width", 999), "limits.rec_max_width"),
     (lambda d: d["models"]["rec_model"].__setitem__("opt", [128, 3, 48, 320]), "min <= opt <= max"),
-    (lambda d: d["models"]["det_model"].__setitem__("max", [4, 3, 4000, 2000]), "H and W"),
+    (lambda d: d["models"]["det_model"].__setitem__("max", [4, 4000, 2000, 3]), "H and W"),
+    (lambda d: d["models"]["det_model"].__setitem__("max", [4, 3, 4000, 4000]), "3 channels"),  # NCHW in NHWC
+    (lambda d: d["models"]["det_model"].__setitem__("layout", "NWHC"), "layout in"),
+    (lambda d: d["models"]["rec_model"].__setitem__("outputs", []), "outputs"),
     (lambda d: d["models"].pop("cls_model"), "no profile"),
 ])
 def test_inconsistent_profiles_are_refused(tmp_path, edit, message):
@@ -138,5 +145,7 @@ def test_opt_shapes_come_from_the_dev_distribution(ctx, profiles):
         arr = np.asarray([s.shape for s in samples if s.model == model], dtype=float)
         lo, hi = np.percentile(arr, 25, axis=0), np.percentile(arr, 75, axis=0)
         opt = np.asarray(profiles[model].opt, dtype=float)
-        slack = np.array([0, 0, 32, 32]) if model == "det_model" else np.array([0, 0, 0, 8])
+        p = profiles[model]
+        slack = np.zeros(4)
+        slack[[p.axis("H"), p.axis("W")]] = (32, 32) if model == "det_model" else (0, 8)
         assert np.all(opt >= lo - slack) and np.all(opt <= hi + slack), (model, opt, lo, hi)

@@ -125,10 +125,11 @@ def make_gate(calib: Any, tolerances: Tolerances, smoke: bool, profiles: Profile
     from trt_build.runner import TrtRunner  # noqa: PLC0415
 
     def gate(model: str, plan: Path, onnx: Path) -> GateResult:
-        engine = TrtRunner(plan)
-        result = run_gate(model, engine, OrtRunner(onnx), calib, tolerances)
+        p = profiles[model]
+        engine = TrtRunner(plan, outputs=p.outputs)
+        result = run_gate(model, engine, OrtRunner(onnx, outputs=p.outputs), calib, tolerances)
         if smoke:
-            problem = smoke_max_shape(model, engine, profiles[model].max)
+            problem = smoke_max_shape(model, engine, p.max, p.dtype)
             result.figures["max_shape_run"] = "ok" if not problem else "failed"  # type: ignore[assignment]
             if problem:
                 result.passed = False

@@ -51,7 +51,7 @@ def import_tensorrt() -> Any:
 
 
 def onnx_io_summary(onnx_path: Path) -> str:
-    """'inputs: det_input float[?,3,?,?]; outputs: prob_map float[?,1,?,?]' (best effort)."""
+    """'inputs: det_input uint8[?,?,?,3]; outputs: prob_map float[?,1,?,?]' (best effort)."""
     try:
         import onnx  # noqa: PLC0415
     except ImportError:
@@ -135,6 +135,21 @@ def _parser_errors(parser: Any) -> list[str]:
     return out
 
 
+def _check_network_io(trt: Any, spec: BuildSpec, ins: list[Any], outs: list[Any]) -> None:
+    """Refuse a graph whose inputs/outputs are not the profile's (not renamed, or from before a graph edit)."""
+    import numpy as np  # noqa: PLC0415
+    p = spec.profile
+    dtypes = [np.dtype(trt.nptype(t.dtype)).name for t in ins]
+    shapes = [tuple(t.shape) for t in ins]
+    fits = (len(ins) == 1 and ins[0].name == p.input and dtypes[0] == p.dtype and len(shapes[0]) == len(p.min)
+            and all(d < 0 or lo <= d <= hi for d, lo, hi in zip(shapes[0], p.min, p.max)))
+    if not fits or sorted(t.name for t in outs) != sorted(p.outputs):
+        got = [f"{t.name} {dt}{list(sh)}" for t, dt, sh in zip(ins, dtypes, shapes)]
+        raise BuildError(f"{spec.onnx} has inputs {got} and outputs {[t.name for t in outs]}, expected {p.input} "
+                         f"{p.dtype} {p.layout} within {list(p.min)}..{list(p.max)} and {list(p.outputs)}: re-run "
+                         f"scripts/fetch_models.py --model-set {spec.model_set} (it renames and edits the graphs)")
+
+
 def build_with_python(spec: BuildSpec, out_path: Path) -> BuildResult:
     """Build with the TensorRT Python API; raise BuildError with every parser/builder error."""
     trt = import_tensorrt()
@@ -155,9 +170,7 @@ def build_with_python(spec: BuildSpec, out_path: Path) -> BuildResult:
         log.info("%s: network inputs %s; outputs %s", spec.model,
                  [(t.name, tuple(t.shape), str(t.dtype)) for t in ins],
                  [(t.name, tuple(t.shape), str(t.dtype)) for t in outs])
-        if [t.name for t in ins] != [spec.profile.input]:
-            raise BuildError(f"{spec.onnx} has inputs {[t.name for t in ins]}, expected ['{spec.profile.input}']: "
-                             f"re-run scripts/fetch_models.py --model-set {spec.model_set} (it renames the tensors)")
+        _check_network_io(trt, spec, ins, outs)
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_mib << 20)
         if spec.precision == "fp16":

@@ -25,7 +25,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 @dataclass
 class CalibrationSet:
-    """det pages [1,3,H,W], cls batches [n,3,48,192], rec batches [n,3,48,W] (FP32, normalised)."""
+    """det pages [1,H,W,3] (uint8 BGR, resized: the graph normalises), cls batches [n,3,48,192] and rec batches
+    [n,3,48,W] (FP32, normalised)."""
 
     det: list[Any] = field(default_factory=list)
     cls: list[Any] = field(default_factory=list)
@@ -49,6 +50,7 @@ def _steps() -> Any | None:
 
 
 def _det_input(img: Any, steps: Any, limit: int = 736, limit_type: str = "min", max_side: int = 4000) -> Any:
+    """The detector input the pipeline sends for `img`: the resized image, uint8 [1,H,W,3]."""
     import cv2  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
     if steps is not None:
@@ -59,8 +61,7 @@ def _det_input(img: Any, steps: Any, limit: int = 736, limit_type: str = "min", 
     r = limit / min(h, w) if min(h, w) < limit else 1.0
     r = min(r, max_side / max(h * r, w * r))
     nh, nw = max(32, int(round(h * r / 32)) * 32), max(32, int(round(w * r / 32)) * 32)
-    x = cv2.resize(img, (nw, nh)).astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    return np.ascontiguousarray(cv2.resize(img, (nw, nh))[None])
 
 
 def _crop(img: Any, quad: Any, steps: Any) -> Any:
@@ -76,34 +77,34 @@ def _crop(img: Any, quad: Any, steps: Any) -> Any:
     return np.ascontiguousarray(np.rot90(crop)) if h / w >= 1.5 else crop
 
 
-def _resize_norm(img: Any, height: int, width: int, steps: Any) -> Any:
+def _crop_batch(crops: list[Any], height: int, width: int, steps: Any) -> Any:
+    """cls/rec input [n,3,height,width]: crops resized keeping their ratio, x / 127.5 - 1, zero-padded."""
     import cv2  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
     if steps is not None:
-        return steps["rec"].resize_norm(img, height, width)
-    h, w = img.shape[:2]
-    rw = max(1, min(width, int(math.ceil(height * w / float(h)))))
-    out = np.zeros((3, height, width), np.float32)
-    out[:, :, :rw] = cv2.resize(img, (rw, height)).astype(np.float32).transpose(2, 0, 1) * (2.0 / 255.0) - 1.0
+        return steps["rec"].crop_batch(crops, height, width)
+    out = np.zeros((len(crops), 3, height, width), np.float32)
+    for j, img in enumerate(crops):
+        h, w = img.shape[:2]
+        rw = max(1, min(width, int(math.ceil(height * w / float(h)))))
+        out[j, :, :, :rw] = cv2.resize(img, (rw, height)).astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
     return out
 
 
 def _batches(crops: list[Any], profiles: Profiles, steps: Any, chunk: int) -> tuple[list[Any], list[Any]]:
     """cls batches and width-bucketed rec batches (sorted by aspect ratio, widest crop sets the width)."""
-    import numpy as np  # noqa: PLC0415
     cls_p, rec_p = profiles["cls_model"], profiles["rec_model"]
-    _, _, ch, cw = cls_p.max
-    rh, min_w, max_w = rec_p.max[2], max(rec_p.min[3], 320), rec_p.max[3]
+    ch, cw = cls_p.dim(cls_p.max, "H"), cls_p.dim(cls_p.max, "W")
+    rh, min_w, max_w = rec_p.dim(rec_p.max, "H"), max(rec_p.dim(rec_p.min, "W"), 320), rec_p.dim(rec_p.max, "W")
     cls_step, rec_step = min(chunk, cls_p.max_batch), min(chunk, rec_p.max_batch)
-    cls_b = [np.stack([_resize_norm(c, ch, cw, steps) for c in crops[i:i + cls_step]])
-             for i in range(0, len(crops), cls_step)]
+    cls_b = [_crop_batch(crops[i:i + cls_step], ch, cw, steps) for i in range(0, len(crops), cls_step)]
     order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / crops[i].shape[0])
     rec_b = []
     for s in range(0, len(order), rec_step):
         idx = order[s:s + rec_step]
         ratio = max(min_w / rh, max(crops[i].shape[1] / crops[i].shape[0] for i in idx))
         width = min(max_w, int(math.ceil(rh * ratio / 8)) * 8)
-        rec_b.append(np.stack([_resize_norm(crops[i], rh, width, steps) for i in idx]))
+        rec_b.append(_crop_batch([crops[i] for i in idx], rh, width, steps))
     return cls_b, rec_b
 
 

@@ -206,7 +206,8 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     from trt_build.profiles import load_profiles  # noqa: PLC0415
     profiles = load_profiles(args.profiles)
     for m, p in profiles.models.items():
-        print(f"{m:10s} {p.input:10s} min {list(p.min)} opt {list(p.opt)} max {list(p.max)}")
+        print(f"{m:10s} {p.input:10s} {p.dtype} {p.layout} min {list(p.min)} opt {list(p.opt)} max {list(p.max)}"
+              f" -> {', '.join(p.outputs)}")
     print("limits: " + ", ".join(f"{k}={v}" for k, v in profiles.limits.items()))
     evaldata = args.evaldata or find_evaldata()
     if evaldata is None:
@@ -218,8 +219,9 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     print(f"dev split {evaldata}: {len(samples)} calls (chunks of <= {ctx.cls_batch} cls / {ctx.rec_batch} rec; "
           f"GPU step parameters {' '.join(profiles.step_overrides())})")
     for m in RUNTIME_MODELS:
-        print(f"  {m}: per-dimension median {list(stats.median_shape(samples, m, 32 if m == 'det_model' else 8))}"
-              f" (profile opt {list(profiles[m].opt)})")
+        p = profiles[m]
+        median = stats.median_shape(samples, m, 32 if m == "det_model" else 8, (p.axis("H"), p.axis("W")))
+        print(f"  {m}: per-dimension median {list(median)} (profile opt {list(p.opt)}, {p.layout})")
     bad = stats.uncovered(samples + stats.extreme_shapes(ctx), profiles)
     print("coverage: " + ("all dev-split and extreme shapes inside the profiles" if not bad else
                           "OUTSIDE the profiles:\n  " + "\n  ".join(bad)))

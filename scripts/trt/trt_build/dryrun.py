@@ -48,7 +48,8 @@ def render_plan(specs: Sequence[BuildSpec], profiles: Profiles, trtexec: str | N
         status = (f"sha256 {sha256_file(spec.onnx)}" if spec.onnx.exists() else
                   f"not fetched yet: run python scripts/fetch_models.py --model-set {spec.model_set}")
         lines += ["", f"# {spec.model}: {_rel(spec.onnx)} ({status})",
-                  f"#   {p.input}: min {list(p.min)} opt {list(p.opt)} max {list(p.max)} -> {p.output}",
+                  f"#   {p.input} {p.dtype} {p.layout}: min {list(p.min)} opt {list(p.opt)} max {list(p.max)}"
+                  f" -> {', '.join(p.outputs)}",
                   f"mkdir -p {_rel(spec.plan.parent)}",
                   format_command(trtexec_argv(_rel_spec(spec), exe))]
         if spec.precision == "fp16":

@@ -3,7 +3,8 @@
 Covers what trt_build calls: Logger/ILogger, Builder, OnnxParser (success or scripted errors),
 network layers, builder config, optimization profiles, Runtime/engine/context (TensorRT 10
 name-based I/O). `install()` puts it in sys.modules['tensorrt']; every call is recorded in
-`calls` so tests can assert what the code asked TensorRT to do.
+`calls` so tests can assert what the code asked TensorRT to do. The default network is the
+detector's (det_input uint8 [-1,-1,-1,3] -> prob_map); `network_io(profile)` gives any model's.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["install", "uninstall", "FakeState", "FakeLayer", "FakeTensor", "FakeParserError", "FakeCuda"]
+__all__ = ["install", "uninstall", "network_io", "FakeState", "FakeLayer", "FakeTensor", "FakeParserError",
+           "FakeCuda"]
 
 
 class _DataType(enum.Enum):
@@ -23,6 +25,7 @@ class _DataType(enum.Enum):
     HALF = "float16"
     INT32 = "int32"
     INT64 = "int64"
+    UINT8 = "uint8"
     BOOL = "bool"
 
 
@@ -80,14 +83,15 @@ class FakeParserError:
 class FakeState:
     """What the fake module was asked to do, and what it should answer."""
 
-    inputs: list[FakeTensor] = field(default_factory=lambda: [FakeTensor("det_input", (-1, 3, -1, -1))])
+    inputs: list[FakeTensor] = field(default_factory=lambda: [FakeTensor("det_input", (-1, -1, -1, 3),
+                                                                         _DataType.UINT8)])
     outputs: list[FakeTensor] = field(default_factory=lambda: [FakeTensor("prob_map", (-1, 1, -1, -1))])
     layers: list[FakeLayer] = field(default_factory=list)
     parser_errors: list[FakeParserError] = field(default_factory=list)
     build_fails: bool = False
     engine_bytes: bytes = b"FAKE-PLAN"
     calls: list[tuple[str, Any]] = field(default_factory=list)
-    # runtime: output shape and function of the input array
+    # runtime: the outputs (an array, or a tuple in `outputs` order) as a function of the input array
     infer: Callable[[Any], Any] | None = None
     cuda: Any = None  # FakeCuda: "device memory" the fake context reads and writes
 
@@ -122,17 +126,27 @@ class FakeCuda:
         pass
 
 
+def network_io(profile: Any) -> tuple[list[FakeTensor], list[FakeTensor]]:
+    """(inputs, outputs) of the parsed network of a ModelProfile's graph: -1 where its shape is dynamic."""
+    shape = tuple(lo if lo == hi else -1 for lo, hi in zip(profile.min, profile.max))
+    dtype = _DataType(profile.dtype)
+    outputs = [FakeTensor(n, dtype=_DataType.INT32 if n.endswith("_ids") else _DataType.FLOAT)
+               for n in profile.outputs]
+    return [FakeTensor(profile.input, shape, dtype)], outputs
+
+
 def install(state: FakeState | None = None, version: str = "10.4.0") -> tuple[types.ModuleType, FakeState]:
     """Register a fake `tensorrt` in sys.modules; returns (module, state)."""
     st = state or FakeState()
     trt = types.ModuleType("tensorrt")
     trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
     trt.__version__ = version  # type: ignore[attr-defined]
-    trt.float32, trt.float16, trt.int32 = _DataType.FLOAT, _DataType.HALF, _DataType.INT32  # type: ignore[attr-defined]
+    trt.float32, trt.float16, trt.int32, trt.uint8 = (  # type: ignore[attr-defined]
+        _DataType.FLOAT, _DataType.HALF, _DataType.INT32, _DataType.UINT8)
     trt.DataType = _DataType  # type: ignore[attr-defined]
     vars(trt).update({  # enums as module attributes (TensorRT's are pybind11 enums)
         "LayerType": enum.Enum("LayerType", "CONVOLUTION ACTIVATION REDUCE SOFTMAX NORMALIZATION UNARY ELEMENTWISE "
-                                            "SHUFFLE CONSTANT SHAPE"),
+                                            "SHUFFLE CONSTANT SHAPE CAST TOPK"),
         "ElementWiseOperation": enum.Enum("ElementWiseOperation", "SUM PROD DIV SUB POW"),
         "BuilderFlag": enum.Enum("BuilderFlag", "FP16 OBEY_PRECISION_CONSTRAINTS"),
         "MemoryPoolType": enum.Enum("MemoryPoolType", "WORKSPACE"),
@@ -237,6 +251,10 @@ def install(state: FakeState | None = None, version: str = "10.4.0") -> tuple[ty
 
     trt.Builder, trt.OnnxParser = Builder, OnnxParser  # type: ignore[attr-defined]
 
+    def run(x: Any) -> dict[str, Any]:
+        y = st.infer(x)  # type: ignore[misc]
+        return dict(zip([t.name for t in st.outputs], y if isinstance(y, tuple) else (y,), strict=True))
+
     class Context:
         def __init__(self) -> None:
             self.shapes: dict[str, tuple[int, ...]] = {}
@@ -248,7 +266,8 @@ def install(state: FakeState | None = None, version: str = "10.4.0") -> tuple[ty
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
             import numpy as np  # noqa: PLC0415
-            return tuple(st.infer(np.zeros(self.shapes[st.inputs[0].name], np.float32)).shape)  # type: ignore[misc]
+            x = st.inputs[0]
+            return tuple(run(np.zeros(self.shapes[x.name], nptype(x.dtype)))[name].shape)
 
         def set_tensor_address(self, name: str, ptr: int) -> bool:
             self.addr[name] = ptr
@@ -256,7 +275,9 @@ def install(state: FakeState | None = None, version: str = "10.4.0") -> tuple[ty
 
         def execute_async_v3(self, stream: int) -> bool:
             x = st.cuda.mem[self.addr[st.inputs[0].name]]
-            st.cuda.mem[self.addr[st.outputs[0].name]] = st.infer(x)  # type: ignore[misc]
+            st.calls.append(("execute", (x.dtype.name, x.shape)))
+            for name, y in run(x).items():
+                st.cuda.mem[self.addr[name]] = y
             return True
 
     class Engine:
@@ -269,7 +290,7 @@ def install(state: FakeState | None = None, version: str = "10.4.0") -> tuple[ty
             return trt.TensorIOMode.INPUT if name in [t.name for t in st.inputs] else trt.TensorIOMode.OUTPUT
 
         def get_tensor_dtype(self, name: str) -> Any:
-            return _DataType.FLOAT
+            return next(t.dtype for t in st.inputs + st.outputs if t.name == name)
 
         def create_execution_context(self) -> Context:
             return Context()

@@ -5,7 +5,9 @@ Figures (all printed):
   cls  argmax agreement over crops, max |Δp|;
   rec  share of lines whose greedy-CTC label sequence is identical, mean character similarity
        (1 - edit distance / length), mean |Δ confidence| (mean of max probabilities).
-Comparing label sequences needs no dictionary: equal sequences are equal texts.
+The inputs are what the engines take (det: the resized uint8 NHWC image, normalised by the graph);
+rec compares the graph's greedy-CTC outputs (rec_char_ids: best class per timestep, rec_char_probs:
+its probability). Comparing label sequences needs no dictionary: equal sequences are equal texts.
 """
 from __future__ import annotations
 
@@ -90,12 +92,12 @@ def compare_cls(ref: Sequence[Any], test: Sequence[Any], tol: Tolerances = Toler
                       failures)
 
 
-def ctc_sequences(probs: Any) -> tuple[list[tuple[int, ...]], list[float]]:
-    """Greedy CTC label sequences (repeats collapsed, blank 0 dropped) and confidences of [N,T,C]."""
+def ctc_sequences(char_ids: Any, char_probs: Any) -> tuple[list[tuple[int, ...]], list[float]]:
+    """Greedy CTC label sequences (repeats collapsed, blank 0 dropped) and confidences (mean probability of
+    the kept timesteps) from the best class per timestep [N,T] and its probability [N,T]."""
     import numpy as np  # noqa: PLC0415
-    p = np.asarray(probs, np.float32)
-    idx = p.argmax(axis=2)
-    maxp = p.max(axis=2)
+    idx = np.asarray(char_ids)
+    maxp = np.asarray(char_probs, np.float32)
     seqs, scores = [], []
     for row, conf in zip(idx, maxp, strict=True):
         keep = np.ones(len(row), bool)
@@ -118,14 +120,15 @@ def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def compare_rec(ref: Sequence[Any], test: Sequence[Any], tol: Tolerances = Tolerances()) -> GateResult:
-    """Recognised-text agreement over all lines (batches of [n,T,C] softmax outputs)."""
+    """Recognised-text agreement over all lines (batches of (rec_char_ids [n,T], rec_char_probs [n,T]))."""
     exact, sims, dscore, n, failures = 0, [], [], 0, []
     for i, (a, b) in enumerate(zip(ref, test, strict=True)):
-        if tuple(a.shape) != tuple(b.shape):
-            failures.append(f"batch {i}: shape {tuple(b.shape)} != {tuple(a.shape)}")
+        shapes = [tuple(x.shape) for x in (*a, *b)]
+        if len(set(shapes)) != 1:
+            failures.append(f"batch {i}: shapes {shapes[2:]} != {shapes[:2]}")
             continue
-        sa, ca = ctc_sequences(a)
-        sb, cb = ctc_sequences(b)
+        sa, ca = ctc_sequences(*a)
+        sb, cb = ctc_sequences(*b)
         for x, y, u, v in zip(sa, sb, ca, cb, strict=True):
             n += 1
             exact += x == y
@@ -143,17 +146,20 @@ def compare_rec(ref: Sequence[Any], test: Sequence[Any], tol: Tolerances = Toler
 
 
 class OrtRunner:
-    """onnxruntime FP32 reference on CPU: `runner(x) -> y` for a single-input/single-output graph."""
+    """onnxruntime FP32 reference on CPU for a single-input graph: `runner(x) -> y` like TrtRunner
+    (the output array, or a tuple in `outputs` order when there are several)."""
 
-    def __init__(self, onnx_path: Path, threads: int = 0) -> None:
+    def __init__(self, onnx_path: Path, threads: int = 0, outputs: Sequence[str] | None = None) -> None:
         import onnxruntime as ort  # noqa: PLC0415
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         self.sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.input = self.sess.get_inputs()[0].name
+        self.outputs = list(outputs or [o.name for o in self.sess.get_outputs()])
 
     def __call__(self, x: Any) -> Any:
-        return self.sess.run(None, {self.input: x})[0]
+        outs = self.sess.run(self.outputs, {self.input: x})
+        return outs[0] if len(outs) == 1 else tuple(outs)
 
 
 _COMPARE = {"det_model": ("det", compare_det), "cls_model": ("cls", compare_cls), "rec_model": ("rec", compare_rec)}
@@ -170,14 +176,19 @@ def run_gate(model: str, engine: Infer, reference: Infer, calib: Any, tol: Toler
     return compare(ref, test, tol)
 
 
-def smoke_max_shape(model: str, engine: Infer, max_shape: Sequence[int]) -> str:
-    """Run the engine once at the profile's max shape; '' when the output is finite, else the reason."""
+def smoke_max_shape(model: str, engine: Infer, max_shape: Sequence[int], dtype: str = "float32") -> str:
+    """Run the engine once at the profile's max shape (random pixels for a uint8 input, values in [-1, 1] for
+    a normalised float one); '' when every output is finite, else the reason."""
     import numpy as np  # noqa: PLC0415
-    x = np.random.default_rng(0).uniform(-1, 1, size=tuple(max_shape)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    if np.dtype(dtype) == np.uint8:
+        x = rng.integers(0, 256, size=tuple(max_shape), dtype=np.uint8)
+    else:
+        x = rng.uniform(-1, 1, size=tuple(max_shape)).astype(dtype)
     try:
         y = engine(x)
     except Exception as exc:  # the reason is reported, the build fails
         return f"{model}: run at max shape {tuple(max_shape)} failed: {exc}"
-    if not np.isfinite(y).all():
+    if not all(np.isfinite(out).all() for out in (y if isinstance(y, tuple) else (y,))):
         return f"{model}: non-finite outputs at max shape {tuple(max_shape)} (FP16 overflow?)"
     return ""

@@ -28,21 +28,35 @@ def shape_spec(shape: Sequence[int]) -> str:
     return "x".join(str(int(d)) for d in shape)
 
 
+DTYPES = ("float32", "uint8")
+LAYOUTS = ("NCHW", "NHWC")
+
+
 @dataclass(frozen=True)
 class ModelProfile:
-    """min/opt/max input shapes (batch first) of one runtime model."""
+    """min/opt/max input shapes (batch first, in `layout`) of one runtime model, its input type and outputs."""
 
     model: str
     onnx: str
     input: str
-    output: str
+    outputs: tuple[str, ...]
     min: Shape
     opt: Shape
     max: Shape
+    dtype: str = "float32"   # numpy name of the input's element type
+    layout: str = "NCHW"     # axis letters of the input shape
 
     @property
     def max_batch(self) -> int:
         return self.max[0]
+
+    def axis(self, letter: str) -> int:
+        """Index of axis `letter` (N, C, H or W) in this profile's shapes."""
+        return self.layout.index(letter)
+
+    def dim(self, shape: Sequence[int], letter: str) -> int:
+        """`shape`'s size along axis `letter`: profile.dim(profile.max, "W")."""
+        return int(shape[self.axis(letter)])
 
     def covers(self, shape: Sequence[int]) -> bool:
         """True when `shape` (batch first) lies inside [min, max] in every dimension."""
@@ -58,7 +72,8 @@ class ModelProfile:
         return f"{self.model} {self.input} {shape_spec(shape)}: " + "; ".join(bad) if bad else ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+        return {"input": self.input, "dtype": self.dtype, "layout": self.layout, "min": list(self.min),
+                "opt": list(self.opt), "max": list(self.max)}
 
 
 @dataclass(frozen=True)
@@ -85,8 +100,13 @@ class Profiles:
         if missing:
             raise ProfileError(f"{self.path}: no profile for {sorted(missing)}")
         for p in self.models.values():
+            if p.dtype not in DTYPES or p.layout not in LAYOUTS or not p.outputs:
+                raise ProfileError(f"{self.path}: {p.model} needs dtype in {DTYPES}, layout in {LAYOUTS} and "
+                                   f"outputs, got {p.dtype!r}, {p.layout!r}, {list(p.outputs)}")
             if not len(p.min) == len(p.opt) == len(p.max) == 4:
-                raise ProfileError(f"{self.path}: {p.model} min/opt/max must all be rank 4 (N,C,H,W)")
+                raise ProfileError(f"{self.path}: {p.model} min/opt/max must all be rank 4 ({p.layout})")
+            if not p.dim(p.min, "C") == p.dim(p.max, "C") == 3:
+                raise ProfileError(f"{self.path}: {p.model} has 3 channels (axis C of {p.layout})")
             for i, (lo, mid, hi) in enumerate(zip(p.min, p.opt, p.max, strict=True)):
                 if not 1 <= lo <= mid <= hi:
                     raise ProfileError(f"{self.path}: {p.model} dim {i}: need 1 <= min <= opt <= max, "
@@ -94,23 +114,25 @@ class Profiles:
         lim = self.limits
         det, cls, rec = self.models["det_model"], self.models["cls_model"], self.models["rec_model"]
         expect = {
-            "det_max_batch": det.max[0], "det_min_side": min(det.min[2:]), "det_max_side": max(det.max[2:]),
-            "cls_max_batch": cls.max[0], "cls_height": cls.max[2], "cls_width": cls.max[3],
-            "rec_max_batch": rec.max[0], "rec_height": rec.max[2], "rec_min_width": rec.min[3],
-            "rec_max_width": rec.max[3],
+            "det_max_batch": det.max_batch, "det_min_side": min(det.dim(det.min, "H"), det.dim(det.min, "W")),
+            "det_max_side": max(det.dim(det.max, "H"), det.dim(det.max, "W")),
+            "cls_max_batch": cls.max_batch, "cls_height": cls.dim(cls.max, "H"), "cls_width": cls.dim(cls.max, "W"),
+            "rec_max_batch": rec.max_batch, "rec_height": rec.dim(rec.max, "H"), "rec_min_width": rec.dim(rec.min, "W"),
+            "rec_max_width": rec.dim(rec.max, "W"),
         }
         for key, value in expect.items():
             if lim.get(key) != value:
                 raise ProfileError(f"{self.path}: limits.{key} = {lim.get(key)} but the profiles say {value}; "
                                    "edit both together")
-        if det.max[2] != det.max[3] or det.min[2] != det.min[3]:
+        side_min, side_max = det.dim(det.min, "H"), det.dim(det.max, "H")
+        if (side_min, side_max) != (det.dim(det.min, "W"), det.dim(det.max, "W")):
             raise ProfileError(f"{self.path}: det_model H and W ranges must be equal (portrait and landscape)")
         mult = lim.get("det_side_multiple", 32)
-        if det.max[2] % mult or det.min[2] % mult:
+        if side_max % mult or side_min % mult:
             raise ProfileError(f"{self.path}: det_model side limits must be multiples of {mult}")
-        if cls.min[2:] != cls.max[2:]:
+        if any(cls.dim(cls.min, a) != cls.dim(cls.max, a) for a in "HW"):
             raise ProfileError(f"{self.path}: cls_model H and W are fixed (min == max)")
-        if rec.min[2] != rec.max[2]:
+        if rec.dim(rec.min, "H") != rec.dim(rec.max, "H"):
             raise ProfileError(f"{self.path}: rec_model height is fixed (min == max)")
 
 
@@ -125,8 +147,9 @@ def load_profiles(path: Path | None = None) -> Profiles:
     models = {}
     for name, m in raw.get("models", {}).items():
         try:
-            models[name] = ModelProfile(name, m["onnx"], m["input"], m["output"], tuple(m["min"]),
-                                        tuple(m["opt"]), tuple(m["max"]))
+            models[name] = ModelProfile(name, m["onnx"], m["input"], tuple(m["outputs"]), tuple(m["min"]),
+                                        tuple(m["opt"]), tuple(m["max"]), m.get("dtype", "float32"),
+                                        m.get("layout", "NCHW"))
         except KeyError as exc:
             raise ProfileError(f"{path}: models.{name} lacks {exc.args[0]!r}") from exc
     steps = {model: {k: str(v) for k, v in kv.items()} for model, kv in raw.get("step_parameters", {}).items()

@@ -1,4 +1,4 @@
-"""Run a single-input / single-output engine on numpy arrays (for the FP16 gate).
+"""Run a single-input engine (one or more outputs) on numpy arrays (for the FP16 gate).
 
 Device memory through the CUDA runtime via ctypes (no pycuda / cuda-python needed); TensorRT 10
 name-based I/O (`set_input_shape`, `set_tensor_address`, `execute_async_v3`).
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,14 @@ class CudaRuntime:
 
 
 class TrtRunner:
-    """Deserialize a plan and run it: `runner(x) -> y` for the engine's single input/output."""
+    """Deserialize a plan and run it: `runner(x) -> y` for the engine's single input.
 
-    def __init__(self, plan: Path, cuda: CudaRuntime | None = None) -> None:
+    `y` is the output array, or a tuple of them (in `outputs` order, default the engine's) when the
+    engine has several (rec_model: rec_char_ids INT32, rec_char_probs FP32). Arrays keep the engine's
+    data types; `x` is converted to the input's type (det_model: uint8).
+    """
+
+    def __init__(self, plan: Path, cuda: CudaRuntime | None = None, outputs: Sequence[str] | None = None) -> None:
         self.trt = trt = import_tensorrt()
         self.cuda = cuda or CudaRuntime()
         self.logger = trt.Logger(trt.Logger.WARNING)
@@ -82,31 +88,38 @@ class TrtRunner:
             raise BuildError(f"cannot deserialize {plan}: built by another TensorRT version or for another GPU")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if n not in inputs]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise BuildError(f"{plan}: expected one input and one output, got {inputs} / {outputs}")
-        self.input, self.output = inputs[0], outputs[0]
+        found = [n for n in names if n not in inputs]
+        if len(inputs) != 1 or not found:
+            raise BuildError(f"{plan}: expected one input and at least one output, got {inputs} / {found}")
+        if outputs is not None and sorted(outputs) != sorted(found):
+            raise BuildError(f"{plan}: outputs {found}, expected {list(outputs)} (built from another graph: rebuild)")
+        self.input, self.outputs = inputs[0], list(outputs or found)
         self.context = self.engine.create_execution_context()
         self.stream = self.cuda.stream()
 
+    def _dtype(self, name: str) -> Any:
+        return self.trt.nptype(self.engine.get_tensor_dtype(name))
+
     def __call__(self, x: Any) -> Any:
         import numpy as np  # noqa: PLC0415
-        trt = self.trt
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=self._dtype(self.input))
         if not self.context.set_input_shape(self.input, tuple(x.shape)):
             raise BuildError(f"input shape {x.shape} is outside the engine's optimization profile")
-        out_shape = tuple(self.context.get_tensor_shape(self.output))
-        out = np.empty(out_shape, dtype=trt.nptype(self.engine.get_tensor_dtype(self.output)))
-        d_in, d_out = self.cuda.malloc(x.nbytes), self.cuda.malloc(out.nbytes)
+        outs = [np.empty(tuple(self.context.get_tensor_shape(n)), dtype=self._dtype(n)) for n in self.outputs]
+        d_in = self.cuda.malloc(x.nbytes)
+        d_outs: list[int] = []
         try:
+            d_outs = [self.cuda.malloc(o.nbytes) for o in outs]
             self.cuda.h2d(d_in, x)
             self.context.set_tensor_address(self.input, d_in)
-            self.context.set_tensor_address(self.output, d_out)
+            for name, ptr in zip(self.outputs, d_outs, strict=True):
+                self.context.set_tensor_address(name, ptr)
             if not self.context.execute_async_v3(self.stream):
                 raise BuildError("execute_async_v3 failed (see the TensorRT log above)")
             self.cuda.sync(self.stream)
-            self.cuda.d2h(out, d_out)
+            for out, ptr in zip(outs, d_outs, strict=True):
+                self.cuda.d2h(out, ptr)
         finally:
-            self.cuda.free(d_in)
-            self.cuda.free(d_out)
-        return out.astype(np.float32, copy=False)
+            for ptr in (d_in, *d_outs):
+                self.cuda.free(ptr)
+        return outs[0] if len(outs) == 1 else tuple(outs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,7 @@ def pipeline_settings(root: Path | None = None, overrides: dict[str, dict[str, s
 
 
 def _det_shape(ctx: _Ctx, sizes: list[tuple[int, int]], limit_side_len: int, limit_type: str) -> tuple[int, ...]:
-    """[N,3,H,W] that det_preprocess sends for images of `sizes` (shape arithmetic of build_det_batch)."""
+    """[N,H,W,3] (uint8 NHWC) that det_preprocess sends for images of `sizes` (build_det_batch's arithmetic)."""
     import numpy as np  # noqa: PLC0415
     det = ctx.mods["det"]
     sources, infos = [], []
@@ -103,7 +103,7 @@ def _det_shape(ctx: _Ctx, sizes: list[tuple[int, int]], limit_side_len: int, lim
         src, info = det.prepare_source(np.zeros((h, w, 3), np.uint8), ctx.settings)
         sources.append(src)
         infos.append(info)
-    # shapes only: reproduce build_det_batch's resize decision without allocating float planes
+    # shapes only: reproduce build_det_batch's resize decision without resizing
     shapes = []
     for src in sources:
         dh, dw = det.det_resize_shape(src.shape[0], src.shape[1], limit_side_len, limit_type)
@@ -111,7 +111,7 @@ def _det_shape(ctx: _Ctx, sizes: list[tuple[int, int]], limit_side_len: int, lim
         if max(dh, dw) > cap:
             dh, dw = det.det_resize_shape(dh, dw, cap, "max")
         shapes.append((dh, dw))
-    return (len(sizes), 3, max(s[0] for s in shapes), max(s[1] for s in shapes))
+    return (len(sizes), max(s[0] for s in shapes), max(s[1] for s in shapes), 3)
 
 
 def _rec_shapes(ctx: _Ctx, ratios: list[float], source: str) -> Iterable[ShapeSample]:
@@ -178,8 +178,9 @@ def extreme_shapes(ctx: _Ctx | None = None) -> list[ShapeSample]:
     return out
 
 
-def median_shape(samples: Iterable[ShapeSample], model: str, multiple: int = 1) -> tuple[int, ...]:
-    """Per-dimension median (rounded to `multiple` on the last two dims) of a model's call shapes."""
+def median_shape(samples: Iterable[ShapeSample], model: str, multiple: int = 1,
+                 axes: Sequence[int] = (2, 3)) -> tuple[int, ...]:
+    """Per-dimension median (rounded to `multiple` on `axes`, the H and W axes) of a model's call shapes."""
     import numpy as np  # noqa: PLC0415
     arr = np.asarray([x.shape for x in samples if x.model == model], dtype=np.float64)
     if arr.size == 0:
@@ -187,7 +188,8 @@ def median_shape(samples: Iterable[ShapeSample], model: str, multiple: int = 1) 
     med = np.median(arr, axis=0)
     out = [max(1, int(round(v))) for v in med]
     if multiple > 1:
-        out[2:] = [max(multiple, int(round(v / multiple)) * multiple) for v in med[2:]]
+        for i in axes:
+            out[i] = max(multiple, int(round(med[i] / multiple)) * multiple)
     return tuple(out)
 
 

@@ -22,8 +22,9 @@ class TritonPythonModel:
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.labels = load_dictionary(os.path.join(version_dir, params["dictionary"]))
         s = self.settings
-        self.cls = ta.BlsModel(params["cls_model_name"], "cls_input", "cls_probs", s.cls_batch_size)
-        self.rec = ta.BlsModel(params["rec_model_name"], "rec_input", "rec_probs", s.rec_batch_size)
+        self.cls = ta.BlsModel(params["cls_model_name"], "cls_input", ["cls_probs"], s.cls_batch_size)
+        self.rec = ta.BlsModel(params["rec_model_name"], "rec_input", ["rec_char_ids", "rec_char_probs"],
+                               s.rec_batch_size)
         self.metrics = ta.create_metrics(specs=[m.LINES, m.CHARACTERS, m.EMPTY_RESULTS, m.CLS_FLIPS,
                                                 m.STAGE_LATENCY, m.REJECTED_INPUTS],
                                          stages=["crop", "cls", "rec", "ctc"])

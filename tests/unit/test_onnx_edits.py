@@ -1,0 +1,107 @@
+"""The graph edits of scripts/onnx_edits.py, on small graphs and on the fetched models."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+from onnx_edits import greedy_ctc_outputs, uint8_image_input  # noqa: E402
+
+
+def _session(model) -> ort.InferenceSession:
+    onnx.checker.check_model(model)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _identity_nchw(opset: int = 12):
+    """A 'detector' that returns its normalised NCHW input, to see what the edit feeds the network."""
+    x = helper.make_tensor_value_info("det_input", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("prob_map", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    graph = helper.make_graph([helper.make_node("Identity", ["det_input"], ["prob_map"])], "det", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def _softmax_ntc(opset: int):
+    x = helper.make_tensor_value_info("rec_input", TensorProto.FLOAT, ["N", "T", 5])
+    y = helper.make_tensor_value_info("rec_probs", TensorProto.FLOAT, ["N", "T", 5])
+    graph = helper.make_graph([helper.make_node("Softmax", ["rec_input"], ["rec_probs"], axis=2)], "rec", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def test_uint8_input_is_nhwc_and_normalised_per_channel_in_image_order() -> None:
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 0.1)
+    sess = _session(uint8_image_input(_identity_nchw(), mean, std))
+    (inp,) = sess.get_inputs()
+    assert (inp.name, inp.type) == ("det_input", "tensor(uint8)") and inp.shape[3] == 3
+    img = np.zeros((1, 2, 3, 3), np.uint8)  # N, H, W, C
+    img[0, 0, 1] = (255, 0, 51)
+    out = sess.run(None, {"det_input": img})[0]
+    assert out.shape == (1, 3, 2, 3) and out.dtype == np.float32
+    expected = [(v / 255 - m) / s for v, m, s in zip((255, 0, 51), mean, std)]
+    np.testing.assert_allclose(out[0, :, 0, 1], expected, rtol=1e-5)
+    np.testing.assert_allclose(out[0, :, 1, 2], [-m / s for m, s in zip(mean, std)], rtol=1e-5)
+
+
+def test_uint8_input_matches_paddleocr_normalisation_exactly() -> None:
+    """The float32 arithmetic the Python step used: x * (1 / (255 std)) - mean / std, bit for bit."""
+    sess = _session(uint8_image_input(_identity_nchw(), (0.5,) * 3, (0.5,) * 3))
+    img = np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
+    out = sess.run(None, {"det_input": img})[0]
+    ref = img.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_uint8_input_refuses_a_graph_without_three_channel_nchw_input() -> None:
+    model = _softmax_ntc(12)  # [N,T,5] input
+    with pytest.raises(ValueError, match=r"\[N,3,H,W\]"):
+        uint8_image_input(model, (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(ValueError, match="std > 0"):
+        uint8_image_input(_identity_nchw(), (0.5,) * 3, (0.5, 0.0, 0.5))
+
+
+@pytest.mark.parametrize("opset", [12, 18])  # ReduceMax takes axes as an attribute before 18, an input after
+def test_greedy_outputs_are_argmax_and_max_of_the_softmax(opset: int) -> None:
+    sess = _session(greedy_ctc_outputs(_softmax_ntc(opset), "rec_char_ids", "rec_char_probs"))
+    assert [(o.name, o.type) for o in sess.get_outputs()] == [("rec_char_ids", "tensor(int32)"),
+                                                              ("rec_char_probs", "tensor(float)")]
+    logits = np.random.default_rng(1).normal(size=(3, 7, 5)).astype(np.float32)
+    ids, probs = sess.run(None, {"rec_input": logits})
+    soft = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    np.testing.assert_array_equal(ids, soft.argmax(axis=2))
+    np.testing.assert_allclose(probs, soft.max(axis=2), rtol=1e-6)
+
+
+def test_greedy_outputs_refuse_a_graph_without_ntc_output() -> None:
+    with pytest.raises(ValueError, match=r"\[N,T,C\]"):
+        greedy_ctc_outputs(_identity_nchw(), "a", "b")
+
+
+@pytest.mark.parametrize("model_set", ["v4", "v5"])
+def test_fetched_graphs_give_the_wheels_results(models_dir: Path, model_set: str) -> None:
+    """The served det/rec graphs compute what the wheels' graphs + the former Python code computed."""
+    d = models_dir / model_set
+    if not (d / "original" / "rec.onnx").exists():
+        pytest.skip(f"build/models/{model_set} not fetched (python scripts/fetch_models.py)")
+    import json
+    norm = json.loads((ROOT / "scripts" / "models.json").read_text())["sets"][model_set]["det_normalize"]
+    run = lambda path, x: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].name: x})
+    img = np.random.default_rng(2).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+    planes = img.transpose(0, 3, 1, 2).astype(np.float32)
+    scale = np.asarray([1 / (255 * s) for s in norm["std"]], np.float32).reshape(1, 3, 1, 1)
+    bias = np.asarray([m / s for m, s in zip(norm["mean"], norm["std"])], np.float32).reshape(1, 3, 1, 1)
+    ref = run(d / "original" / "det.onnx", planes * scale - bias)[0]
+    np.testing.assert_allclose(run(d / "det.onnx", img)[0], ref, atol=1e-5)
+    crops = np.random.default_rng(3).uniform(-1, 1, (2, 3, 48, 80)).astype(np.float32)
+    soft = run(d / "original" / "rec.onnx", crops)[0]
+    ids, probs = run(d / "rec.onnx", crops)
+    np.testing.assert_array_equal(ids, soft.argmax(axis=2))
+    np.testing.assert_allclose(probs, soft.max(axis=2), rtol=1e-6)
