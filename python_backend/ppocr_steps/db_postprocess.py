@@ -7,6 +7,7 @@ reading-order sort.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -39,12 +40,15 @@ def _mini_box(contour: np.ndarray) -> tuple[np.ndarray, float]:
     return np.array([points[i1], points[i2], points[i3], points[i4]]), min(rect[1])
 
 
+def _clamp(v: int, hi: int) -> int:
+    return min(max(v, 0), hi)
+
+
 def _score_fast(pred: np.ndarray, box: np.ndarray) -> float:
     h, w = pred.shape
-    xmin = int(np.clip(np.floor(box[:, 0].min()), 0, w - 1))
-    xmax = int(np.clip(np.ceil(box[:, 0].max()), 0, w - 1))
-    ymin = int(np.clip(np.floor(box[:, 1].min()), 0, h - 1))
-    ymax = int(np.clip(np.ceil(box[:, 1].max()), 0, h - 1))
+    xs, ys = box[:, 0].tolist(), box[:, 1].tolist()  # scalar maths in Python: no numpy call per value
+    xmin, xmax = _clamp(math.floor(min(xs)), w - 1), _clamp(math.ceil(max(xs)), w - 1)
+    ymin, ymax = _clamp(math.floor(min(ys)), h - 1), _clamp(math.ceil(max(ys)), h - 1)
     mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
     shifted = box - np.array([xmin, ymin], dtype=box.dtype)
     cv2.fillPoly(mask, shifted.reshape(1, -1, 2).astype(np.int32), 1)
@@ -123,7 +127,8 @@ def filter_boxes(boxes: np.ndarray, scores: np.ndarray, img_h: int, img_w: int) 
         b = order_points_clockwise(box.astype(np.float32))
         b[:, 0] = np.clip(b[:, 0], 0, img_w - 1).astype(np.int32)
         b[:, 1] = np.clip(b[:, 1], 0, img_h - 1).astype(np.int32)
-        if int(np.linalg.norm(b[0] - b[1])) <= 3 or int(np.linalg.norm(b[0] - b[3])) <= 3:
+        (x0, y0), (x1, y1), _, (x3, y3) = b.tolist()
+        if int(math.hypot(x0 - x1, y0 - y1)) <= 3 or int(math.hypot(x0 - x3, y0 - y3)) <= 3:
             continue
         kept.append(b)
         kept_scores.append(score)

@@ -53,20 +53,33 @@ def _add_time(timings: dict[str, float] | None, stage: str, seconds: float) -> N
         timings[stage] = timings.get(stage, 0.0) + seconds
 
 
-def _timed(infer: Callable[[np.ndarray], R], timings: dict[str, float] | None, stage: str
-           ) -> Callable[[np.ndarray], R]:
-    """`infer` that adds its wall time to `timings[stage]` (unchanged when not timing)."""
-    if timings is None:
-        return infer
+class _Timed:
+    """A model call (and its `submit`, if any) that adds the time the caller is blocked in it to
+    `timings[stage]`: the whole call, or for a submitted call the submission and the wait."""
 
-    def run(batch: np.ndarray) -> R:
+    def __init__(self, infer: Callable[[np.ndarray], Any], timings: dict[str, float], stage: str) -> None:
+        self.infer, self.timings, self.stage = infer, timings, stage
+        if hasattr(infer, "submit"):
+            self.submit = self._submit
+
+    def _blocked(self, fn: Callable[[], R]) -> R:
         t0 = time.perf_counter()
         try:
-            return infer(batch)
+            return fn()
         finally:
-            _add_time(timings, stage, time.perf_counter() - t0)
+            _add_time(self.timings, self.stage, time.perf_counter() - t0)
 
-    return run
+    def __call__(self, batch: np.ndarray) -> Any:
+        return self._blocked(lambda: self.infer(batch))
+
+    def _submit(self, batch: np.ndarray) -> Callable[[], Any]:
+        wait = self._blocked(lambda: self.infer.submit(batch))  # type: ignore[attr-defined]
+        return lambda: self._blocked(wait)
+
+
+def _timed(infer: Callable[[np.ndarray], Any], timings: dict[str, float] | None, stage: str) -> Any:
+    """`infer` that adds the time spent blocked in it to `timings[stage]` (unchanged when not timing)."""
+    return infer if timings is None else _Timed(infer, timings, stage)
 
 
 def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: OcrParams,
@@ -141,7 +154,8 @@ def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box
 
     `timings`, when given, receives the seconds spent in stages 'crop', 'cls' (classification
     including its resizing and the flips), 'rec' (the recogniser calls) and 'ctc' (the rest of
-    recognition: resizing the crops for the recogniser and CTC decoding).
+    recognition: resizing the crops for the recogniser and CTC decoding). With a pipelined
+    recogniser (`submit`, see ppocr_steps.recognize) 'rec' is the time spent waiting for it.
     """
     if len(boxes) == 0:
         return OcrLines.empty()

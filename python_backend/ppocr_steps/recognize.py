@@ -6,23 +6,49 @@ BLS in the server: the classifier `cls_infer(batch) -> probs [N,2]`, the recogni
 graph computes from its softmax (scripts/onnx_edits.py). Crops of all images of a request are
 batched together: sorted by aspect ratio (less padding), in chunks of at most the model's batch
 size; zero crops means zero model calls.
+
+Pipelining: a model object that also offers `submit(batch) -> wait`, where `wait()` returns what
+the call would have returned, gets the next chunk prepared (resized, normalised) while the current
+one runs, and the finished one decoded while the next runs. At most two calls are in flight. A plain
+callable runs the chunks one after the other.
 """
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import cv2
 import numpy as np
 
 __all__ = ["CLS_SHAPE", "classify_and_flip", "recognize_crops", "ctc_greedy_decode", "rec_batch_plan",
-           "crop_batch", "RecResult", "load_dictionary", "Infer", "RecInfer"]
+           "crop_batch", "pipelined", "RecResult", "load_dictionary", "Infer", "RecInfer"]
 
 CLS_SHAPE = (3, 48, 192)
 MIN_REC_WIDTH = 8  # narrowest recogniser input ever sent (the GPU profiles' minimum)
 Infer = Callable[[np.ndarray], np.ndarray]
 RecInfer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+K = TypeVar("K")
+
+
+def pipelined(infer: Callable[[np.ndarray], Any], batches: Iterable[tuple[K, np.ndarray]]) -> Iterator[tuple[K, Any]]:
+    """(key, infer(batch)) for each (key, batch), in order. `batches` is consumed lazily, so with
+    `infer.submit` the next batch is built while the previous call runs (see the module docstring)."""
+    submit = getattr(infer, "submit", None)
+    if submit is None:
+        for key, batch in batches:
+            yield key, infer(batch)
+        return
+    pending: deque[tuple[K, Callable[[], Any]]] = deque()
+    for key, batch in batches:
+        pending.append((key, submit(batch)))
+        if len(pending) > 1:
+            done_key, wait = pending.popleft()
+            yield done_key, wait()
+    while pending:
+        done_key, wait = pending.popleft()
+        yield done_key, wait()
 
 
 @dataclass(frozen=True)
@@ -72,9 +98,8 @@ def classify_and_flip(crops: list[np.ndarray], infer: Infer, batch_size: int, th
     out = list(crops)
     order = np.argsort([c.shape[1] / float(c.shape[0]) for c in crops], kind="stable")
     _, ch, cw = CLS_SHAPE
-    for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
-        probs = infer(crop_batch([crops[i] for i in idx], ch, cw))
+    chunks = (order[start:start + batch_size] for start in range(0, n, batch_size))
+    for idx, probs in pipelined(infer, ((idx, crop_batch([crops[i] for i in idx], ch, cw)) for idx in chunks)):
         labels = probs.argmax(axis=1)
         for j, i in enumerate(idx):
             scores[i] = probs[j, labels[j]]
@@ -121,8 +146,9 @@ def recognize_crops(crops: list[np.ndarray], infer: RecInfer, labels: Sequence[s
     """Recognise every crop; results in the input order."""
     results: list[RecResult | None] = [None] * len(crops)
     ratios = [c.shape[1] / float(c.shape[0]) for c in crops]
-    for idx, width in rec_batch_plan(ratios, batch_size, height, min_width, max_width, width_multiple):
-        char_ids, char_probs = infer(crop_batch([crops[i] for i in idx], height, width))
+    plan = rec_batch_plan(ratios, batch_size, height, min_width, max_width, width_multiple)
+    batches = ((idx, crop_batch([crops[i] for i in idx], height, width)) for idx, width in plan)
+    for idx, (char_ids, char_probs) in pipelined(infer, batches):
         for i, res in zip(idx, ctc_greedy_decode(char_ids, char_probs, labels)):
             results[i] = res
     return [r for r in results if r is not None]

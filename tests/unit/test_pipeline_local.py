@@ -328,5 +328,20 @@ def test_recognize_filters_by_score_and_maps_to_original() -> None:
     none = recognize(images, info, boxes, np.array([0, 0], np.int32),
                      replace(params, text_rec_score_thresh=1.0), PipelineSettings(), labels, None, rec)
     assert none.texts == [] and none.polys.shape == (0, 4, 2) and none.image_index.dtype == np.int32
+    # a pipelined recogniser (submit/wait) gives the same lines; timing counts the time blocked in it
+
+    class Submitting:
+        def __call__(self, batch):
+            raise AssertionError("called through submit only")
+
+        def submit(self, batch):
+            result = rec(batch)
+            return lambda: result
+
+    timings: dict[str, float] = {}
+    piped = recognize(images, info, boxes, np.array([0, 0], np.int32), params, PipelineSettings(), labels, None,
+                      Submitting(), timings)
+    assert piped.texts == lines.texts and piped.scores.tolist() == lines.scores.tolist()
+    assert set(timings) == {"crop", "rec", "ctc"} and min(timings.values()) >= 0
     assert none.flipped.shape == (0,) and none.scores.dtype == np.float32
 

@@ -13,6 +13,7 @@ from ppocr_steps.recognize import (
     classify_and_flip,
     crop_batch,
     ctc_greedy_decode,
+    pipelined,
     load_dictionary,
     rec_batch_plan,
     recognize_crops,
@@ -299,3 +300,67 @@ def test_recognize_500_crops() -> None:
     assert max(s[0] for s in fake.shapes) == 64
     assert [r.text for r in res] == [str(i) for i in range(500)]
 
+
+# ---------------------------------------------------------------- pipelining (models with submit)
+
+class Submitting:
+    """A model with `submit` that logs when batches are submitted and waited for."""
+
+    def __init__(self, model, log: list[str]) -> None:
+        self.model, self.log = model, log
+
+    def __call__(self, batch):
+        raise AssertionError("a model with submit is only called through submit")
+
+    def submit(self, batch):
+        k = sum(e.startswith("submit") for e in self.log)
+        self.log.append(f"submit {k}")
+        result = self.model(batch)
+
+        def wait():
+            self.log.append(f"wait {k}")
+            return result
+        return wait
+
+
+def _logged_batches(n: int, log: list[str]):
+    for k in range(n):
+        log.append(f"build {k}")
+        yield k, np.full((1, 1), k, np.float32)
+
+
+def test_pipelined_builds_the_next_batch_while_one_is_in_flight() -> None:
+    log: list[str] = []
+    out = []
+    for key, result in pipelined(Submitting(lambda b: b * 10, log), _logged_batches(3, log)):
+        log.append(f"use {key}")
+        out.append((key, float(result[0, 0])))
+    assert out == [(0, 0.0), (1, 10.0), (2, 20.0)]
+    assert log == ["build 0", "submit 0", "build 1", "submit 1", "wait 0", "use 0",
+                   "build 2", "submit 2", "wait 1", "use 1", "wait 2", "use 2"]
+
+
+def test_pipelined_without_submit_runs_one_batch_at_a_time() -> None:
+    log: list[str] = []
+
+    def model(b):
+        log.append(f"run {int(b[0, 0])}")
+        return b
+
+    assert [k for k, _ in pipelined(model, _logged_batches(2, log))] == [0, 1]
+    assert log == ["build 0", "run 0", "build 1", "run 1"]
+
+
+def test_pipelined_recogniser_and_classifier_give_the_same_results() -> None:
+    crops = [id_crop(i, 10 + (i * 37) % 300) for i in range(29)]
+    plain = recognize_crops(crops, FakeRec(), DIGITS, 4, 48, 0, 3200)
+    log: list[str] = []
+    piped = recognize_crops(crops, Submitting(FakeRec(), log), DIGITS, 4, 48, 0, 3200)
+    assert piped == plain and [r.text for r in piped] == [str(i) for i in range(29)]
+    assert max(int(e.split()[1]) for e in log if e.startswith("submit")) == math.ceil(29 / 4) - 1
+    probs = {i: (0.2, 0.8) if i % 3 == 0 else (0.9, 0.1) for i in range(29)}
+    ref = classify_and_flip(crops, FakeCls(probs), 6, 0.5)
+    got = classify_and_flip(crops, Submitting(FakeCls(probs), []), 6, 0.5)
+    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_array_equal(got[2], ref[2])
+    assert all(np.array_equal(a, b) for a, b in zip(got[0], ref[0], strict=True))
