@@ -17,7 +17,8 @@ import numpy as np
 
 from ppocr_steps.settings import PipelineSettings
 
-__all__ = ["ImageInfo", "prepare_source", "det_resize_shape", "build_det_batch", "IMAGE_INFO_COLUMNS"]
+__all__ = ["ImageInfo", "prepare_source", "det_resize_shape", "det_input_size", "build_det_batch",
+           "IMAGE_INFO_COLUMNS"]
 
 IMAGE_INFO_COLUMNS = 9
 
@@ -96,6 +97,16 @@ def det_resize_shape(h: int, w: int, limit_side_len: int, limit_type: str) -> tu
     return _round32(int(h * ratio)), _round32(int(w * ratio))
 
 
+def det_input_size(h: int, w: int, limit_side_len: int, limit_type: str, s: PipelineSettings) -> tuple[int, int]:
+    """(H, W) the detector gets for an h x w source image: det_resize_shape, capped at
+    2 * max_side_limit so that even limit_type=min on a thin image stays bounded."""
+    dh, dw = det_resize_shape(h, w, limit_side_len, limit_type)
+    cap = s.max_side_limit * 2
+    if max(dh, dw) > cap:
+        dh, dw = det_resize_shape(dh, dw, cap, "max")
+    return dh, dw
+
+
 def build_det_batch(sources: list[np.ndarray], infos: list[ImageInfo], limit_side_len: int, limit_type: str,
                     s: PipelineSettings) -> tuple[np.ndarray, list[ImageInfo]]:
     """Resize each source image and stack them as UINT8 [N,H,W,3], zero (black) padded to the largest.
@@ -106,11 +117,7 @@ def build_det_batch(sources: list[np.ndarray], infos: list[ImageInfo], limit_sid
     resized_images = []
     out_infos = []
     for src, info in zip(sources, infos):
-        dh, dw = det_resize_shape(src.shape[0], src.shape[1], limit_side_len, limit_type)
-        # cap the detector input so that even limit_type=min on a thin image stays bounded
-        cap = s.max_side_limit * 2
-        if max(dh, dw) > cap:
-            dh, dw = det_resize_shape(dh, dw, cap, "max")
+        dh, dw = det_input_size(src.shape[0], src.shape[1], limit_side_len, limit_type, s)
         resized_images.append(cv2.resize(src, (dw, dh)))
         out_infos.append(replace(info, det_h=dh, det_w=dw))
     if len(resized_images) == 1:

@@ -95,22 +95,13 @@ def pipeline_settings(root: Path | None = None, overrides: dict[str, dict[str, s
 
 
 def _det_shape(ctx: _Ctx, sizes: list[tuple[int, int]], limit_side_len: int, limit_type: str) -> tuple[int, ...]:
-    """[N,H,W,3] (uint8 NHWC) that det_preprocess sends for images of `sizes` (build_det_batch's arithmetic)."""
+    """[N,H,W,3] (uint8 NHWC) that det_preprocess sends for images of `sizes` (build_det_batch's size rule)."""
     import numpy as np  # noqa: PLC0415
     det = ctx.mods["det"]
-    sources, infos = [], []
-    for h, w in sizes:
-        src, info = det.prepare_source(np.zeros((h, w, 3), np.uint8), ctx.settings)
-        sources.append(src)
-        infos.append(info)
-    # shapes only: reproduce build_det_batch's resize decision without resizing
-    shapes = []
-    for src in sources:
-        dh, dw = det.det_resize_shape(src.shape[0], src.shape[1], limit_side_len, limit_type)
-        cap = ctx.settings.max_side_limit * 2
-        if max(dh, dw) > cap:
-            dh, dw = det.det_resize_shape(dh, dw, cap, "max")
-        shapes.append((dh, dw))
+    sources = [det.prepare_source(np.zeros((h, w, 3), np.uint8), ctx.settings)[0] for h, w in sizes]
+    # shapes only: build_det_batch's size rule, without resizing
+    shapes = [det.det_input_size(src.shape[0], src.shape[1], limit_side_len, limit_type, ctx.settings)
+              for src in sources]
     return (len(sizes), max(s[0] for s in shapes), max(s[1] for s in shapes), 3)
 
 
