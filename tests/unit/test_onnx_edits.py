@@ -1,6 +1,7 @@
 """The graph edits of scripts/onnx_edits.py, on small graphs and on the fetched models."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from onnx import TensorProto, helper  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 from onnx_edits import greedy_ctc_outputs, uint8_image_input  # noqa: E402
+from ppocr_steps.onnx_runtime import OrtModel  # noqa: E402
 
 
 def _session(model) -> ort.InferenceSession:
@@ -90,10 +92,11 @@ def test_fetched_graphs_give_the_wheels_results(models_dir: Path, model_set: str
     d = models_dir / model_set
     if not (d / "original" / "rec.onnx").exists():
         pytest.skip(f"build/models/{model_set} not fetched (python scripts/fetch_models.py)")
-    import json
     norm = json.loads((ROOT / "scripts" / "models.json").read_text())["sets"][model_set]["det_normalize"]
-    run = lambda path, x: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(  # noqa: E731
-        None, {ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].name: x})
+
+    def run(path: Path, x: np.ndarray) -> list[np.ndarray]:
+        return OrtModel(str(path)).run(x)
+
     img = np.random.default_rng(2).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
     planes = img.transpose(0, 3, 1, 2).astype(np.float32)
     scale = np.asarray([1 / (255 * s) for s in norm["std"]], np.float32).reshape(1, 3, 1, 1)
