@@ -12,16 +12,24 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
   greedy CTC decoding needs: the best class per timestep (INT32 [N, T]) and its probability
   (FP32 [N, T]). That is C times less data out of the model and no arg-max in Python.
 
+* all three networks (`fuse_affine_activations`): PaddlePaddle's exporter writes PP-LCNet's blocks
+  as Conv -> Mul(scalar) -> Add(scalar) -> hardswish as Add(3) -> Clip(0, 6) -> Mul -> Div(6) ->
+  Mul(scalar) -> Add(scalar). onnxruntime runs every one of those element-wise ops as a separate
+  pass over the activations (42 % of the recogniser's time). The edit folds the scalar affine after
+  a Conv into its weights and bias, the scalar affine before an unpadded Conv (1x1) into that Conv,
+  and writes hardswish as x * HardSigmoid(x; 1/6, 1/2). The algebra is exact; only float rounding
+  differs (measured: recogniser probabilities within 4e-6, arg-max identical).
+
 Each edit checks the graph it is given and refuses one that does not have the expected shape.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["uint8_image_input", "greedy_ctc_outputs", "EDITS_VERSION"]
+__all__ = ["uint8_image_input", "greedy_ctc_outputs", "fuse_affine_activations", "EDITS_VERSION"]
 
 # Bump when an edit changes: fetch_models.py regenerates model sets stamped with another version.
-EDITS_VERSION = 1
+EDITS_VERSION = 2
 
 
 def _single_input(graph):  # noqa: ANN001, ANN202 - onnx protobuf types
@@ -101,3 +109,184 @@ def greedy_ctc_outputs(model, ids_name: str, probs_name: str):  # noqa: ANN001, 
     graph.output.extend([helper.make_tensor_value_info(ids_name, TensorProto.INT32, [n, t]),
                          helper.make_tensor_value_info(probs_name, TensorProto.FLOAT, [n, t])])
     return model
+
+
+# ----------------------------------------------------------------------------- fuse_affine_activations
+def _constants(graph) -> dict:  # noqa: ANN001
+    """name -> numpy value of every initializer and Constant node output."""
+    from onnx import numpy_helper
+
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
+class _Graph:
+    """Producer/consumer index of a graph, rebuilt after each rewrite (the graphs are small)."""
+
+    def __init__(self, graph) -> None:  # noqa: ANN001
+        self.graph = graph
+        self.consts = _constants(graph)
+        self.outputs = {o.name for o in graph.output}
+        self.producer = {o: n for n in graph.node for o in n.output}
+        self.users: dict[str, list] = {}
+        for n in graph.node:
+            for i in n.input:
+                self.users.setdefault(i, []).append(n)
+
+    def scalar(self, name: str) -> float | None:
+        value = self.consts.get(name)
+        return float(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
+
+    def only_user(self, name: str):  # noqa: ANN201
+        users = self.users.get(name, [])
+        return users[0] if len(users) == 1 and name not in self.outputs else None
+
+    def scalar_op(self, node) -> tuple[str, float] | None:  # noqa: ANN001
+        """(variable input, constant) of a Mul/Add of a tensor by a scalar constant."""
+        if node is None or node.op_type not in ("Mul", "Add") or len(node.input) != 2:
+            return None
+        a, b = node.input
+        if self.scalar(b) is not None and a not in self.consts:
+            return a, self.scalar(b)
+        if self.scalar(a) is not None and b not in self.consts:
+            return b, self.scalar(a)
+        return None
+
+
+def _conv_params(g: _Graph, conv):  # noqa: ANN001, ANN202
+    import numpy as np
+
+    w = g.consts[conv.input[1]].astype(np.float64)
+    b = (g.consts[conv.input[2]].astype(np.float64) if len(conv.input) > 2 and conv.input[2]
+         else np.zeros(w.shape[0]))
+    return w, b
+
+
+def _set_conv_params(g: _Graph, conv, x: str, w, b, tag: str) -> None:  # noqa: ANN001
+    import numpy as np
+    from onnx import numpy_helper
+
+    taken = {i.name for i in g.graph.initializer}
+    n = 0
+    while f"{conv.output[0]}_{tag}{n}_w" in taken or f"{conv.output[0]}_{tag}{n}_b" in taken:
+        n += 1
+    names = (f"{conv.output[0]}_{tag}{n}_w", f"{conv.output[0]}_{tag}{n}_b")
+    g.graph.initializer.extend([numpy_helper.from_array(w.astype(np.float32), names[0]),
+                                numpy_helper.from_array(b.astype(np.float32), names[1])])
+    del conv.input[:]
+    conv.input.extend([x, *names])
+
+
+def _rename_uses(graph, old: str, new: str) -> None:  # noqa: ANN001
+    for node in graph.node:
+        node.input[:] = [new if i == old else i for i in node.input]
+
+
+def _fold_affine_after_conv(graph) -> bool:  # noqa: ANN001
+    """Conv -> Mul/Add by a scalar (the Conv's only user): fold the scalar into the Conv."""
+    g = _Graph(graph)
+    for conv in graph.node:
+        if conv.op_type != "Conv" or conv.input[1] not in g.consts:
+            continue
+        user = g.only_user(conv.output[0])
+        op = g.scalar_op(user)
+        if op is None or user.output[0] in g.outputs:
+            continue
+        w, b = _conv_params(g, conv)
+        k = op[1]
+        w, b = (w * k, b * k) if user.op_type == "Mul" else (w, b + k)
+        _set_conv_params(g, conv, conv.input[0], w, b, "post")
+        _rename_uses(graph, user.output[0], conv.output[0])
+        graph.node.remove(user)
+        return True
+    return False
+
+
+def _fold_affine_before_conv(graph) -> bool:  # noqa: ANN001
+    """[Mul by s ->] Add b (or a lone Mul) feeding only an unpadded Conv: conv(s x + b) = conv'(x)."""
+    g = _Graph(graph)
+    for conv in graph.node:
+        if conv.op_type != "Conv" or conv.input[1] not in g.consts:
+            continue
+        attrs = {a.name: a for a in conv.attribute}
+        if any(attrs["pads"].ints) if "pads" in attrs else False:
+            continue
+        if "auto_pad" in attrs and attrs["auto_pad"].s not in (b"NOTSET", b"VALID"):
+            continue
+        last = g.producer.get(conv.input[0])
+        op = g.scalar_op(last) if last is not None and g.only_user(conv.input[0]) is conv else None
+        if op is None:
+            continue
+        chain, (x, k) = [last], op
+        scale, shift = (k, 0.0) if last.op_type == "Mul" else (1.0, k)
+        first = g.producer.get(x)
+        first_op = g.scalar_op(first) if last.op_type == "Add" and g.only_user(x) is last else None
+        if first_op is not None and first.op_type == "Mul":
+            chain.insert(0, first)
+            x, scale = first_op[0], first_op[1]
+        w, b = _conv_params(g, conv)
+        b = b + shift * w.sum(axis=(1, 2, 3))
+        _set_conv_params(g, conv, x, w * scale, b, "pre")
+        for node in chain:
+            graph.node.remove(node)
+        return True
+    return False
+
+
+def _hardswish_as_hardsigmoid(graph) -> bool:  # noqa: ANN001
+    """Add(x, 3) -> Clip(0, 6) -> Mul(x, .) -> Div(6)  =>  Mul(x, HardSigmoid(x; 1/6, 1/2))."""
+    from onnx import helper
+
+    g = _Graph(graph)
+    for add in graph.node:
+        if add.op_type != "Add" or len(add.input) != 2 or g.scalar(add.input[1]) != 3.0:
+            continue
+        x = add.input[0]
+        clip = g.only_user(add.output[0])
+        if clip is None or clip.op_type != "Clip" or len(clip.input) != 3 \
+                or (g.scalar(clip.input[1]), g.scalar(clip.input[2])) != (0.0, 6.0):
+            continue
+        mul = g.only_user(clip.output[0])
+        if mul is None or mul.op_type != "Mul" or sorted(mul.input) != sorted([x, clip.output[0]]):
+            continue
+        div = g.only_user(mul.output[0])
+        if div is None or div.op_type != "Div" or div.input[0] != mul.output[0] or g.scalar(div.input[1]) != 6.0:
+            continue
+        at = list(graph.node).index(add)
+        for node in (add, clip, mul, div):
+            graph.node.remove(node)
+        gate = f"{div.output[0]}_hsig"
+        graph.node.insert(at, helper.make_node("HardSigmoid", [x], [gate], alpha=1.0 / 6.0, beta=0.5,
+                                               name=f"{div.output[0]}_hardsigmoid"))
+        graph.node.insert(at + 1, helper.make_node("Mul", [x, gate], [div.output[0]], name=f"{div.output[0]}_hswish"))
+        return True
+    return False
+
+
+def _drop_unused_constants(graph) -> None:  # noqa: ANN001
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    for node in [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+        graph.node.remove(node)
+
+
+def fuse_affine_activations(model):  # noqa: ANN001, ANN201
+    """Fold scalar affines into neighbouring Convs and rewrite hardswish (see the module docstring).
+
+    Returns (model, counts): how many of each rewrite were made (all 0 for a graph without the
+    patterns, which is left as it was)."""
+    graph = model.graph
+    counts = {}
+    for name, rewrite in (("affine_after_conv", _fold_affine_after_conv),
+                          ("hardswish", _hardswish_as_hardsigmoid),
+                          ("affine_before_conv", _fold_affine_before_conv)):
+        n = 0
+        while rewrite(graph):
+            n += 1
+        counts[name] = n
+    _drop_unused_constants(graph)
+    return model, counts

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from onnx_edits import greedy_ctc_outputs, uint8_image_input  # noqa: E402
+from onnx_edits import fuse_affine_activations, greedy_ctc_outputs, uint8_image_input  # noqa: E402
 from ppocr_steps.onnx_runtime import OrtModel  # noqa: E402
 
 
@@ -102,9 +102,84 @@ def test_fetched_graphs_give_the_wheels_results(models_dir: Path, model_set: str
     scale = np.asarray([1 / (255 * s) for s in norm["std"]], np.float32).reshape(1, 3, 1, 1)
     bias = np.asarray([m / s for m, s in zip(norm["mean"], norm["std"])], np.float32).reshape(1, 3, 1, 1)
     ref = run(d / "original" / "det.onnx", planes * scale - bias)[0]
-    np.testing.assert_allclose(run(d / "det.onnx", img)[0], ref, atol=1e-5)
+    np.testing.assert_allclose(run(d / "det.onnx", img)[0], ref, atol=1e-4)
     crops = np.random.default_rng(3).uniform(-1, 1, (2, 3, 48, 80)).astype(np.float32)
     soft = run(d / "original" / "rec.onnx", crops)[0]
     ids, probs = run(d / "rec.onnx", crops)
-    np.testing.assert_array_equal(ids, soft.argmax(axis=2))
-    np.testing.assert_allclose(probs, soft.max(axis=2), rtol=1e-6)
+    # the fused affines/hardswish change float rounding only (a few 1e-6 on these probabilities)
+    assert np.mean(ids == soft.argmax(axis=2)) >= 0.99
+    np.testing.assert_allclose(probs, soft.max(axis=2), atol=2e-5)
+    lines = np.random.default_rng(4).uniform(-1, 1, (3, 3, 48, 192)).astype(np.float32)
+    np.testing.assert_allclose(run(d / "cls.onnx", lines)[0], run(d / "original" / "cls.onnx", lines)[0],
+                               atol=2e-5)
+
+
+# ------------------------------------------------------------------------- fuse_affine_activations
+def _const(name: str, value) -> object:
+    return helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(np.asarray(value, np.float32)),
+                            name=f"{name}_const")
+
+
+def _lcnet_block(second_pad: int = 0, conv_used_twice: bool = False):
+    """Conv3x3 -> *s1 +b1 -> hardswish (Add 3, Clip 0..6, Mul, Div 6) -> *s2 +b2 -> Conv (pad second_pad),
+    as PaddlePaddle's exporter writes PP-LCNet blocks."""
+    rng = np.random.default_rng(5)
+    w1 = onnx.numpy_helper.from_array(rng.normal(size=(4, 2, 3, 3)).astype(np.float32), "w1")
+    b1 = onnx.numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "b1")
+    k = 1 + 2 * second_pad
+    w2 = onnx.numpy_helper.from_array(rng.normal(size=(3, 4, k, k)).astype(np.float32), "w2")
+    nodes = [
+        _const("s1", [1.7]), _const("c1", [0.3]), _const("three", [3.0]), _const("zero", 0.0), _const("six", 6.0),
+        _const("six1", [6.0]), _const("s2", [0.4]), _const("c2", [-0.2]),
+        helper.make_node("Conv", ["x", "w1", "b1"], ["conv1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["s1", "conv1"], ["a1"]),
+        helper.make_node("Add", ["a1", "c1"], ["a2"]),
+        helper.make_node("Add", ["a2", "three"], ["h1"]),
+        helper.make_node("Clip", ["h1", "zero", "six"], ["h2"]),
+        helper.make_node("Mul", ["a2", "h2"], ["h3"]),
+        helper.make_node("Div", ["h3", "six1"], ["act"]),
+        helper.make_node("Mul", ["s2", "act"], ["l1"]),
+        helper.make_node("Add", ["l1", "c2"], ["l2"]),
+        helper.make_node("Conv", ["l2", "w2"], ["y"], pads=[second_pad] * 4),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, None, None])]
+    if conv_used_twice:
+        outputs.append(helper.make_tensor_value_info("conv1", TensorProto.FLOAT, [1, 4, 8, 10]))
+    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 10])],
+                              outputs, initializer=[w1, b1, w2])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], ir_version=8)
+
+
+def _run_block(model) -> np.ndarray:
+    x = np.random.default_rng(6).normal(size=(1, 2, 8, 10)).astype(np.float32) * 3
+    return _session(model).run(["y"], {"x": x})[0]
+
+
+def test_fuse_folds_affines_into_convs_and_rewrites_hardswish() -> None:
+    ref = _run_block(_lcnet_block())
+    model, counts = fuse_affine_activations(_lcnet_block())
+    assert counts == {"affine_after_conv": 2, "hardswish": 1, "affine_before_conv": 1}
+    assert [n.op_type for n in model.graph.node] == ["Conv", "HardSigmoid", "Mul", "Conv"]
+    np.testing.assert_allclose(_run_block(model), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_fuse_keeps_an_affine_before_a_padded_conv() -> None:
+    """Zero padding is not shifted by the affine, so folding it into a padded Conv would be wrong."""
+    ref = _run_block(_lcnet_block(second_pad=1))
+    model, counts = fuse_affine_activations(_lcnet_block(second_pad=1))
+    assert counts["affine_before_conv"] == 0 and counts["affine_after_conv"] == 2
+    np.testing.assert_allclose(_run_block(model), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_fuse_leaves_a_conv_whose_output_is_also_used_elsewhere() -> None:
+    model, counts = fuse_affine_activations(_lcnet_block(conv_used_twice=True))
+    assert counts["affine_after_conv"] == 0
+    np.testing.assert_allclose(_run_block(model), _run_block(_lcnet_block(conv_used_twice=True)), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_fuse_leaves_a_graph_without_the_patterns_unchanged() -> None:
+    model = _identity_nchw()
+    before = model.SerializeToString()
+    model, counts = fuse_affine_activations(model)
+    assert not any(counts.values()) and model.SerializeToString() == before
