@@ -27,7 +27,7 @@ FIELDS: tuple[str, ...] = (
 
 #: Where request time goes, coarsely: the ``category`` of each breakdown row and its label.
 #: model: compute_infer of the runtime models (onnxruntime / TensorRT); python: compute_infer of the Python
-#: steps, BLS waits taken out; data: compute_input + compute_output (tensor copies to/from the models);
+#: steps, BLS calls taken out; data: compute_input + compute_output (tensor copies to/from the models);
 #: queue: model queues incl. the dynamic-batching delay; triton: ensemble scheduling between steps and request
 #: handling outside those phases; client: client latency minus the server's ensemble time.
 CATEGORIES: dict[str, str] = {
@@ -110,8 +110,10 @@ def breakdown(delta: Mapping[str, Mapping[str, int]], *, images: int, client_req
     ``client_request_ns``: the sum of the client-side latencies (None: use the server's ensemble time).
     ``steps``: the ensemble's steps, in order; ``runtime_models``: the networks (det/cls/rec), whose
     ``compute_infer`` is the model compute; ``bls_children``: ``{step: [models it calls through BLS]}``;
-    a parent's Python time is its ``compute_infer`` minus its children's request time (the calls are
-    synchronous ``exec()``), clamped at 0.
+    a parent's Python time is its ``compute_infer`` minus the time its children's requests spent
+    outside their queues, clamped at 0. A child's queue row (category ``bls_queue``) is shown but
+    not added: that wait is inside the parent's time, and with pipelined calls (two in flight) it
+    overlaps the previous call's compute.
 
     Non-model time = request time - Σ compute_infer of the runtime models, everywhere they run.
     Note that ``compute_infer`` of a Python-backend runtime model includes the few numpy lines around
@@ -141,15 +143,17 @@ def breakdown(delta: Mapping[str, Mapping[str, int]], *, images: int, client_req
         if s["success_count"] == 0 and s["fail_count"] == 0:
             return
         children = [c for c in bls_children.get(name, []) if c in delta]
-        child_ns = sum(stats(c)["success_ns"] for c in children)
+        # a callee's queue wait lies inside its caller's compute_infer, and with pipelined calls it
+        # overlaps the previous call: it is shown but not added (category "bls_queue")
+        child_ns = sum(stats(c)["success_ns"] - stats(c)["queue_ns"] for c in children)
         parts = s["queue_ns"] + s["compute_input_ns"] + s["compute_infer_ns"] + s["compute_output_ns"]
-        rows.append(_row(name, "queue", "queue", s["queue_ns"], images, base, depth))
+        rows.append(_row(name, "queue", "bls_queue" if depth else "queue", s["queue_ns"], images, base, depth))
         rows.append(_row(name, "input + output copies", "data", s["compute_input_ns"] + s["compute_output_ns"],
                          images, base, depth))
         if name in runtime:
             rows.append(_row(name, "compute (network)", "model", s["compute_infer_ns"], images, base, depth))
         elif children:
-            rows.append(_row(name, "Python (BLS waits taken out)", "python",
+            rows.append(_row(name, "Python (BLS calls taken out)", "python",
                              max(0, s["compute_infer_ns"] - child_ns), images, base, depth))
         else:
             rows.append(_row(name, "Python (execute)", "python", s["compute_infer_ns"], images, base, depth))
@@ -168,7 +172,8 @@ def breakdown(delta: Mapping[str, Mapping[str, int]], *, images: int, client_req
 
     categories = dict.fromkeys(CATEGORIES, 0)
     for r in rows:
-        categories[r["category"]] += r["ns"]
+        if r["category"] in categories:
+            categories[r["category"]] += r["ns"]
     model_ns = sum(stats(m)["compute_infer_ns"] for m in runtime if m in delta)
     non_model_ns = (base - model_ns) if base else None
     server_non_model = (server_ns - model_ns) if server_ns else None
