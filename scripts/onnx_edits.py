@@ -136,6 +136,10 @@ class _Graph:
             for i in n.input:
                 self.users.setdefault(i, []).append(n)
 
+    def convs(self) -> list:
+        """The Conv nodes with constant weights, the only ones a fold can rewrite."""
+        return [n for n in self.graph.node if n.op_type == "Conv" and n.input[1] in self.consts]
+
     def scalar(self, name: str) -> float | None:
         value = self.consts.get(name)
         return float(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
@@ -188,9 +192,7 @@ def _rename_uses(graph, old: str, new: str) -> None:  # noqa: ANN001
 def _fold_affine_after_conv(graph) -> bool:  # noqa: ANN001
     """Conv -> Mul/Add by a scalar (the Conv's only user): fold the scalar into the Conv."""
     g = _Graph(graph)
-    for conv in graph.node:
-        if conv.op_type != "Conv" or conv.input[1] not in g.consts:
-            continue
+    for conv in g.convs():
         user = g.only_user(conv.output[0])
         op = g.scalar_op(user)
         if op is None or user.output[0] in g.outputs:
@@ -208,9 +210,7 @@ def _fold_affine_after_conv(graph) -> bool:  # noqa: ANN001
 def _fold_affine_before_conv(graph) -> bool:  # noqa: ANN001
     """[Mul by s ->] Add b (or a lone Mul) feeding only an unpadded Conv: conv(s x + b) = conv'(x)."""
     g = _Graph(graph)
-    for conv in graph.node:
-        if conv.op_type != "Conv" or conv.input[1] not in g.consts:
-            continue
+    for conv in g.convs():
         attrs = {a.name: a for a in conv.attribute}
         if any(attrs["pads"].ints) if "pads" in attrs else False:
             continue
