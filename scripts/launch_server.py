@@ -172,17 +172,32 @@ def stubs_of_repository(repo: str) -> dict[int, str]:
     """{pid: /dev/shm region} of live Python-backend stubs serving a model of `repo`, whoever their parent is."""
     stubs = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv[0].endswith(b"triton_python_backend_stub") and len(argv) > 1 and \
-                argv[1].decode(errors="replace").startswith(repo):
-            region = next((a.decode() for a in argv if a.startswith(b"triton_python_backend_shm_region")), "")
-            stubs[int(entry.name)] = region
+        if entry.name.isdigit():
+            region = stub_region(int(entry.name), repo)
+            if region is not None:
+                stubs[int(entry.name)] = region
     return stubs
+
+
+def _stub_args(pid: int) -> list[str]:
+    """The command line of process `pid` if it is a Python-backend stub (argv[1]: its model.py), else []."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+    args = [a.decode(errors="replace") for a in argv if a]
+    return args if len(args) > 1 and args[0].endswith("triton_python_backend_stub") else []
+
+
+def _shm_region(stub_args: list[str]) -> str:
+    return next((a for a in stub_args if a.startswith("triton_python_backend_shm_region")), "")
+
+
+def stub_region(pid: int, repo: str) -> str | None:
+    """The /dev/shm region ("" if not named) of process `pid` if it is a Python-backend stub serving a
+    model of `repo`; None if it is not (or no longer exists)."""
+    args = _stub_args(pid)
+    return _shm_region(args) if args and args[1].startswith(repo) else None
 
 
 def stub_processes(server_pid: int) -> list[StubProcess]:
@@ -195,15 +210,11 @@ def stub_processes(server_pid: int) -> list[StubProcess]:
         st = proc_stat(pid)
         if st is None or st[1] != server_pid:
             continue
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            argv = []
-        args = [a.decode(errors="replace") for a in argv if a]
-        if args and args[0].endswith("triton_python_backend_stub") and len(args) > 1:
+        args = _stub_args(pid)
+        if args:
             model = Path(args[1]).parent.parent.name
             instance = next((a for a in args if re.fullmatch(re.escape(model) + r"(_\d+)+", a)), model)
-            shm = next((a for a in args if a.startswith("triton_python_backend_shm_region")), "")
+            shm = _shm_region(args)
         elif st[0] == "Z":
             try:
                 comm = Path(f"/proc/{pid}/comm").read_text().strip()
@@ -379,12 +390,7 @@ class Supervisor:
                 st = proc_stat(pid)
                 if st is None or st[0] in ("Z", "X"):
                     continue
-                try:
-                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if argv[0].endswith(b"triton_python_backend_stub") and len(argv) > 1 and \
-                        argv[1].decode(errors="replace").startswith(repo):  # still ours, not a reused pid
+                if stub_region(pid, repo) is not None:  # still ours, not a reused pid
                     left.append(pid)
             if not left or time.monotonic() > deadline:
                 break
