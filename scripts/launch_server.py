@@ -289,6 +289,7 @@ class Supervisor:
         self.paused = threading.Event()      # set while healing/restarting: the probe waits
         self.unhealthy: set[str] = set()      # models reported by the probe
         self.probe_timeouts = 0
+        self.epoch = 0                        # +1 after each heal or restart: older probe answers are stale
         self.lock = threading.Lock()
         self.restarts = 0
         self.heals = 0
@@ -446,10 +447,17 @@ class Supervisor:
                 self.stop_server(grace=5.0)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 30.0)
+        self.forget_probe_results()
+        self.paused.clear()
+
+    def forget_probe_results(self) -> None:
+        """After a heal or restart: what the probe saw before is about a server that is no more. A probe
+        request that was in flight during the heal fails late with the old stub's error; without the
+        epoch it would start a second heal that kills the new, healthy stub."""
         with self.lock:
             self.unhealthy.clear()
             self.probe_timeouts = 0
-        self.paused.clear()
+            self.epoch += 1
 
     # -- healing -----------------------------------------------------------------------------
     def dead_models(self) -> set[str]:
@@ -508,9 +516,7 @@ class Supervisor:
                     pass
                 self.shm_regions.discard(stub.shm_region)
         self.snapshot()
-        with self.lock:
-            self.unhealthy.clear()
-            self.probe_timeouts = 0
+        self.forget_probe_results()
         log.warning("healed %s in %.2f s", ", ".join(sorted(models)), time.monotonic() - t0)
         self.paused.clear()
 
@@ -527,27 +533,29 @@ class Supervisor:
             t = grpcclient.InferInput(name, list(value.shape), dtype)
             t.set_data_from_numpy(value)
             inputs.append(t)
+        epoch = self.epoch
         try:
             with grpcclient.InferenceServerClient(self.url) as c:
                 c.infer(ENSEMBLE, inputs, client_timeout=self.probe_timeout)
         except InferenceServerException as exc:
             message = str(exc)
-            if self.paused.is_set():
-                return
-            if "Deadline" in message or "DEADLINE_EXCEEDED" in str(exc.status()):
-                with self.lock:
-                    self.probe_timeouts += 1
-                log.warning("probe timed out after %.0f s (%d in a row)", self.probe_timeout, self.probe_timeouts)
-                return
+            timed_out = "Deadline" in message or "DEADLINE_EXCEEDED" in str(exc.status())
             found = {model_of_instance(i) for i in UNHEALTHY_RE.findall(message)}
-            if found:
-                with self.lock:
+            with self.lock:
+                if self.paused.is_set() or self.epoch != epoch:  # about a server being healed or already healed
+                    return
+                if timed_out:
+                    self.probe_timeouts += 1
+                else:
                     self.unhealthy |= found
-            else:
+            if timed_out:
+                log.warning("probe timed out after %.0f s (%d in a row)", self.probe_timeout, self.probe_timeouts)
+            elif not found:
                 log.warning("probe failed: %s", message)
             return
         with self.lock:
-            self.probe_timeouts = 0
+            if self.epoch == epoch:
+                self.probe_timeouts = 0
 
     def probe_loop(self) -> None:
         while not self.stopping.wait(self.probe_interval):

@@ -46,6 +46,13 @@ class Supervised(RunningServer):
                         return int(entry.name)
         return None
 
+    def steady_server(self, timeout: float = 60.0) -> int:
+        """The server once it runs and is ready (after a heal or restart that an earlier test caused)."""
+        wait_until(lambda: self.server_pid() is not None and _ready(self.grpc_url) is True, timeout, 0.2)
+        pid = self.server_pid()
+        assert pid is not None
+        return pid
+
 
 
 def _ready(url: str) -> bool | None:
@@ -165,10 +172,10 @@ def watch_readiness(url: str, stop: threading.Event, seen: list[bool]) -> None:
 
 
 def kill_stub_and_measure(sup: Supervised, model: str) -> dict:
-    server = sup.server_pid()
-    assert server is not None
+    server = sup.steady_server()
     victims = [s for s in stub_processes(server) if s.model == model and s.alive]
     assert victims, f"no stub for {model}: {stub_processes(server)}"
+    unloads_before = sup.log().count(f"successfully unloaded '{model}'")
     stop, seen = threading.Event(), []
     watcher = threading.Thread(target=watch_readiness, args=(sup.grpc_url, stop, seen), daemon=True)
     with Traffic(sup.grpc_url) as traffic:
@@ -191,9 +198,21 @@ def kill_stub_and_measure(sup: Supervised, model: str) -> dict:
         watcher.join(5)
     with traffic.lock:
         finished = len(traffic.outcomes)
-    new = [s for s in stub_processes(server) if s.model == model and s.alive]
+
+    # Settle before judging (and before the next test): Triton tears the dead stub's model instance
+    # down in the background after the heal, within ~2 s when it finishes at all. Now and then (about
+    # 1 kill in 70 here) that teardown aborts tritonserver itself (boost::interprocess::lock_exception
+    # in libtriton_python.so, an upstream python_backend bug: the SIGKILLed stub died holding a
+    # shared-memory mutex); the watchdog then restarts the server. Either way the killed stub must
+    # end up replaced.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and sup.server_pid() == server and \
+            sup.log().count(f"successfully unloaded '{model}'") == unloads_before:
+        time.sleep(0.1)
+    current = sup.steady_server()
+    new = [s for s in stub_processes(current) if s.model == model and s.alive]
     return {"restore_s": restore_s, "readiness": seen, "summary": traffic.summary(), "started": traffic.started,
-            "finished": finished, "new_stubs": new, "old_pid": victims[0].pid}
+            "finished": finished, "new_stubs": new, "old_pid": victims[0].pid, "server_restarted": current != server}
 
 
 def test_watchdog_helpers(tmp_path):
@@ -247,9 +266,12 @@ def test_listens_on_loopback_only(supervised):
 @pytest.mark.parametrize("model", ["rec_model", "det_preprocess"])
 def test_killed_stub_is_healed_within_10s(supervised, model):
     r = kill_stub_and_measure(supervised, model)
-    print(f"\n{model}: service restored {r['restore_s']:.2f} s after SIGKILL; requests {r['summary']}")
+    how = "the server aborted (upstream teardown bug) and was restarted" if r["server_restarted"] else "reloaded"
+    print(f"\n{model}: service restored {r['restore_s']:.2f} s after SIGKILL ({how}); requests {r['summary']}")
     assert r["restore_s"] <= RESTORE_LIMIT_S, r
-    assert r["new_stubs"] and r["new_stubs"][0].pid != r["old_pid"]
+    assert r["new_stubs"] and r["new_stubs"][0].pid != r["old_pid"], r
+    if r["server_restarted"]:  # only for that reason: the server exited by itself
+        assert "restarting tritonserver: tritonserver exited" in supervised.log(), supervised.log()[-4000:]
     assert False in r["readiness"], "readiness never reported false while healing"
     assert r["readiness"][-1] is True
     assert r["started"] == r["finished"], "a request got neither a result nor an error"
@@ -260,7 +282,7 @@ def test_killed_stub_is_healed_within_10s(supervised, model):
 
 def test_hung_stub_is_found_by_the_probe_and_replaced(supervised):
     """A stub that is alive but does not answer (SIGSTOP) is invisible in /proc; the probe finds it."""
-    server = supervised.server_pid()
+    server = supervised.steady_server()
     victim = next(s for s in stub_processes(server) if s.model == "det_postprocess" and s.alive)
     os.kill(victim.pid, signal.SIGSTOP)
     stopped_at = time.monotonic()
@@ -287,7 +309,7 @@ def test_killed_server_is_restarted_and_client_retries(supervised):
     from ocr_client import OcrClient
 
     img, texts = text_page(2, width=500, seed=32)
-    old = supervised.server_pid()
+    old = supervised.steady_server()
     old_stubs = stub_processes(old)
     os.kill(old, signal.SIGKILL)
     killed_at = time.monotonic()

@@ -1,0 +1,101 @@
+"""The watchdog's probe bookkeeping (launch_server.Supervisor.probe_once), without a server.
+
+The probe's request is answered by a stand-in gRPC client so that the test controls when the answer
+arrives relative to a heal; the end-to-end behaviour with a real tritonserver is in
+tests/integration/test_faults.py.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from launch_server import ServerOptions, Supervisor  # noqa: E402
+
+NOT_HEALTHY = "in ensemble 'ocr', internal error: det_preprocess: Stub process 'det_preprocess_0_0' is not healthy."
+
+
+class ProbeAnswer:
+    """Stands in for tritonclient.grpc.InferenceServerClient: `infer` waits for `release`, then fails
+    with `error` (or succeeds when it is None)."""
+
+    error: str | None = None
+    release = threading.Event()
+
+    def __init__(self, url: str) -> None:
+        pass
+
+    def __enter__(self) -> "ProbeAnswer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def infer(self, *args: object, **kwargs: object) -> None:
+        from tritonclient.utils import InferenceServerException
+
+        assert ProbeAnswer.release.wait(10)
+        if ProbeAnswer.error is not None:
+            status = "StatusCode.DEADLINE_EXCEEDED" if "Deadline" in ProbeAnswer.error else "StatusCode.INTERNAL"
+            raise InferenceServerException(ProbeAnswer.error, status=status)
+
+
+@pytest.fixture
+def watchdog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Supervisor:
+    import tritonclient.grpc as grpcclient
+
+    monkeypatch.setattr(grpcclient, "InferenceServerClient", ProbeAnswer)
+    ProbeAnswer.release = threading.Event()
+    return Supervisor(ServerOptions(tmp_path, admin_key="k"))
+
+
+def probe_answered_after(watchdog: Supervisor, error: str | None, meanwhile) -> None:
+    """Run one probe whose answer arrives after `meanwhile()` has run."""
+    ProbeAnswer.error = error
+    t = threading.Thread(target=watchdog.probe_once)
+    t.start()
+    meanwhile()
+    ProbeAnswer.release.set()
+    t.join(10)
+    assert not t.is_alive()
+
+
+def test_an_unhealthy_stub_is_reported(watchdog: Supervisor) -> None:
+    probe_answered_after(watchdog, NOT_HEALTHY, lambda: None)
+    assert watchdog.unhealthy == {"det_preprocess"}
+
+
+def test_a_failure_that_names_no_stub_is_only_logged(watchdog: Supervisor) -> None:
+    probe_answered_after(watchdog, "model 'ocr' is not ready", lambda: None)
+    assert watchdog.unhealthy == set() and watchdog.probe_timeouts == 0
+
+
+def test_an_answer_from_before_a_heal_is_ignored(watchdog: Supervisor) -> None:
+    """The probe was in flight when the stub died; it fails after the heal: no second heal."""
+    probe_answered_after(watchdog, NOT_HEALTHY, watchdog.forget_probe_results)
+    assert watchdog.unhealthy == set()
+
+
+def test_an_answer_during_a_heal_is_ignored(watchdog: Supervisor) -> None:
+    probe_answered_after(watchdog, NOT_HEALTHY, watchdog.paused.set)
+    assert watchdog.unhealthy == set()
+
+
+def test_timeouts_count_until_a_probe_succeeds_or_a_restart(watchdog: Supervisor) -> None:
+    for n in (1, 2):
+        ProbeAnswer.release = threading.Event()
+        probe_answered_after(watchdog, "Deadline Exceeded", lambda: None)
+        assert watchdog.probe_timeouts == n
+    ProbeAnswer.release = threading.Event()
+    probe_answered_after(watchdog, "Deadline Exceeded", watchdog.forget_probe_results)
+    assert watchdog.probe_timeouts == 0  # the restart reset the count; the late timeout is not added
+    ProbeAnswer.release = threading.Event()
+    probe_answered_after(watchdog, "Deadline Exceeded", lambda: None)
+    ProbeAnswer.release = threading.Event()
+    probe_answered_after(watchdog, None, lambda: None)
+    assert watchdog.probe_timeouts == 0
