@@ -8,6 +8,11 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
   same float32 arithmetic the Python step used (x * (1 / (255 std)) - mean / std). The tensor that
   travels from det_preprocess to det_model is a quarter of the FP32 one, and no Python code touches
   every pixel. The Cast comes first: TensorRT accepts UINT8 only as a network input feeding a Cast.
+* detector: the probability map output becomes UINT8 [N, 1, H, W], round(255 p), clipped to 0..255
+  (`uint8_prob_map_output`). It is the largest tensor between two steps (~1 M values for a 960-px
+  image); as bytes it is a quarter of the float map to write to shared memory and copy, and DB
+  post-processing reads it as bytes (thresholds scaled by 255; a quantisation step of 1/255 is far
+  below what thresh/box_thresh resolve).
 * recogniser: the softmax [N, T, C] (C = 6625 for v4, 18385 for v5) is reduced in the graph to what
   greedy CTC decoding needs: the best class per timestep (INT32 [N, T]) and its probability
   (FP32 [N, T]). That is C times less data out of the model and no arg-max in Python.
@@ -26,10 +31,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["uint8_image_input", "greedy_ctc_outputs", "fuse_affine_activations", "EDITS_VERSION"]
+__all__ = ["uint8_image_input", "uint8_prob_map_output", "greedy_ctc_outputs", "fuse_affine_activations",
+           "EDITS_VERSION"]
 
 # Bump when an edit changes: fetch_models.py regenerates model sets stamped with another version.
-EDITS_VERSION = 2
+EDITS_VERSION = 3
 
 
 def _single_input(graph):  # noqa: ANN001, ANN202 - onnx protobuf types
@@ -75,6 +81,41 @@ def uint8_image_input(model, mean: Sequence[float], std: Sequence[float]):  # no
                                                                          width or "W", 3])
     graph.input.remove(inp)
     graph.input.insert(0, new_input)
+    return model
+
+
+def uint8_prob_map_output(model):  # noqa: ANN001, ANN201
+    """Make the FP32 [N,1,H,W] probability output (0..1) a UINT8 output of the same name: round(255 p).
+
+    Mul 255, Add 0.5, Clip 0..255, Cast: the Clip keeps the Cast in range whatever the runtime's
+    float-to-integer rounding (onnxruntime truncates, so this rounds half up)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    if len(graph.output) != 1:
+        raise ValueError(f"expected one graph output, got {[o.name for o in graph.output]}")
+    out = graph.output[0]
+    dims = out.type.tensor_type.shape.dim
+    if len(dims) != 4 or dims[1].dim_value not in (0, 1) or out.type.tensor_type.elem_type != TensorProto.FLOAT:
+        raise ValueError(f"expected an FP32 [N,1,H,W] output, got {out.name}")  # (v5's graph leaves the 1 symbolic)
+    name = out.name
+    inner = f"{name}_f32"
+    for node in graph.node:
+        node.output[:] = [inner if o == name else o for o in node.output]
+        node.input[:] = [inner if i == name else i for i in node.input]
+    for const, value in (("scale", 255.0), ("half", 0.5), ("lo", 0.0), ("hi", 255.0)):
+        graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), f"{name}_{const}"))
+    graph.node.extend([
+        helper.make_node("Mul", [inner, f"{name}_scale"], [f"{name}_x255"], name=f"{name}_mul"),
+        helper.make_node("Add", [f"{name}_x255", f"{name}_half"], [f"{name}_rounded"], name=f"{name}_add"),
+        helper.make_node("Clip", [f"{name}_rounded", f"{name}_lo", f"{name}_hi"], [f"{name}_clipped"],
+                         name=f"{name}_clip"),
+        helper.make_node("Cast", [f"{name}_clipped"], [name], to=TensorProto.UINT8, name=f"{name}_cast"),
+    ])
+    shape = [d.dim_param or d.dim_value for d in dims]
+    graph.output.remove(out)
+    graph.output.append(helper.make_tensor_value_info(name, TensorProto.UINT8, shape))
     return model
 
 

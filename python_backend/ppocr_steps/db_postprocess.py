@@ -81,9 +81,18 @@ def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
 
 
 def db_boxes(prob: np.ndarray, dest_h: int, dest_w: int, cfg: DBConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes [K,4,2] (int-valued, in a dest_h x dest_w image) and their scores from one HxW prob map."""
+    """Boxes [K,4,2] (int-valued, in a dest_h x dest_w image) and their scores from one HxW prob map.
+
+    The map is float probabilities (0..1) or, as the served detector writes it, UINT8 round(255 p):
+    then a pixel is text when p > thresh, read as q > 255 thresh, and a box's score is its mean q / 255.
+    """
     height, width = prob.shape
-    bitmap = (prob > cfg.thresh).astype(np.uint8)
+    if prob.dtype == np.uint8:  # q > 255 thresh  <=>  q > floor(255 thresh) for integer q
+        scale = 255.0
+        bitmap = cv2.threshold(prob, math.floor(cfg.thresh * scale), 1, cv2.THRESH_BINARY)[1]
+    else:
+        scale = 1.0
+        bitmap = (prob > cfg.thresh).astype(np.uint8)
     if cfg.use_dilation:
         bitmap = cv2.dilate(bitmap, _DILATE_KERNEL)
     contours, _ = cv2.findContours(bitmap * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
@@ -94,6 +103,7 @@ def db_boxes(prob: np.ndarray, dest_h: int, dest_w: int, cfg: DBConfig) -> tuple
         if sside < cfg.min_size:
             continue
         score = _score_fast(prob, points.reshape(-1, 2)) if cfg.score_mode == "fast" else _score_slow(prob, contour)
+        score /= scale
         if cfg.box_thresh > score:
             continue
         expanded = _unclip(points, cfg.unclip_ratio)

@@ -58,7 +58,8 @@ def test_preflight_accepts_the_fresh_engines(built):
 
 def test_engines_match_onnxruntime_on_a_page(built):
     """Direct spot check of the det and rec engines against onnxruntime on one rendered page: det takes the
-    resized uint8 NHWC image, rec returns rec_char_ids (INT32) and rec_char_probs (FP32)."""
+    resized uint8 NHWC image and returns its map as UINT8 round(255 p), rec returns rec_char_ids (INT32) and
+    rec_char_probs (FP32)."""
     np = pytest.importorskip("numpy")
     pytest.importorskip("cv2")
     sys.path.insert(0, str(ROOT / "scripts" / "trt"))
@@ -75,7 +76,7 @@ def test_engines_match_onnxruntime_on_a_page(built):
     onnx = lambda m: OrtRunner(ROOT / "build" / "models" / model_set / profiles[m].onnx,  # noqa: E731
                                outputs=profiles[m].outputs)
     ref, got = onnx("det_model")(page), engine("det_model")(page)
-    assert got.shape == ref.shape and got.dtype == np.float32
+    assert got.shape == ref.shape and got.dtype == np.uint8
     assert compare_det([ref], [got]).figures["worst_mean_abs"] < 0.01
     rec_ref, rec_got = onnx("rec_model"), engine("rec_model")
     ref = [rec_ref(b) for b in calib.rec]

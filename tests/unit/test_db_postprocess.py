@@ -238,3 +238,23 @@ def test_detect_boxes_returns_reading_order(prob_map) -> None:
     assert [lt[1] < 40 for lt in lefts_tops] == [True, True, False, False]
     assert lefts_tops[0][0] < lefts_tops[1][0] and lefts_tops[2][0] < lefts_tops[3][0]
     assert scores.shape == (4,)
+
+
+def test_uint8_map_reads_as_the_float_map(prob_map) -> None:
+    """The served detector writes round(255 p): same boxes, scores within half a step of 1/255."""
+    rects = [(20, 30, 80, 50, 0.9), (100, 30, 180, 50, 0.61), (20, 60, 100, 80, 0.59), (20, 85, 150, 95, 0.31)]
+    m = prob_map(100, 200, rects=rects)
+    q = np.floor(m * 255 + 0.5).astype(np.uint8)
+    padded = np.zeros((128, 224), np.uint8)  # the step passes a view of the valid region
+    padded[:100, :200] = q
+    # EXACT: 2 boxes (0.59 and 0.31 are text pixels, > thresh, in boxes under box_thresh)
+    for cfg, n in ((EXACT, 2), (DBConfig(score_mode="slow", use_dilation=True), 1)):
+        fb, fs = db_boxes(m, 100, 200, cfg)
+        qb, qs = db_boxes(padded[:100, :200], 100, 200, cfg)
+        np.testing.assert_array_equal(qb, fb)
+        np.testing.assert_allclose(qs, fs, atol=0.5 / 255 + 1e-6)
+        assert len(fb) == n
+    # thresh: a pixel is text when p > thresh, read from q as q > floor(255 thresh)
+    edge = np.full((40, 60), 77, np.uint8)  # 77 / 255 = 0.302
+    assert len(db_boxes(edge, 40, 60, DBConfig(thresh=0.3, box_thresh=0.0))[0]) == 1
+    assert len(db_boxes(edge, 40, 60, DBConfig(thresh=0.302, box_thresh=0.0))[0]) == 0

@@ -23,7 +23,7 @@ CONFIGS = sorted(GPU.glob("**/config.pbtxt"))
 # the contract of docs/architecture.md ("Runtime models"): name -> (data type, dims)
 CONTRACT = {
     "det_model": {"max_batch": 0, "inputs": {"det_input": ("UINT8", [-1, -1, -1, 3])},
-                  "outputs": {"prob_map": ("FP32", [-1, 1, -1, -1])}},
+                  "outputs": {"prob_map": ("UINT8", [-1, 1, -1, -1])}},
     "cls_model": {"max_batch": "positive", "inputs": {"cls_input": ("FP32", [3, 48, 192])},
                   "outputs": {"cls_probs": ("FP32", [2])}},
     "rec_model": {"max_batch": "positive", "inputs": {"rec_input": ("FP32", [3, 48, -1])},

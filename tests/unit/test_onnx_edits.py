@@ -14,7 +14,8 @@ from onnx import TensorProto, helper  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from onnx_edits import fuse_affine_activations, greedy_ctc_outputs, uint8_image_input  # noqa: E402
+from onnx_edits import (fuse_affine_activations, greedy_ctc_outputs, uint8_image_input,  # noqa: E402
+                        uint8_prob_map_output)
 from ppocr_steps.onnx_runtime import OrtModel  # noqa: E402
 
 
@@ -67,6 +68,32 @@ def test_uint8_input_refuses_a_graph_without_three_channel_nchw_input() -> None:
         uint8_image_input(model, (0.5,) * 3, (0.5,) * 3)
     with pytest.raises(ValueError, match="std > 0"):
         uint8_image_input(_identity_nchw(), (0.5,) * 3, (0.5, 0.0, 0.5))
+
+
+def _sigmoid_map(channels: int | str = 1):
+    x = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", channels, "H", "W"])
+    y = helper.make_tensor_value_info("prob_map", TensorProto.FLOAT, ["N", channels, "H", "W"])
+    graph = helper.make_graph([helper.make_node("Sigmoid", ["logits"], ["prob_map"])], "det", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], ir_version=8)
+
+
+@pytest.mark.parametrize("channels", [1, "C"])  # v5's graph leaves the channel dimension symbolic
+def test_uint8_prob_map_is_the_rounded_probability_times_255(channels) -> None:
+    sess = _session(uint8_prob_map_output(_sigmoid_map(channels)))
+    (out,) = sess.get_outputs()
+    assert (out.name, out.type) == ("prob_map", "tensor(uint8)")
+    logits = np.concatenate([np.linspace(-12, 12, 1001), [-np.inf, np.inf, 0.0]]).astype(np.float32)
+    q = sess.run(None, {"logits": logits.reshape(1, 1, 1, -1)})[0].reshape(-1)
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    np.testing.assert_array_equal(q, np.floor(p * 255 + 0.5).astype(np.uint8))
+    assert q[-3:].tolist() == [0, 255, 128]
+
+
+def test_uint8_prob_map_refuses_a_graph_without_one_channel_map() -> None:
+    with pytest.raises(ValueError, match=r"\[N,1,H,W\]"):
+        uint8_prob_map_output(_sigmoid_map(3))
+    with pytest.raises(ValueError, match=r"\[N,1,H,W\]"):
+        uint8_prob_map_output(_softmax_ntc(12))
 
 
 @pytest.mark.parametrize("opset", [12, 18])  # ReduceMax takes axes as an attribute before 18, an input after

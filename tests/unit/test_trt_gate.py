@@ -114,7 +114,8 @@ def test_onnxruntime_reference_of_the_served_graphs(model_set):
     page[0, 20:40, 10:80] = 0
     det = OrtRunner(models / "det.onnx", outputs=profiles["det_model"].outputs)
     prob_map = det(page)
-    assert prob_map.dtype == np.float32 and prob_map.shape == (1, 1, 64, 96)
+    assert prob_map.dtype == np.uint8 and prob_map.shape == (1, 1, 64, 96)
+    assert run_gate("det_model", det, det, CalibrationSet(det=[page])).passed
     rec = OrtRunner(models / "rec.onnx", outputs=profiles["rec_model"].outputs)
     crops = RNG.uniform(-1, 1, (2, 3, 48, 160)).astype(np.float32)
     ids, probs = rec(crops)

@@ -1,7 +1,7 @@
 """FP16 accuracy gate: the engine against onnxruntime FP32 on the same calibration inputs.
 
 Figures (all printed):
-  det  mean |p16 - p32| per page, IoU of the text masks (p > 0.3, PaddleOCR's `thresh`) per page;
+  det  mean |p16 - p32| per page (maps read as 0..1; the served graph outputs UINT8 255 p), IoU of the text masks (p > 0.3, PaddleOCR's `thresh`) per page;
   cls  argmax agreement over crops, max |Δp|;
   rec  share of lines whose greedy-CTC label sequence is identical, mean character similarity
        (1 - edit distance / length), mean |Δ confidence| (mean of max probabilities).
@@ -50,12 +50,19 @@ class GateResult:
         return f"FP16 gate {self.model}: {figs} -> {verdict}"
 
 
+def _probabilities(x: Any) -> Any:
+    """A probability map as float32 0..1: the served detector writes UINT8 round(255 p)."""
+    import numpy as np  # noqa: PLC0415
+    x = np.asarray(x)
+    return x.astype(np.float32) / np.float32(255.0) if x.dtype == np.uint8 else x.astype(np.float32)
+
+
 def compare_det(ref: Sequence[Any], test: Sequence[Any], tol: Tolerances = Tolerances()) -> GateResult:
-    """Per-page probability-map agreement (ref = FP32, test = engine)."""
+    """Per-page probability-map agreement (ref = FP32 graph, test = engine); maps in 0..1 or UINT8 0..255."""
     import numpy as np  # noqa: PLC0415
     worst_abs, worst_iou, ious, failures = 0.0, 1.0, [], []
     for i, (a, b) in enumerate(zip(ref, test, strict=True)):
-        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        a, b = _probabilities(a), _probabilities(b)
         if a.shape != b.shape:
             failures.append(f"page {i}: shape {b.shape} != {a.shape}")
             continue
