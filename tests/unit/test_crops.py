@@ -94,3 +94,35 @@ def test_crop_all_uses_image_index() -> None:
 
 def test_crop_all_empty() -> None:
     assert crop_all([np.zeros((10, 10, 3), np.uint8)], np.zeros((0, 4, 2), np.float32), np.zeros(0, np.int32)) == []
+
+
+def _warped(img: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The general path (perspective warp), as crop_quad does it for any quad."""
+    pts = q.astype(np.float32)
+    w = max(int(max(np.linalg.norm(pts[0] - pts[1]), np.linalg.norm(pts[2] - pts[3]))), 1)
+    h = max(int(max(np.linalg.norm(pts[0] - pts[3]), np.linalg.norm(pts[1] - pts[2]))), 1)
+    m = cv2.getPerspectiveTransform(pts, np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32))
+    crop = cv2.warpPerspective(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(np.rot90(crop)) if crop.shape[0] / crop.shape[1] >= VERTICAL_RATIO else crop
+
+
+def test_upright_integer_boxes_are_sliced_with_the_warps_result(rng) -> None:
+    """The fast path (a copy of the slice) gives the warp's pixels bit for bit, edges and tall boxes too."""
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(8, 400, 2))
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        x0, x1 = sorted(int(v) for v in rng.choice(w + 1, 2, replace=False))
+        y0, y1 = sorted(int(v) for v in rng.choice(h + 1, 2, replace=False))
+        q = quad(x0, y0, x1, y1)
+        got = crop_quad(img, q)
+        assert got.flags.c_contiguous and not np.shares_memory(got, img)
+        np.testing.assert_array_equal(got, _warped(img, q))
+
+
+@pytest.mark.parametrize("q", [quad(10.5, 20, 150, 60), quad(30, 20, 150, 60.25), quad(150, 20, 30, 60),
+                               quad(-2, 20, 150, 60), quad(30, 20, 250, 60),
+                               np.array([[30, 20], [150, 22], [150, 60], [30, 60]], np.float32)])
+def test_other_quads_take_the_warp(rng, q) -> None:
+    """Fractional, mirrored, out-of-image or not upright: the general warp (BORDER_REPLICATE outside)."""
+    img = rng.integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(crop_quad(img, q), _warped(img, q))
