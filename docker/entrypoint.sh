@@ -18,7 +18,10 @@ for kv in $STEP_PARAMS; do PARAMS+=(--param "$kv"); done
 python3 scripts/assemble_repository.py --target gpu --model-set "$SET" --out build/model_repository \
   --models-dir build/models --engines-dir build/engines "${PARAMS[@]}" ${OCR_ASSEMBLE_ARGS:-}
 
-# 3. serve (summary latencies feed the p50/p99 panels of docker/grafana/dashboards/ocr.json)
+# 3. serve; glibc keeps per-request buffers on the heap instead of a fresh mmap each time (page
+# faults on every image: see scripts/launch_server.py, which sets the same for the embedded server)
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-33554432}" MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-268435456}"
+# (summary latencies feed the p50/p99 panels of docker/grafana/dashboards/ocr.json)
 exec tritonserver --model-repository="$PWD/build/model_repository" \
   --disable-auto-complete-config \
   --metrics-config summary_latencies=true \
