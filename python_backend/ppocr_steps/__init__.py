@@ -1,4 +1,4 @@
-"""PP-OCR pipeline steps: pure numpy/OpenCV/pyclipper/shapely logic, no Triton imports.
+"""PP-OCR pipeline steps: pure numpy/OpenCV/pyclipper logic, no Triton imports.
 
 The Triton Python-backend models (`python_backend/models/*/1/model.py`) are thin adapters over
 this package; `ppocr_steps.triton_adapter` is the only module that imports

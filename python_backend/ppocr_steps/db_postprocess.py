@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import pyclipper
-from shapely.geometry import Polygon
 
 __all__ = ["DBConfig", "db_boxes", "order_points_clockwise", "filter_boxes", "sort_reading_order",
            "detect_boxes"]
@@ -67,10 +66,14 @@ def _score_slow(pred: np.ndarray, contour: np.ndarray) -> float:
 
 
 def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
-    poly = Polygon(box)
-    if poly.length <= 0:
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = box.tolist()
+    # the quad's area (shoelace) and perimeter, as shapely's Polygon gives them, in plain floats
+    area = abs((x0 * y1 - x1 * y0) + (x1 * y2 - x2 * y1) + (x2 * y3 - x3 * y2) + (x3 * y0 - x0 * y3)) / 2.0
+    length = (math.hypot(x1 - x0, y1 - y0) + math.hypot(x2 - x1, y2 - y1) + math.hypot(x3 - x2, y3 - y2)
+              + math.hypot(x0 - x3, y0 - y3))
+    if length <= 0:
         return None
-    distance = poly.area * ratio / poly.length
+    distance = area * ratio / length
     offset = pyclipper.PyclipperOffset()
     offset.AddPath(box.tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
     paths = offset.Execute(distance)
@@ -122,29 +125,29 @@ def db_boxes(prob: np.ndarray, dest_h: int, dest_w: int, cfg: DBConfig) -> tuple
 
 
 def order_points_clockwise(pts: np.ndarray) -> np.ndarray:
-    """tl, tr, br, bl (imutils' rule, as PaddleOCR/RapidOCR use after DB)."""
-    x_sorted = pts[np.argsort(pts[:, 0], kind="stable"), :]
-    left, right = x_sorted[:2, :], x_sorted[2:, :]
-    tl, bl = left[np.argsort(left[:, 1], kind="stable"), :]
-    tr, br = right[np.argsort(right[:, 1], kind="stable"), :]
-    return np.array([tl, tr, br, bl], dtype=np.float32)
+    """tl, tr, br, bl (imutils' rule, as PaddleOCR/RapidOCR use after DB): the two leftmost points
+    (stable sort by x) are tl over bl, the two others tr over br (stable sort by y)."""
+    p = np.asarray(pts, dtype=np.float32).tolist()
+    by_x = sorted(range(4), key=lambda i: p[i][0])
+    tl, bl = sorted(by_x[:2], key=lambda i: p[i][1])
+    tr, br = sorted(by_x[2:], key=lambda i: p[i][1])
+    return np.array([p[tl], p[tr], p[br], p[bl]], dtype=np.float32)
 
 
 def filter_boxes(boxes: np.ndarray, scores: np.ndarray, img_h: int, img_w: int) -> tuple[np.ndarray, np.ndarray]:
     """Order clockwise, clip to the image (integer pixels), drop boxes with a side of 3 px or less."""
     kept, kept_scores = [], []
     for box, score in zip(boxes, scores):
-        b = order_points_clockwise(box.astype(np.float32))
-        b[:, 0] = np.clip(b[:, 0], 0, img_w - 1).astype(np.int32)
-        b[:, 1] = np.clip(b[:, 1], 0, img_h - 1).astype(np.int32)
-        (x0, y0), (x1, y1), _, (x3, y3) = b.tolist()
+        corners = [(int(min(max(x, 0.0), img_w - 1)), int(min(max(y, 0.0), img_h - 1)))
+                   for x, y in order_points_clockwise(box).tolist()]
+        (x0, y0), (x1, y1), _, (x3, y3) = corners
         if int(math.hypot(x0 - x1, y0 - y1)) <= 3 or int(math.hypot(x0 - x3, y0 - y3)) <= 3:
             continue
-        kept.append(b)
+        kept.append(corners)
         kept_scores.append(score)
     if not kept:
         return np.zeros((0, 4, 2), dtype=np.float32), np.zeros((0,), dtype=np.float32)
-    return np.stack(kept), np.asarray(kept_scores, dtype=np.float32)
+    return np.asarray(kept, dtype=np.float32), np.asarray(kept_scores, dtype=np.float32)
 
 
 def sort_reading_order(boxes: np.ndarray) -> np.ndarray:

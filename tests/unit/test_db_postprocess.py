@@ -258,3 +258,38 @@ def test_uint8_map_reads_as_the_float_map(prob_map) -> None:
     edge = np.full((40, 60), 77, np.uint8)  # 77 / 255 = 0.302
     assert len(db_boxes(edge, 40, 60, DBConfig(thresh=0.3, box_thresh=0.0))[0]) == 1
     assert len(db_boxes(edge, 40, 60, DBConfig(thresh=0.302, box_thresh=0.0))[0]) == 0
+
+
+def _imutils_order(pts: np.ndarray) -> np.ndarray:
+    """The reference rule as PaddleOCR writes it (numpy stable sorts)."""
+    x_sorted = pts[np.argsort(pts[:, 0], kind="stable"), :]
+    left, right = x_sorted[:2, :], x_sorted[2:, :]
+    tl, bl = left[np.argsort(left[:, 1], kind="stable"), :]
+    tr, br = right[np.argsort(right[:, 1], kind="stable"), :]
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+def test_order_points_clockwise_matches_the_reference_rule_with_ties(rng) -> None:
+    for _ in range(2000):
+        pts = rng.integers(0, 6, (4, 2)).astype(np.float32)  # small range: many equal x and y
+        np.testing.assert_array_equal(order_points_clockwise(pts), _imutils_order(pts))
+
+
+def test_unclip_offsets_by_shapelys_area_over_perimeter(rng) -> None:
+    """The quad's area and perimeter are computed in plain floats; the offset equals the one that
+    shapely's Polygon area/length give (PaddleOCR's formula), for rotated boxes as DB makes them."""
+    pyclipper = pytest.importorskip("pyclipper")
+    from shapely.geometry import Polygon
+
+    from ppocr_steps.db_postprocess import _unclip
+
+    for _ in range(500):
+        rect = ((float(rng.uniform(20, 500)), float(rng.uniform(20, 500))),
+                (float(rng.uniform(2, 300)), float(rng.uniform(2, 60))), float(rng.uniform(-90, 90)))
+        box = cv2.boxPoints(rect)
+        ratio = float(rng.choice([1.5, 2.0, 1.6]))
+        poly = Polygon(box)
+        offset = pyclipper.PyclipperOffset()
+        offset.AddPath(box.tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+        want = np.concatenate([np.asarray(p, np.float32) for p in offset.Execute(poly.area * ratio / poly.length)])
+        np.testing.assert_array_equal(_unclip(box, ratio).reshape(-1, 2), want)
