@@ -124,14 +124,18 @@ def db_boxes(prob: np.ndarray, dest_h: int, dest_w: int, cfg: DBConfig) -> tuple
     return np.stack(boxes), np.asarray(scores, dtype=np.float32)
 
 
-def order_points_clockwise(pts: np.ndarray) -> np.ndarray:
-    """tl, tr, br, bl (imutils' rule, as PaddleOCR/RapidOCR use after DB): the two leftmost points
-    (stable sort by x) are tl over bl, the two others tr over br (stable sort by y)."""
-    p = np.asarray(pts, dtype=np.float32).tolist()
+def _clockwise(p: list[list[float]]) -> list[list[float]]:
+    """order_points_clockwise on the 4 points as Python lists."""
     by_x = sorted(range(4), key=lambda i: p[i][0])
     tl, bl = sorted(by_x[:2], key=lambda i: p[i][1])
     tr, br = sorted(by_x[2:], key=lambda i: p[i][1])
-    return np.array([p[tl], p[tr], p[br], p[bl]], dtype=np.float32)
+    return [p[tl], p[tr], p[br], p[bl]]
+
+
+def order_points_clockwise(pts: np.ndarray) -> np.ndarray:
+    """tl, tr, br, bl (imutils' rule, as PaddleOCR/RapidOCR use after DB): the two leftmost points
+    (stable sort by x) are tl over bl, the two others tr over br (stable sort by y)."""
+    return np.array(_clockwise(np.asarray(pts, dtype=np.float32).tolist()), dtype=np.float32)
 
 
 def filter_boxes(boxes: np.ndarray, scores: np.ndarray, img_h: int, img_w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +143,7 @@ def filter_boxes(boxes: np.ndarray, scores: np.ndarray, img_h: int, img_w: int) 
     kept, kept_scores = [], []
     for box, score in zip(boxes, scores):
         corners = [(int(min(max(x, 0.0), img_w - 1)), int(min(max(y, 0.0), img_h - 1)))
-                   for x, y in order_points_clockwise(box).tolist()]
+                   for x, y in _clockwise(box.astype(np.float32).tolist())]
         (x0, y0), (x1, y1), _, (x3, y3) = corners
         if int(math.hypot(x0 - x1, y0 - y1)) <= 3 or int(math.hypot(x0 - x3, y0 - y3)) <= 3:
             continue
