@@ -46,6 +46,12 @@ def _single_input(graph):  # noqa: ANN001, ANN202 - onnx protobuf types
     return inputs[0]
 
 
+def _single_output(graph):  # noqa: ANN001, ANN202
+    if len(graph.output) != 1:
+        raise ValueError(f"expected one graph output, got {[o.name for o in graph.output]}")
+    return graph.output[0]
+
+
 def uint8_image_input(model, mean: Sequence[float], std: Sequence[float]):  # noqa: ANN001, ANN201
     """Make the [N,3,H,W] float input a UINT8 [N,H,W,3] image input of the same name, normalised inside."""
     import numpy as np
@@ -60,8 +66,7 @@ def uint8_image_input(model, mean: Sequence[float], std: Sequence[float]):  # no
         raise ValueError(f"mean/std must be 3 values each (std > 0), got {mean} / {std}")
     name = inp.name
     inner = f"{name}_normalized"
-    for node in graph.node:
-        node.input[:] = [inner if n == name else n for n in node.input]
+    _rename_uses(graph, name, inner)
     scale = np.asarray([1.0 / (255.0 * s) for s in std], dtype=np.float32).reshape(1, 3, 1, 1)
     bias = np.asarray([-m / s for m, s in zip(mean, std)], dtype=np.float32).reshape(1, 3, 1, 1)
     graph.initializer.extend([numpy_helper.from_array(scale, f"{name}_scale"),
@@ -93,9 +98,7 @@ def uint8_prob_map_output(model):  # noqa: ANN001, ANN201
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
-    if len(graph.output) != 1:
-        raise ValueError(f"expected one graph output, got {[o.name for o in graph.output]}")
-    out = graph.output[0]
+    out = _single_output(graph)
     dims = out.type.tensor_type.shape.dim
     if len(dims) != 4 or dims[1].dim_value not in (0, 1) or out.type.tensor_type.elem_type != TensorProto.FLOAT:
         raise ValueError(f"expected an FP32 [N,1,H,W] output, got {out.name}")  # (v5's graph leaves the 1 symbolic)
@@ -103,7 +106,7 @@ def uint8_prob_map_output(model):  # noqa: ANN001, ANN201
     inner = f"{name}_f32"
     for node in graph.node:
         node.output[:] = [inner if o == name else o for o in node.output]
-        node.input[:] = [inner if i == name else i for i in node.input]
+    _rename_uses(graph, name, inner)
     for const, value in (("scale", 255.0), ("half", 0.5), ("lo", 0.0), ("hi", 255.0)):
         graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), f"{name}_{const}"))
     graph.node.extend([
@@ -125,9 +128,7 @@ def greedy_ctc_outputs(model, ids_name: str, probs_name: str):  # noqa: ANN001, 
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
-    if len(graph.output) != 1:
-        raise ValueError(f"expected one graph output, got {[o.name for o in graph.output]}")
-    out = graph.output[0]
+    out = _single_output(graph)
     dims = out.type.tensor_type.shape.dim
     if len(dims) != 3:
         raise ValueError(f"expected an [N,T,C] output, got {out.name} with {len(dims)} dims")
