@@ -195,14 +195,14 @@ def test_trt_runner_moves_data_through_the_engine(fake_trt, tmp_path):
     from trt_build.runner import TrtRunner
     _, state = fake_trt
     state.cuda = cuda = FakeCuda()
-    state.infer = lambda x: x[:, None, :, :, 0] / np.float32(255)  # det: uint8 NHWC in, FP32 [N,1,H,W] out
+    state.infer = lambda x: 255 - x[:, None, :, :, 0]  # det: uint8 NHWC in, UINT8 [N,1,H,W] map out
     plan = tmp_path / "model.plan"
     plan.write_bytes(state.engine_bytes)
     runner = TrtRunner(plan, cuda=cuda)
     x = np.arange(24, dtype=np.uint8).reshape(1, 2, 4, 3)
     y = runner(x)
     assert state.calls[-1] == ("execute", ("uint8", (1, 2, 4, 3)))  # the engine gets uint8, not FP32
-    assert y.dtype == np.float32 and y.shape == (1, 1, 2, 4) and np.allclose(y, x[:, None, :, :, 0] / 255)
+    assert y.dtype == np.uint8 and y.shape == (1, 1, 2, 4) and np.array_equal(y, 255 - x[:, None, :, :, 0])
     assert len(cuda.freed) == 2  # device buffers released
     bad = tmp_path / "other.plan"
     bad.write_bytes(b"another TensorRT")

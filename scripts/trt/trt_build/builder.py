@@ -51,7 +51,7 @@ def import_tensorrt() -> Any:
 
 
 def onnx_io_summary(onnx_path: Path) -> str:
-    """'inputs: det_input uint8[?,?,?,3]; outputs: prob_map float[?,1,?,?]' (best effort)."""
+    """'inputs: det_input uint8[?,?,?,3]; outputs: prob_map uint8[?,1,?,?]' (best effort)."""
     try:
         import onnx  # noqa: PLC0415
     except ImportError:

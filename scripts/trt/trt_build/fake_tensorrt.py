@@ -4,7 +4,7 @@ Covers what trt_build calls: Logger/ILogger, Builder, OnnxParser (success or scr
 network layers, builder config, optimization profiles, Runtime/engine/context (TensorRT 10
 name-based I/O). `install()` puts it in sys.modules['tensorrt']; every call is recorded in
 `calls` so tests can assert what the code asked TensorRT to do. The default network is the
-detector's (det_input uint8 [-1,-1,-1,3] -> prob_map); `network_io(profile)` gives any model's.
+detector's (det_input uint8 [-1,-1,-1,3] -> prob_map uint8); `network_io(profile)` gives any model's.
 """
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ class FakeState:
 
     inputs: list[FakeTensor] = field(default_factory=lambda: [FakeTensor("det_input", (-1, -1, -1, 3),
                                                                          _DataType.UINT8)])
-    outputs: list[FakeTensor] = field(default_factory=lambda: [FakeTensor("prob_map", (-1, 1, -1, -1))])
+    outputs: list[FakeTensor] = field(default_factory=lambda: [FakeTensor("prob_map", (-1, 1, -1, -1),
+                                                                          _DataType.UINT8)])
     layers: list[FakeLayer] = field(default_factory=list)
     parser_errors: list[FakeParserError] = field(default_factory=list)
     build_fails: bool = False
@@ -126,12 +127,15 @@ class FakeCuda:
         pass
 
 
+# the served graphs' non-float outputs (scripts/onnx_edits.py)
+_OUTPUT_TYPES = {"prob_map": _DataType.UINT8, "rec_char_ids": _DataType.INT32}
+
+
 def network_io(profile: Any) -> tuple[list[FakeTensor], list[FakeTensor]]:
     """(inputs, outputs) of the parsed network of a ModelProfile's graph: -1 where its shape is dynamic."""
     shape = tuple(lo if lo == hi else -1 for lo, hi in zip(profile.min, profile.max))
     dtype = _DataType(profile.dtype)
-    outputs = [FakeTensor(n, dtype=_DataType.INT32 if n.endswith("_ids") else _DataType.FLOAT)
-               for n in profile.outputs]
+    outputs = [FakeTensor(n, dtype=_OUTPUT_TYPES.get(n, _DataType.FLOAT)) for n in profile.outputs]
     return [FakeTensor(profile.input, shape, dtype)], outputs
 
 
