@@ -33,10 +33,10 @@ class DBConfig:
 
 def _mini_box(contour: np.ndarray) -> tuple[np.ndarray, float]:
     rect = cv2.minAreaRect(contour)
-    points = sorted(list(cv2.boxPoints(rect)), key=lambda p: p[0])
+    points = sorted(cv2.boxPoints(rect).tolist(), key=lambda p: p[0])  # float32 values, as Python floats
     i1, i4 = (0, 1) if points[1][1] > points[0][1] else (1, 0)
     i2, i3 = (2, 3) if points[3][1] > points[2][1] else (3, 2)
-    return np.array([points[i1], points[i2], points[i3], points[i4]]), min(rect[1])
+    return np.array([points[i1], points[i2], points[i3], points[i4]], dtype=np.float32), min(rect[1])
 
 
 def _clamp(v: int, hi: int) -> int:
@@ -92,13 +92,15 @@ def db_boxes(prob: np.ndarray, dest_h: int, dest_w: int, cfg: DBConfig) -> tuple
     height, width = prob.shape
     if prob.dtype == np.uint8:  # q > 255 thresh  <=>  q > floor(255 thresh) for integer q
         scale = 255.0
-        bitmap = cv2.threshold(prob, math.floor(cfg.thresh * scale), 1, cv2.THRESH_BINARY)[1]
+        bitmap = cv2.threshold(prob, math.floor(cfg.thresh * scale), 255, cv2.THRESH_BINARY)[1]
     else:
         scale = 1.0
-        bitmap = (prob > cfg.thresh).astype(np.uint8)
+        bitmap = (prob > cfg.thresh).astype(np.uint8) * np.uint8(255)
     if cfg.use_dilation:
         bitmap = cv2.dilate(bitmap, _DILATE_KERNEL)
-    contours, _ = cv2.findContours(bitmap * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    map_size = np.array([width, height], dtype=np.float32)
+    dest_size = np.array([dest_w, dest_h], dtype=np.float32)
     boxes: list[np.ndarray] = []
     scores: list[float] = []
     for contour in contours[:cfg.max_candidates]:
@@ -115,9 +117,8 @@ def db_boxes(prob: np.ndarray, dest_h: int, dest_w: int, cfg: DBConfig) -> tuple
         box, sside = _mini_box(expanded)
         if sside < cfg.min_size + 2:
             continue
-        box[:, 0] = np.clip(np.round(box[:, 0] / width * dest_w), 0, dest_w)
-        box[:, 1] = np.clip(np.round(box[:, 1] / height * dest_h), 0, dest_h)
-        boxes.append(box.astype(np.int32))
+        # float32 throughout, x and y in one pass: round(x / width * dest_w) clipped to [0, dest_w]
+        boxes.append(np.clip(np.round(box / map_size * dest_size), 0, dest_size).astype(np.int32))
         scores.append(score)
     if not boxes:
         return np.zeros((0, 4, 2), dtype=np.int32), np.zeros((0,), dtype=np.float32)
