@@ -187,12 +187,13 @@ def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box
         _add_time(timings, "rec", rec_seconds)
         _add_time(timings, "ctc", max(0.0, time.perf_counter() - t2 - rec_seconds))
     keep = [i for i, r in enumerate(results) if r.score >= params.text_rec_score_thresh and r.text != ""]
-    infos = [ImageInfo.from_row(row) for row in image_info]
+    kept_boxes, kept_index = boxes[keep], box_image_index[keep].astype(np.int32)
     polys = np.zeros((len(keep), 4, 2), dtype=np.float32)
-    for j, i in enumerate(keep):
-        polys[j] = infos[int(box_image_index[i])].to_original(boxes[i])
+    for n in np.unique(kept_index):  # each image's boxes mapped in one go
+        mine = kept_index == n
+        polys[mine] = ImageInfo.from_row(image_info[n]).to_original(kept_boxes[mine])
     return OcrLines(texts=[results[i].text for i in keep],
                     scores=np.asarray([results[i].score for i in keep], dtype=np.float32),
                     polys=polys,
-                    image_index=box_image_index[keep].astype(np.int32),
+                    image_index=kept_index,
                     flipped=flipped[keep])
