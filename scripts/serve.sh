@@ -5,7 +5,11 @@
 # "Operations"), unless --no-supervise.
 #
 #   ./scripts/serve.sh [--model-set v4|v5] [--gpu] [--host ADDR] [--http-port N] [--grpc-port N]
-#                      [--metrics-port N] [--param MODEL.KEY=VALUE ...] [--no-supervise] [--setup-only]
+#                      [--metrics-port N] [--param MODEL.KEY=VALUE ...] [--trace-file PATH] [--no-supervise]
+#                      [--setup-only]
+#
+# --trace-file PATH: Triton request traces go to PATH.<n>; tracing starts off and is turned on at run
+# time through the trace API (README "Tracing").
 #
 # Env: VENV (default .venv), OCR_HOST, OCR_HTTP_PORT, OCR_GRPC_PORT, OCR_METRICS_PORT, OCR_MODEL_SET,
 #      OCR_ADMIN_KEY (key for the restricted model-repository/admin APIs; default: random, unknown).
@@ -24,9 +28,10 @@ while [ $# -gt 0 ]; do
     --gpu) TARGET=gpu; shift;;
     --param) ASSEMBLE_ARGS+=(--param "$2"); shift 2;;
     --host|--http-port|--grpc-port|--metrics-port) LAUNCH_ARGS+=("$1" "$2"); shift 2;;
+    --trace-file) LAUNCH_ARGS+=(--trace-config "triton,file=$2" --trace-config level=OFF); shift 2;;
     --setup-only) SETUP_ONLY=1; shift;;
     --no-supervise) SUPERVISE=(); shift;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "serve.sh: unknown option $1 (see --help)" >&2; exit 2;;
   esac
 done

@@ -8,6 +8,7 @@ it is being reloaded by the watchdog) → UNAVAILABLE, which clients retry; anyt
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -129,12 +130,24 @@ class BlsModel:
     so the model never idles for a stub round trip (measured at concurrency 1: non-model time
     42-43 -> 37-39 ms/image). The callee still runs them one after the other (one instance).
     (The stub's `exec()` waits for the response in C++ without holding the GIL.)
+
+    `for_request(request)` gives the same model whose calls belong to `request` in Triton's trace:
+    with tracing on (`--trace-config`), they appear as children of that request (`parent_id`).
     """
 
     def __init__(self, model_name: str, input_name: str, output_names: list[str], max_batch: int) -> None:
         self.model_name, self.input_name, self.output_names = model_name, input_name, list(output_names)
         self.max_batch = max_batch
         self._worker = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"bls-{model_name}")
+        self._request_kwargs: dict[str, Any] = dict(_CPU_OUTPUT)
+
+    def for_request(self, request: Any) -> "BlsModel":
+        """This model, its calls traced as children of `request` (same workers)."""
+        bound = copy.copy(self)
+        trace = getattr(request, "trace", None)  # absent in old python backends
+        if trace is not None:
+            bound._request_kwargs = {**self._request_kwargs, "trace": trace()}
+        return bound
 
     def submit(self, batch: np.ndarray) -> Callable[[], np.ndarray | tuple[np.ndarray, ...]]:
         return self._worker.submit(self, batch).result
@@ -147,7 +160,7 @@ class BlsModel:
 
     def _run(self, chunk: np.ndarray) -> list[np.ndarray]:
         request = pb_utils.InferenceRequest(model_name=self.model_name, requested_output_names=self.output_names,
-                                            inputs=[pb_utils.Tensor(self.input_name, chunk)], **_CPU_OUTPUT)
+                                            inputs=[pb_utils.Tensor(self.input_name, chunk)], **self._request_kwargs)
         response = request.exec()
         if response.has_error():
             message = response.error().message()

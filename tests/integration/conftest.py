@@ -14,9 +14,16 @@ from local_server import RunningServer, start_server, stop_server  # noqa: E402,
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory):
+def trace_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session server writes Triton traces; tracing is off until a test turns it on."""
+    return tmp_path_factory.mktemp("trace") / "trace.json"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, trace_file: Path):
     """The default server (v4 models, repository defaults)."""
-    srv = start_server(tmp_path_factory.mktemp("triton"), timeout=180)
+    srv = start_server(tmp_path_factory.mktemp("triton"), timeout=180,
+                       extra_args=["--trace-config", f"triton,file={trace_file}", "--trace-config", "level=OFF"])
     yield srv
     stop_server(srv)
 

@@ -35,7 +35,7 @@ class TritonPythonModel:
         timings: dict[str, float] = {}
         lines = recognize(ta.input_array(request, "images"), info, ta.input_array(request, "boxes"),
                           ta.input_array(request, "box_image_index"), params, self.settings, self.labels,
-                          self.cls, self.rec, timings)
+                          self.cls.for_request(request), self.rec.for_request(request), timings)
         self.metrics.stage_times(timings)
         self.metrics.lines(lines.texts)
         self.metrics.cls_flips(int(lines.flipped.sum()))
