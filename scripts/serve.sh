@@ -8,8 +8,8 @@
 #                      [--metrics-port N] [--param MODEL.KEY=VALUE ...] [--trace-file PATH] [--no-supervise]
 #                      [--setup-only]
 #
-# --trace-file PATH: Triton request traces go to PATH.<n>; tracing starts off and is turned on at run
-# time through the trace API (README "Tracing").
+# --trace-file PATH: Triton request traces go to PATH (PATH.<n> with log_frequency); tracing starts off
+# and is turned on at run time through the trace API (README "Tracing").
 #
 # Env: VENV (default .venv), OCR_HOST, OCR_HTTP_PORT, OCR_GRPC_PORT, OCR_METRICS_PORT, OCR_MODEL_SET,
 #      OCR_ADMIN_KEY (key for the restricted model-repository/admin APIs; default: random, unknown).
