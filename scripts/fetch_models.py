@@ -8,10 +8,11 @@ Steps for each model set in scripts/models.json:
      (onnxruntime) and GPU (TensorRT) targets see the same tensor names as config.pbtxt;
   4. edit the graphs (scripts/onnx_edits.py): the detector takes the resized UINT8 image and
      normalises it inside (mean/std of the set: `det_normalize`) and outputs its probability map as
-     UINT8 round(255 p), the recogniser outputs the greedy
-     CTC inputs (best class and its probability per timestep) instead of the full softmax, and
-     all three get PaddlePaddle's exported scalar affines folded into their Convs and hardswish
-     written as x * HardSigmoid(x) (exact algebra, 20-28 % less CPU time); the wheels' graphs are also kept unchanged in original/ (the benchmark's peer runs those);
+     UINT8 round(255 p), the recogniser outputs the greedy CTC inputs (best class and its
+     probability per timestep) instead of the full softmax, and all three get PaddlePaddle's
+     exported scalar affines folded into their Convs and hardswish written as x * HardSigmoid(x)
+     (exact algebra, 20-28 % less CPU time); the wheels' graphs are also kept unchanged in
+     original/ (the benchmark's peer runs those);
   5. write the dictionary as dict.txt (one character per line, from the ONNX metadata or the file)
      and a MODELS.md with provenance, hashes and the Apache-2.0 attribution.
 

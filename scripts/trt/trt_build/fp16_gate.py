@@ -1,7 +1,8 @@
 """FP16 accuracy gate: the engine against onnxruntime FP32 on the same calibration inputs.
 
 Figures (all printed):
-  det  mean |p16 - p32| per page (maps read as 0..1; the served graph outputs UINT8 255 p), IoU of the text masks (p > 0.3, PaddleOCR's `thresh`) per page;
+  det  mean |p16 - p32| per page (maps read as 0..1; the served graph outputs UINT8 255 p), IoU of
+       the text masks (p > 0.3, PaddleOCR's `thresh`) per page;
   cls  argmax agreement over crops, max |Δp|;
   rec  share of lines whose greedy-CTC label sequence is identical, mean character similarity
        (1 - edit distance / length), mean |Δ confidence| (mean of max probabilities).
