@@ -100,9 +100,14 @@ def execute_each(requests: list[Any], handle: Callable[[Any], Mapping[str, np.nd
     return responses
 
 
+# Metric updates are applied this many seconds later by a background thread, off the request's path
+# (each is a round trip to tritonserver; ppocr_steps.metrics).
+METRICS_DELAY_S = 0.05
+
+
 def create_metrics(**kwargs: Any) -> OcrMetrics:
     """The OCR metric families for one model instance (see ppocr_steps.metrics); keep the result."""
-    return OcrMetrics(pb_utils, **kwargs)
+    return OcrMetrics(pb_utils, deferred_s=METRICS_DELAY_S, **kwargs)
 
 
 def count_rejections(metrics: OcrMetrics) -> Callable[[BaseException], None]:

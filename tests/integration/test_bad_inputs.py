@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import urllib.request
 
 import numpy as np
@@ -133,6 +134,9 @@ def test_server_healthy_after_the_corpus(server, grpc, stubs_before, rejected_be
         result = client.ocr(text_image(), **OK_PARAMS)
     assert EXPECTED_TEXT <= {norm(t) for t in result.texts}
     ours = sum(1 for c in CASES if c.expect == "invalid" and c.reason is not None)
+    deadline = time.monotonic() + 10  # the steps apply metric updates a moment later, off the request path
+    while metric_sum(server, "ocr_rejected_inputs_total") - rejected_before < ours and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert metric_sum(server, "ocr_rejected_inputs_total") - rejected_before >= ours
     assert server.proc.poll() is None
 

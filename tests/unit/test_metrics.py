@@ -161,3 +161,34 @@ def test_metrics_never_fail_the_request() -> None:
     metrics.stage_times({"decode": 0.1})
     metrics.boxes_per_image([3])
     metrics.rejected("empty")
+
+
+def test_deferred_updates_wait_for_flush_and_sum_counters() -> None:
+    metrics = m.OcrMetrics(FakePb, specs=[m.LINES, m.CHARACTERS, m.STAGE_LATENCY], stages=["rec"], deferred_s=60)
+    metrics.lines(["ab", "cde"])
+    metrics.lines(["f"])
+    metrics.stage_times({"rec": 0.5})
+    metrics.stage_times({"rec": 0.25})
+    assert series(metrics, "ocr_lines_total").value == 0  # nothing applied before the flush
+    assert series(metrics, "ocr_stage_latency_seconds", stage="rec").observed == []
+    increments = []
+    lines = series(metrics, "ocr_lines_total")
+    original = lines.increment
+    lines.increment = lambda v: (increments.append(v), original(v))  # type: ignore[method-assign]
+    metrics.flush()
+    assert increments == [3.0]  # one update per counter series
+    assert series(metrics, "ocr_characters_total").value == 6
+    assert series(metrics, "ocr_stage_latency_seconds", stage="rec").observed == [0.5, 0.25]
+    metrics.flush()
+    assert series(metrics, "ocr_lines_total").value == 3
+
+
+def test_deferred_updates_are_applied_by_the_background_thread() -> None:
+    import time
+
+    metrics = m.OcrMetrics(FakePb, specs=[m.IMAGES], deferred_s=0.01)
+    metrics.images(2)
+    deadline = time.monotonic() + 5
+    while series(metrics, "ocr_images_total").value < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert series(metrics, "ocr_images_total").value == 2
