@@ -175,7 +175,7 @@ def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box
     t2 = time.perf_counter()
     results = recognize_crops(crops + [originals[i] for i in recheck], _timed(rec_infer, rec_timings, "rec"),
                               labels, s.rec_batch_size, s.rec_image_height, s.rec_min_width, s.rec_max_width,
-                              s.rec_width_multiple)
+                              s.rec_width_multiple, s.rec_batch_total_width)
     for j, i in enumerate(recheck):
         unturned = results[len(crops) + j]
         if unturned.score > results[i].score:

@@ -112,17 +112,30 @@ def classify_and_flip(crops: list[np.ndarray], infer: Infer, batch_size: int, th
 
 
 def rec_batch_plan(ratios: Sequence[float], batch_size: int, height: int, min_width: int, max_width: int,
-                   width_multiple: int) -> list[tuple[np.ndarray, int]]:
-    """[(crop indices, padded width)] for recognition: sorted by w/h, chunked, width = widest in chunk."""
-    order = np.argsort(np.asarray(ratios, dtype=np.float64), kind="stable")
-    plan = []
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        max_ratio = max(min_width / height, max(ratios[i] for i in idx))
-        width = int(height * max_ratio)
+                   width_multiple: int, total_width: int = 0) -> list[tuple[np.ndarray, int]]:
+    """[(crop indices, padded width)] for recognition: sorted by w/h, chunked, width = widest in chunk.
+
+    A chunk holds at most `batch_size` crops and, when `total_width` > 0, at most as many as keep
+    (crops × padded width) <= `total_width`, so that narrow crops go in large chunks and wide ones in
+    small chunks (a crop wider than `total_width` goes alone). 0: chunks of `batch_size`.
+    """
+    def padded(ratio: float) -> int:
+        width = int(height * max(min_width / height, ratio))
         if width_multiple > 1:
             width = int(math.ceil(width / width_multiple) * width_multiple)
-        plan.append((idx, max(MIN_REC_WIDTH, min(width, max_width))))
+        return max(MIN_REC_WIDTH, min(width, max_width))
+
+    order = np.argsort(np.asarray(ratios, dtype=np.float64), kind="stable")
+    plan: list[tuple[np.ndarray, int]] = []
+    start = 0
+    for end in range(1, len(order) + 1):
+        # ascending order: the chunk [start, end) is as wide as its last crop
+        full = end - start == batch_size
+        if end < len(order) and not full and total_width > 0:
+            full = (end - start + 1) * padded(ratios[order[end]]) > total_width
+        if full or end == len(order):
+            plan.append((order[start:end], padded(ratios[order[end - 1]])))
+            start = end
     return plan
 
 
@@ -144,11 +157,12 @@ def ctc_greedy_decode(char_ids: np.ndarray, char_probs: np.ndarray, labels: Sequ
 
 
 def recognize_crops(crops: list[np.ndarray], infer: RecInfer, labels: Sequence[str], batch_size: int, height: int,
-                    min_width: int, max_width: int, width_multiple: int = 1) -> list[RecResult]:
-    """Recognise every crop; results in the input order."""
+                    min_width: int, max_width: int, width_multiple: int = 1, total_width: int = 0
+                    ) -> list[RecResult]:
+    """Recognise every crop; results in the input order. Chunks: :func:`rec_batch_plan`."""
     results: list[RecResult | None] = [None] * len(crops)
     ratios = [c.shape[1] / float(c.shape[0]) for c in crops]
-    plan = rec_batch_plan(ratios, batch_size, height, min_width, max_width, width_multiple)
+    plan = rec_batch_plan(ratios, batch_size, height, min_width, max_width, width_multiple, total_width)
     batches = ((idx, crop_batch([crops[i] for i in idx], height, width)) for idx, width in plan)
     for idx, (char_ids, char_probs) in pipelined(infer, batches):
         for i, res in zip(idx, ctc_greedy_decode(char_ids, char_probs, labels)):

@@ -35,6 +35,7 @@ class PipelineSettings:
     cls_verify_flips: bool = True
     cls_batch_size: int = 6
     rec_batch_size: int = 6
+    rec_batch_total_width: int = 0
     rec_image_height: int = 48
     rec_min_width: int = 320
     rec_max_width: int = 3200

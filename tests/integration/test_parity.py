@@ -24,7 +24,8 @@ ZH_MIXED = SHARED / "evaldata_unlabeled" / "zh_mixed"
 
 
 RAPIDOCR_EQUIVALENT = {"rec_pipeline": {"rec_min_width": "320", "cls_verify_flips": "false", "rec_batch_size": "6",
-                                        "cls_batch_size": "6", "rec_width_multiple": "1"}}
+                                        "rec_batch_total_width": "0", "cls_batch_size": "6",
+                                        "rec_width_multiple": "1"}}
 
 
 @pytest.fixture(scope="module")

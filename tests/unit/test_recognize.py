@@ -141,6 +141,31 @@ def test_rec_batch_plan_every_index_once() -> None:
         assert widths == sorted(widths)
 
 
+def test_rec_batch_plan_total_width() -> None:
+    # widths 48*ratio: 96, 96, 144, 480, 960, 1920; chunks keep crops x padded width <= 1000
+    ratios = [2.0, 40.0, 3.0, 10.0, 2.0, 20.0]
+    plan = rec_batch_plan(ratios, 16, 48, 0, 3200, 1, total_width=1000)
+    assert [(idx.tolist(), w) for idx, w in plan] == [([0, 4, 2], 144), ([3], 480), ([5], 960), ([1], 1920)]
+    assert rec_batch_plan(ratios, 2, 48, 0, 3200, 1, total_width=10_000)[0][0].tolist() == [0, 4]  # batch_size holds
+
+
+def test_rec_batch_plan_total_width_random() -> None:
+    rng = np.random.default_rng(7)
+    ratios = list(rng.uniform(0.2, 60, 203))
+    for bs, total in ((64, 2000), (4, 2000), (32, 500), (8, 100_000)):
+        plan = rec_batch_plan(ratios, bs, 48, 0, 3200, 1, total_width=total)
+        flat = np.concatenate([idx for idx, _ in plan])
+        assert sorted(flat.tolist()) == list(range(203))
+        assert np.all(np.diff(np.asarray(ratios)[flat]) >= 0)
+        for (idx, width), nxt in zip(plan, plan[1:] + [None]):
+            assert len(idx) <= bs
+            assert width == max(8, min(int(48 * max(ratios[i] for i in idx)), 3200))
+            assert len(idx) == 1 or len(idx) * width <= total
+            if nxt is not None and len(idx) < bs:  # closed only because the next crop would not fit
+                first_width = max(8, min(int(48 * ratios[nxt[0][0]]), 3200))
+                assert (len(idx) + 1) * first_width > total
+
+
 def test_rec_batch_plan_empty() -> None:
     assert rec_batch_plan([], 6, 48, 320, 3200, 1) == []
 
