@@ -116,13 +116,13 @@ class OcrMetrics:
             except Exception as exc:  # noqa: BLE001 - e.g. a Triton without histogram families
                 log.warning("metric %s disabled: %s", spec.name, exc)
         for stage in stages:
-            self._metric(STAGE_LATENCY, {"stage": stage})
+            self._metric(STAGE_LATENCY, (("stage", stage),))
         if REJECTED_INPUTS.name in self._specs:
             for reason in reasons:
-                self._metric(REJECTED_INPUTS, {"reason": reason})
+                self._metric(REJECTED_INPUTS, (("reason", reason),))
         for spec in self._specs.values():
             if not spec.labels:
-                self._metric(spec, {})
+                self._metric(spec, ())
         if deferred_s > 0:
             threading.Thread(target=self._flush_loop, name="ocr-metrics", daemon=True).start()
 
@@ -130,8 +130,9 @@ class OcrMetrics:
     def families(self) -> Mapping[str, Any]:
         return self._families
 
-    def _metric(self, spec: MetricSpec, labels: Mapping[str, str]) -> Any:
-        key = (spec.name, tuple(sorted(labels.items())))
+    def _metric(self, spec: MetricSpec, labels: tuple[tuple[str, str], ...]) -> Any:
+        """The series of `spec` with these (sorted) labels, created on first use; None if unavailable."""
+        key = (spec.name, labels)
         metric = self._metrics.get(key)
         if metric is None:
             family = self._families.get(spec.name)
@@ -170,7 +171,7 @@ class OcrMetrics:
         self._queued.set()
 
     def _apply(self, op: str, spec: MetricSpec, key: tuple[tuple[str, str], ...], value: float) -> None:
-        metric = self._metric(spec, dict(key))
+        metric = self._metric(spec, key)
         if metric is not None:
             try:
                 getattr(metric, op)(value)
@@ -181,14 +182,13 @@ class OcrMetrics:
         """Apply the queued updates (one increment per counter series)."""
         with self._pending_lock:
             pending, self._pending = self._pending, []
-        sums: dict[tuple[str, tuple[tuple[str, str], ...]], list] = {}
+        sums: dict[tuple[MetricSpec, tuple[tuple[str, str], ...]], float] = {}
         for op, spec, key, value in pending:
             if op == "increment":
-                entry = sums.setdefault((spec.name, key), [spec, 0.0])
-                entry[1] += value
+                sums[(spec, key)] = sums.get((spec, key), 0.0) + value
             else:
                 self._apply(op, spec, key, value)
-        for (_, key), (spec, total) in sums.items():
+        for (spec, key), total in sums.items():
             self._apply("increment", spec, key, total)
 
     def _flush_loop(self) -> None:
