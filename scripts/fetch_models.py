@@ -8,7 +8,8 @@ Steps for each model set in scripts/models.json:
      (onnxruntime) and GPU (TensorRT) targets see the same tensor names as config.pbtxt;
   4. edit the graphs (scripts/onnx_edits.py): the detector takes the resized UINT8 image and
      normalises it inside (mean/std of the set: `det_normalize`) and outputs its probability map as
-     UINT8 round(255 p), the recogniser outputs the greedy CTC inputs (best class and its
+     UINT8 round(255 p), the classifier and the recogniser take UINT8 [N,48,W,3] line crops and
+     normalise them inside (x / 127.5 - 1), the recogniser outputs the greedy CTC inputs (best class and its
      probability per timestep) instead of the full softmax, and all three get PaddlePaddle's
      exported scalar affines folded into their Convs and hardswish written as x * HardSigmoid(x)
      (exact algebra, 20-28 % less CPU time); the wheels' graphs are also kept unchanged in
@@ -95,6 +96,11 @@ def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[object, str
     return model, old_in, old_out, meta
 
 
+# cls/rec input normalisation, the same for every model set: PaddleOCR's ClsResizeImg/RecResizeImg
+# compute (x / 255 - 0.5) / 0.5 on the BGR crop.
+CROP_NORMALIZE = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+
+
 def edit_graph(role: str, model: object, sset: dict, names: dict[str, str]) -> tuple[bytes, str]:
     """Apply this role's graph edit (scripts/onnx_edits.py); the served bytes and a description."""
     import onnx
@@ -104,11 +110,13 @@ def edit_graph(role: str, model: object, sset: dict, names: dict[str, str]) -> t
         model = uint8_prob_map_output(uint8_image_input(model, norm["mean"], norm["std"]))
         what = (f"input UINT8 [N,H,W,3], normalised inside (mean {norm['mean']}, std {norm['std']}); "
                 "output UINT8 [N,1,H,W] = round(255 p)")
-    elif role == "rec":
-        model = greedy_ctc_outputs(model, names["char_ids"], names["char_probs"])
-        what = f"outputs {names['char_ids']} INT32 [N,T] + {names['char_probs']} FP32 [N,T] (arg-max/max of the softmax)"
-    else:
-        what = ""
+    else:  # cls, rec: line crops, normalised as PaddleOCR's cls/rec pre-processing does
+        model = uint8_image_input(model, CROP_NORMALIZE["mean"], CROP_NORMALIZE["std"])
+        what = "input UINT8 [N,48,W,3], normalised inside (x / 127.5 - 1)"
+        if role == "rec":
+            model = greedy_ctc_outputs(model, names["char_ids"], names["char_probs"])
+            what += (f"; outputs {names['char_ids']} INT32 [N,T] + {names['char_probs']} FP32 [N,T] "
+                     "(arg-max/max of the softmax)")
     model, fused = fuse_affine_activations(model)
     if any(fused.values()):
         what = "; ".join(filter(None, [what, "fused " + ", ".join(f"{k} x{v}" for k, v in fused.items() if v)]))

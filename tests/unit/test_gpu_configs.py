@@ -24,9 +24,9 @@ CONFIGS = sorted(GPU.glob("**/config.pbtxt"))
 CONTRACT = {
     "det_model": {"max_batch": 0, "inputs": {"det_input": ("UINT8", [-1, -1, -1, 3])},
                   "outputs": {"prob_map": ("UINT8", [-1, 1, -1, -1])}},
-    "cls_model": {"max_batch": "positive", "inputs": {"cls_input": ("FP32", [3, 48, 192])},
+    "cls_model": {"max_batch": "positive", "inputs": {"cls_input": ("UINT8", [48, 192, 3])},
                   "outputs": {"cls_probs": ("FP32", [2])}},
-    "rec_model": {"max_batch": "positive", "inputs": {"rec_input": ("FP32", [3, 48, -1])},
+    "rec_model": {"max_batch": "positive", "inputs": {"rec_input": ("UINT8", [48, -1, 3])},
                   "outputs": {"rec_char_ids": ("INT32", [-1]), "rec_char_probs": ("FP32", [-1])}},
 }
 # ONNX TensorProto element type / onnxruntime type -> Triton data type (without TYPE_)

@@ -130,14 +130,17 @@ def test_fetched_graphs_give_the_wheels_results(models_dir: Path, model_set: str
     bias = np.asarray([m / s for m, s in zip(norm["mean"], norm["std"])], np.float32).reshape(1, 3, 1, 1)
     ref = run(d / "original" / "det.onnx", planes * scale - bias)[0]
     np.testing.assert_allclose(run(d / "det.onnx", img)[0], ref, atol=1e-4)
-    crops = np.random.default_rng(3).uniform(-1, 1, (2, 3, 48, 80)).astype(np.float32)
-    soft = run(d / "original" / "rec.onnx", crops)[0]
+    def normalised(pixels: np.ndarray) -> np.ndarray:  # PaddleOCR's cls/rec pre-processing, NHWC -> NCHW
+        return (pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255 - 0.5) / 0.5
+
+    crops = np.random.default_rng(3).integers(0, 256, (2, 48, 80, 3), dtype=np.uint8)
+    soft = run(d / "original" / "rec.onnx", normalised(crops))[0]
     ids, probs = run(d / "rec.onnx", crops)
     # the fused affines/hardswish change float rounding only (a few 1e-6 on these probabilities)
     assert np.mean(ids == soft.argmax(axis=2)) >= 0.99
     np.testing.assert_allclose(probs, soft.max(axis=2), atol=2e-5)
-    lines = np.random.default_rng(4).uniform(-1, 1, (3, 3, 48, 192)).astype(np.float32)
-    np.testing.assert_allclose(run(d / "cls.onnx", lines)[0], run(d / "original" / "cls.onnx", lines)[0],
+    lines = np.random.default_rng(4).integers(0, 256, (3, 48, 192, 3), dtype=np.uint8)
+    np.testing.assert_allclose(run(d / "cls.onnx", lines)[0], run(d / "original" / "cls.onnx", normalised(lines))[0],
                                atol=2e-5)
 
 

@@ -143,9 +143,9 @@ def test_default_classifier_and_recognizer_batching(upright: Run) -> None:
     s = PipelineSettings()
     assert len(upright.det.shapes) == 1 and upright.det.shapes[0][::3] == (1, 3)  # [1,H,W,3]
     assert upright.det.shapes[0][1] % 32 == 0 and upright.det.shapes[0][2] % 32 == 0
-    assert len(upright.cls.shapes) == 1 and upright.cls.shapes[0] == (3, 3, 48, 192)
+    assert len(upright.cls.shapes) == 1 and upright.cls.shapes[0] == (3, 48, 192, 3)
     assert len(upright.rec.shapes) == math.ceil(3 / s.rec_batch_size)
-    assert all(shape[0] <= s.rec_batch_size and shape[2] == 48 for shape in upright.rec.shapes)
+    assert all(shape[0] <= s.rec_batch_size and shape[1] == 48 for shape in upright.rec.shapes)
 
 
 def test_upside_down_page_is_flipped_back(v4: Models, page: np.ndarray, ned) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from ppocr_steps.recognize import (
     CLS_SHAPE,
+    CROP_PAD,
     RecResult,
     classify_and_flip,
     crop_batch,
@@ -170,44 +171,47 @@ def test_rec_batch_plan_empty() -> None:
     assert rec_batch_plan([], 6, 48, 320, 3200, 1) == []
 
 
-def test_crop_batch_pads_with_zeros() -> None:
+def test_crop_batch_pads_with_grey() -> None:
     img = np.full((32, 64, 3), 255, np.uint8)
     img[:, :32] = 0
     (out,) = crop_batch([img], 48, 320)
-    assert out.shape == (3, 48, 320) and out.dtype == np.float32
-    # ratio 2 -> 96 px of content, rest zero padding
-    np.testing.assert_allclose(out[:, :, :40], -1.0)
-    np.testing.assert_allclose(out[:, :, 56:96], 1.0)
-    assert not out[:, :, 96:].any()
+    assert out.shape == (48, 320, 3) and out.dtype == np.uint8
+    # ratio 2 -> 96 px of content, the rest CROP_PAD (the grey that normalises to ~0)
+    assert (out[:, :40] == 0).all() and (out[:, 56:96] == 255).all()
+    assert (out[:, 96:] == CROP_PAD).all() and CROP_PAD == 128
 
 
 def test_crop_batch_squashes_wide_crops() -> None:
     img = np.full((10, 1000, 3), 255, np.uint8)
     (out,) = crop_batch([img], 48, 320)
-    assert out.shape == (3, 48, 320)
-    np.testing.assert_allclose(out, 1.0)
+    assert out.shape == (48, 320, 3)
+    assert (out == 255).all()
 
 
 def test_crop_batch_channel_order_kept() -> None:
     img = np.zeros((48, 48, 3), np.uint8)
     img[..., 2] = 255
     (out,) = crop_batch([img], 48, 100)
-    np.testing.assert_allclose(out[:, 10, 10], [-1.0, -1.0, 1.0])
+    assert out[10, 10].tolist() == [0, 0, 255]
 
 
-def test_crop_batch_is_paddleocr_resize_norm_per_crop() -> None:
-    """Every slot equals PaddleOCR's resize_norm_img of that crop alone: resize to height keeping the
-    ratio (ceil), (x / 255 - 0.5) / 0.5 in float32, zero padding; exactly, whatever its neighbours."""
+def test_crop_batch_is_paddleocr_resize_per_crop() -> None:
+    """Every slot holds PaddleOCR's resize of that crop alone (height 48 keeping the ratio, ceil),
+    whatever its neighbours; normalised as the graph does, it is resize_norm_img's (x / 255 - 0.5) / 0.5,
+    with the padding at 1 / 127.5 instead of 0."""
     rng = np.random.default_rng(5)
     crops = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(20, 90), (37, 41), (16, 400)]]
     batch = crop_batch(crops, 48, 320)
-    assert batch.shape == (3, 3, 48, 320) and batch.flags["C_CONTIGUOUS"]
+    assert batch.shape == (3, 48, 320, 3) and batch.flags["C_CONTIGUOUS"]
     for crop, out in zip(crops, batch, strict=True):
         rw = min(320, int(np.ceil(48 * crop.shape[1] / crop.shape[0])))
-        resized = cv2.resize(crop, (rw, 48)).astype(np.float32).transpose(2, 0, 1)
-        ref = np.zeros((3, 48, 320), np.float32)
-        ref[:, :, :rw] = resized * np.float32(1 / 127.5) - np.float32(1.0)
-        np.testing.assert_array_equal(out, ref)
+        np.testing.assert_array_equal(out[:, :rw], cv2.resize(crop, (rw, 48)))
+        assert (out[:, rw:] == CROP_PAD).all()
+        paddle = np.zeros((3, 48, 320), np.float32)
+        paddle[:, :, :rw] = (cv2.resize(crop, (rw, 48)).astype(np.float32).transpose(2, 0, 1) / 255 - 0.5) / 0.5
+        graph = out.astype(np.float32).transpose(2, 0, 1) / np.float32(127.5) - np.float32(1.0)
+        np.testing.assert_allclose(graph, paddle, atol=1.01 / 127.5)
+        np.testing.assert_allclose(graph[:, :, :rw], paddle[:, :, :rw], atol=1e-6)
 
 
 # ---------------------------------------------------------------- fakes
@@ -221,10 +225,9 @@ def id_crop(i: int, width: int, height: int = 32) -> np.ndarray:
     return crop
 
 
-def decode_id(plane: np.ndarray) -> int:
-    b = int(round((float(plane[0, 0, 0]) + 1.0) * 127.5))
-    g = int(round((float(plane[1, 0, 0]) + 1.0) * 127.5))
-    return g * 256 + b
+def decode_id(crop: np.ndarray) -> int:
+    """The id of an `id_crop` from its batch slot [H,W,3]."""
+    return int(crop[0, 0, 1]) * 256 + int(crop[0, 0, 0])
 
 
 class FakeRec:
@@ -235,7 +238,7 @@ class FakeRec:
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.shapes.append(batch.shape)
-        assert batch.dtype == np.float32 and batch.ndim == 4
+        assert batch.dtype == np.uint8 and batch.ndim == 4 and batch.shape[3] == 3
         out = np.zeros((len(batch), 8, len(DIGITS)), np.float32)
         out[:, :, 0] = 1.0
         for n in range(len(batch)):
@@ -311,7 +314,7 @@ def test_recognize_batch_shapes_follow_the_plan() -> None:
     res, fake = run_rec(20, 6, width_multiple=8)
     ratios = [(10 + (i * 37) % 300) / 32 for i in range(20)]
     plan = rec_batch_plan(ratios, 6, 48, 320, 3200, 8)
-    assert [s for s in fake.shapes] == [(len(idx), 3, 48, w) for idx, w in plan]
+    assert [s for s in fake.shapes] == [(len(idx), 48, w, 3) for idx, w in plan]
 
 
 def test_recognize_zero_crops_no_calls() -> None:

@@ -266,11 +266,12 @@ def test_rec_pipeline_batches_fit_the_runtime_models(target: str) -> None:
     cls_cfg, rec_cfg = models[rec["cls_model_name"]], models[rec["rec_model_name"]]
     assert 0 < s.cls_batch_size <= cls_cfg.max_batch_size, target
     assert 0 < s.rec_batch_size <= rec_cfg.max_batch_size, target
-    # what rec_pipeline sends: cls [N,3,48,192], rec [N,3,rec_image_height,W]
+    # what rec_pipeline sends: cls [N,48,192,3], rec [N,rec_image_height,W,3] (UINT8 pixels)
     cls_in = by_name(cls_cfg.input)["cls_input"]
     assert dims_compatible(list(cls_in.dims), list(CLS_SHAPE)), target
     rec_in = by_name(rec_cfg.input)["rec_input"]
-    assert dims_compatible(list(rec_in.dims), [3, s.rec_image_height, -1]), target
+    assert dims_compatible(list(rec_in.dims), [s.rec_image_height, -1, 3]), target
+    assert cls_in.data_type == rec_in.data_type == model_config_pb2.TYPE_UINT8, target
     assert list(by_name(cls_cfg.output)["cls_probs"].dims) == [2]
     assert models["det_model"].max_batch_size == 0  # the ensemble passes whole [N,3,H,W] batches
 

@@ -89,7 +89,7 @@ def test_rec_network_with_greedy_ctc_outputs_builds(fake_trt, tmp_path):
     state.inputs, state.outputs = network_io(profiles["rec_model"])
     rec = plan_builds("v4", profiles, tmp_path / "models", tmp_path / "engines", ["rec_model"])[0]
     assert build_with_python(rec, rec.plan).plan_bytes == len(state.engine_bytes)
-    assert ("set_shape", ("rec_input", (1, 3, 48, 8), (16, 3, 48, 384), (64, 3, 48, 3200))) in state.calls
+    assert ("set_shape", ("rec_input", (1, 48, 8, 3), (16, 48, 384, 3), (64, 48, 3200, 3))) in state.calls
 
 
 def test_builder_failure_reports_logger_errors(fake_trt, spec):
@@ -216,13 +216,13 @@ def test_trt_runner_returns_the_rec_outputs_in_order(fake_trt, tmp_path):
     _, state = fake_trt
     state.inputs, state.outputs = network_io(load_profiles()["rec_model"])
     state.cuda = cuda = FakeCuda()
-    state.infer = lambda x: (x[:, 0, 0, ::8].astype(np.int32), x[:, 1, 0, ::8])  # [N,T] ids and probs
+    state.infer = lambda x: (x[:, 0, ::8, 0].astype(np.int32), x[:, 0, ::8, 1] / np.float32(255))  # [N,T] ids, probs
     plan = tmp_path / "model.plan"
     plan.write_bytes(state.engine_bytes)
-    x = np.random.default_rng(0).uniform(0, 5, (2, 3, 48, 32)).astype(np.float32)
+    x = np.random.default_rng(0).integers(0, 256, (2, 48, 32, 3), dtype=np.uint8)
     probs, ids = TrtRunner(plan, cuda=cuda, outputs=["rec_char_probs", "rec_char_ids"])(x)
-    assert ids.dtype == np.int32 and np.array_equal(ids, x[:, 0, 0, ::8].astype(np.int32))
-    assert probs.dtype == np.float32 and probs.shape == (2, 4) and np.array_equal(probs, x[:, 1, 0, ::8])
+    assert ids.dtype == np.int32 and np.array_equal(ids, x[:, 0, ::8, 0].astype(np.int32))
+    assert probs.dtype == np.float32 and probs.shape == (2, 4) and np.array_equal(probs, x[:, 0, ::8, 1] / np.float32(255))
     assert len(cuda.freed) == 3
     with pytest.raises(BuildError, match="expected \\['rec_probs'\\]"):
         TrtRunner(plan, cuda=cuda, outputs=["rec_probs"])

@@ -27,8 +27,10 @@ def test_profiles_load_and_agree_with_limits(profiles):
     assert (det.input, det.outputs, det.dtype, det.layout) == ("det_input", ("prob_map",), "uint8", "NHWC")
     assert det.max == (lim["det_max_batch"], lim["det_max_side"], lim["det_max_side"], 3)
     assert det.dim(det.opt, "H") == 736 and det.dim(det.opt, "W") == 1312
-    assert profiles["cls_model"].max == (lim["cls_max_batch"], 3, 48, 192)
-    assert profiles["rec_model"].max == (lim["rec_max_batch"], 3, 48, lim["rec_max_width"])
+    for name in ("cls_model", "rec_model"):  # line crops: uint8 NHWC pixels like the detector's input
+        assert (profiles[name].dtype, profiles[name].layout) == ("uint8", "NHWC")
+    assert profiles["cls_model"].max == (lim["cls_max_batch"], 48, 192, 3)
+    assert profiles["rec_model"].max == (lim["rec_max_batch"], 48, lim["rec_max_width"], 3)
     assert profiles["rec_model"].outputs == ("rec_char_ids", "rec_char_probs")
 
 
@@ -38,7 +40,7 @@ def test_shape_spec():
 
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d["limits"].__setitem__("rec_max_width", 999), "limits.rec_max_width"),
-    (lambda d: d["models"]["rec_model"].__setitem__("opt", [128, 3, 48, 320]), "min <= opt <= max"),
+    (lambda d: d["models"]["rec_model"].__setitem__("opt", [128, 48, 320, 3]), "min <= opt <= max"),
     (lambda d: d["models"]["det_model"].__setitem__("max", [4, 4000, 2000, 3]), "H and W"),
     (lambda d: d["models"]["det_model"].__setitem__("max", [4, 3, 4000, 4000]), "3 channels"),  # NCHW in NHWC
     (lambda d: d["models"]["det_model"].__setitem__("layout", "NWHC"), "layout in"),
@@ -56,9 +58,9 @@ def test_inconsistent_profiles_are_refused(tmp_path, edit, message):
 
 def test_covers_and_reason(profiles):
     rec = profiles["rec_model"]
-    assert rec.covers((64, 3, 48, 3200)) and rec.covers((1, 3, 48, 8))
-    assert not rec.covers((65, 3, 48, 320))
-    assert "dim 3 = 3208" in rec.why_not_covered((1, 3, 48, 3208))
+    assert rec.covers((64, 48, 3200, 3)) and rec.covers((1, 48, 8, 3))
+    assert not rec.covers((65, 48, 320, 3))
+    assert "dim 2 = 3208" in rec.why_not_covered((1, 48, 3208, 3))
 
 
 # ---- coverage of the shapes the CPU pipeline produces (needs the pipeline package + OpenCV) ----
@@ -114,10 +116,11 @@ def test_step_batch_sizes_fit_the_engines(profiles):
         pytest.skip("python step configs not present")
     assert int(params.get("cls_batch_size", 1)) <= profiles["cls_model"].max_batch
     assert int(params.get("rec_batch_size", 1)) <= profiles["rec_model"].max_batch
-    assert int(params.get("rec_max_width", 0)) <= profiles["rec_model"].max[3]
+    rec = profiles["rec_model"]
+    assert int(params.get("rec_max_width", 0)) <= rec.dim(rec.max, "W")
     # the planner never sends a width below 8 (ppocr_steps.recognize.MIN_REC_WIDTH), whatever rec_min_width says
-    assert max(int(params.get("rec_min_width", 8)), 8) >= profiles["rec_model"].min[3]
-    assert int(params.get("rec_image_height", 48)) == profiles["rec_model"].max[2]
+    assert max(int(params.get("rec_min_width", 8)), 8) >= rec.dim(rec.min, "W")
+    assert int(params.get("rec_image_height", 48)) == rec.dim(rec.max, "H")
     assert int(params.get("max_images_per_request", 1)) <= profiles["det_model"].max_batch
     assert 2 * int(params.get("max_side_limit", 0)) <= profiles["det_model"].max[2]
 

@@ -25,8 +25,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 @dataclass
 class CalibrationSet:
-    """det pages [1,H,W,3] (uint8 BGR, resized: the graph normalises), cls batches [n,3,48,192] and rec batches
-    [n,3,48,W] (FP32, normalised)."""
+    """What the pipeline sends the engines, all uint8 BGR NHWC (the graphs normalise): det pages
+    [1,H,W,3] (resized), cls batches [n,48,192,3] and rec batches [n,48,W,3] (grey-padded crops)."""
 
     det: list[Any] = field(default_factory=list)
     cls: list[Any] = field(default_factory=list)
@@ -78,16 +78,17 @@ def _crop(img: Any, quad: Any, steps: Any) -> Any:
 
 
 def _crop_batch(crops: list[Any], height: int, width: int, steps: Any) -> Any:
-    """cls/rec input [n,3,height,width]: crops resized keeping their ratio, x / 127.5 - 1, zero-padded."""
+    """cls/rec input uint8 [n,height,width,3]: crops resized keeping their ratio, padded with grey 128
+    (the graphs normalise, x / 127.5 - 1)."""
     import cv2  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
     if steps is not None:
         return steps["rec"].crop_batch(crops, height, width)
-    out = np.zeros((len(crops), 3, height, width), np.float32)
+    out = np.full((len(crops), height, width, 3), 128, np.uint8)
     for j, img in enumerate(crops):
         h, w = img.shape[:2]
         rw = max(1, min(width, int(math.ceil(height * w / float(h)))))
-        out[j, :, :, :rw] = cv2.resize(img, (rw, height)).astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
+        out[j, :, :rw] = cv2.resize(img, (rw, height))
     return out
 
 

@@ -109,11 +109,11 @@ def _rec_shapes(ctx: _Ctx, ratios: list[float], source: str) -> Iterable[ShapeSa
     s = ctx.settings
     for start in range(0, len(ratios), ctx.cls_batch):
         n = len(ratios[start:start + ctx.cls_batch])
-        yield ShapeSample("cls_model", (n, 3, 48, 192), source)
+        yield ShapeSample("cls_model", (n, *ctx.mods["rec"].CLS_SHAPE), source)
     for idx, width in ctx.mods["rec"].rec_batch_plan(ratios, ctx.rec_batch, s.rec_image_height, s.rec_min_width,
                                                      s.rec_max_width, s.rec_width_multiple,
                                                      s.rec_batch_total_width):
-        yield ShapeSample("rec_model", (len(idx), 3, s.rec_image_height, int(width)), source)
+        yield ShapeSample("rec_model", (len(idx), s.rec_image_height, int(width), 3), source)
 
 
 def _crop_ratio(poly: list[list[float]]) -> float | None:
