@@ -9,8 +9,8 @@ Steps for each model set in scripts/models.json:
   4. edit the graphs (scripts/onnx_edits.py): the detector takes the resized UINT8 image and
      normalises it inside (mean/std of the set: `det_normalize`) and outputs its probability map as
      UINT8 round(255 p), the classifier and the recogniser take UINT8 [N,48,W,3] line crops and
-     normalise them inside (x / 127.5 - 1), the recogniser outputs the greedy CTC inputs (best class and its
-     probability per timestep) instead of the full softmax, and all three get PaddlePaddle's
+     normalise them inside (x / 127.5 - 1), the recogniser outputs the greedy CTC inputs (best
+     class and its probability per timestep) instead of the full softmax, and all three get PaddlePaddle's
      exported scalar affines folded into their Convs and hardswish written as x * HardSigmoid(x)
      (exact algebra, 20-28 % less CPU time); the wheels' graphs are also kept unchanged in
      original/ (the benchmark's peer runs those);

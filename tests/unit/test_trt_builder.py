@@ -222,7 +222,8 @@ def test_trt_runner_returns_the_rec_outputs_in_order(fake_trt, tmp_path):
     x = np.random.default_rng(0).integers(0, 256, (2, 48, 32, 3), dtype=np.uint8)
     probs, ids = TrtRunner(plan, cuda=cuda, outputs=["rec_char_probs", "rec_char_ids"])(x)
     assert ids.dtype == np.int32 and np.array_equal(ids, x[:, 0, ::8, 0].astype(np.int32))
-    assert probs.dtype == np.float32 and probs.shape == (2, 4) and np.array_equal(probs, x[:, 0, ::8, 1] / np.float32(255))
+    assert probs.dtype == np.float32 and probs.shape == (2, 4)
+    assert np.array_equal(probs, x[:, 0, ::8, 1] / np.float32(255))
     assert len(cuda.freed) == 3
     with pytest.raises(BuildError, match="expected \\['rec_probs'\\]"):
         TrtRunner(plan, cuda=cuda, outputs=["rec_probs"])
