@@ -11,8 +11,11 @@ thread) runs first, then the peer (one RapidOCR engine per worker, onnxruntime i
 core count, on the same ONNX files); the two never run at the same time. Per side and level: images/s
 (images / wall time) and latency p50/p90/p99, with ours/peer for each figure. Accuracy comes from
 ../shared/tools/ocr_eval.py on the predictions of the lowest level. The per-stage breakdown comes from
-Triton's statistics API (deltas around each of our levels). Output: tables on stdout, all numbers in a
-JSON file, and optionally a PNG of throughput and latency vs concurrency. See docs/benchmarks.md.
+Triton's statistics API (deltas around each of our levels); the network compute of the CPU runtime
+models comes from their ocr_network_compute_seconds_total counter on the metrics endpoint (time inside
+onnxruntime; Triton's compute_infer of those Python stubs also holds the stub round trip). Output:
+tables on stdout, all numbers in a JSON file, and optionally a PNG of throughput and latency vs
+concurrency. See docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,6 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", metavar="HOST:PORT",
                     help="gRPC address of a running server (default: start one on free ports)")
+    ap.add_argument("--metrics-url", metavar="URL",
+                    help="Prometheus endpoint of that server, for the network-compute counter (default: "
+                         "http://HOST:8002/metrics with --url, the started server's otherwise)")
     ap.add_argument("--model-set", default="v4", choices=model_sets(),
                     help="model set of the started server and of the peer's ONNX files (default v4)")
     ap.add_argument("--param", action="append", default=[], metavar="MODEL.KEY=VALUE",
@@ -178,11 +185,37 @@ def ensure_peer() -> None:
 class Target:
     """The server under test: gRPC address, statistics and configuration queries."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, metrics_url: str | None = None) -> None:
         import tritonclient.grpc as grpcclient
 
         self.url = url
+        self.metrics_url = metrics_url
         self.client = grpcclient.InferenceServerClient(url)
+
+    def network_ns(self) -> dict[str, int] | None:
+        """The runtime models' network-compute counter ({model: ns}); None when the endpoint cannot be read."""
+        if not self.metrics_url:
+            return None
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=30) as r:
+                return tritonstats.network_compute_ns(r.read().decode("utf-8", "replace"))
+        except OSError as exc:
+            log(f"cannot read {self.metrics_url} ({exc}): network compute falls back to compute_infer")
+            self.metrics_url = None
+            return None
+
+    def settled_network_ns(self, timeout: float = 5.0) -> dict[str, int] | None:
+        """The counter once it has stopped moving: the stubs apply metric updates 50 ms late
+        (ppocr_steps.triton_adapter.METRICS_DELAY_S)."""
+        deadline = time.monotonic() + timeout
+        last = self.network_ns()
+        while last is not None and time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = self.network_ns()
+            if now == last:
+                break
+            last = now
+        return last
 
     def stats(self) -> dict[str, dict[str, int]]:
         return tritonstats.normalize_statistics(self.client.get_inference_statistics(as_json=True, client_timeout=60))
@@ -401,7 +434,13 @@ def main(argv: list[str] | None = None) -> int:
                                      "params": args.param, "log": str(server.log_path),
                                      "repository": str(server.repository)}
             log(f"server ready on {url} (log {server.log_path})")
-        target = Target(url)
+        if args.metrics_url:
+            metrics_url = args.metrics_url
+        elif server is not None:
+            metrics_url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+        else:
+            metrics_url = f"http://{url.rsplit(':', 1)[0]}:8002/metrics"
+        target = Target(url, metrics_url)
         desc = target.describe()
         result["server"] = desc["server"]
         result["model_configs"] = desc["models"]
@@ -428,13 +467,18 @@ def main(argv: list[str] | None = None) -> int:
         preds: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for c in args.concurrency:
             before = target.settled_stats(expected)
+            net_before = target.settled_network_ns()
             ours_run = run_ours(url, images, c, n_tasks, args.timeout)
             expected = target.finished(before) + len(ours_run.records)
             delta = tritonstats.stats_delta(before, target.settled_stats(expected))
+            net_after = target.settled_network_ns()
+            network = ({k: v - (net_before or {}).get(k, 0) for k, v in net_after.items()}
+                       if net_after is not None else None)
             ours = metrics.level_summary(ours_run.latencies, ours_run.wall_s, len(ours_run.errors))
             bd = tritonstats.breakdown(delta, images=len(ours_run.latencies),
                                        client_request_ns=int(sum(ours_run.latencies) * 1e9), ensemble=ENSEMBLE,
-                                       steps=steps, runtime_models=RUNTIME_MODELS, bls_children=children)
+                                       steps=steps, runtime_models=RUNTIME_MODELS, bls_children=children,
+                                       network_ns=network)
             foreign = (bd["ensemble_requests"] or 0) - len(ours_run.records)
             if foreign:
                 bd["warning"] = (f"the statistics window holds {foreign:+d} ensemble requests besides ours: "
@@ -499,7 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     first = result["levels"][0]
     print(f"\nwhere the time goes (ours, concurrency {first['concurrency']}, Triton statistics):")
     print(report.breakdown_table(first["breakdown"]))
-    print("\nnon-model time (everything except compute_infer of " + ", ".join(RUNTIME_MODELS) + "):")
+    sources = first["breakdown"].get("model_compute_source") or {}
+    print("\nnon-model time (request time minus the network compute of the runtime models; source: "
+          + ", ".join(f"{m} {src}" for m, src in sources.items()) + "):")
     print("\n".join(report.non_model_lines(result["levels"])))
     print("\ntargets:")
     print("\n".join(report.summary_lines(result["summary"])))

@@ -1,14 +1,18 @@
 """CPU runtime model: one ONNX network run by onnxruntime (installed as <model>/1/model.py).
 
 Requests that arrive together (dynamic batching) and share a shape are run as one batch. The
-config's input/output names are the graph's (checked at load).
+config's input/output names are the graph's (checked at load). The time inside onnxruntime is
+exported as ocr_network_compute_seconds_total{model=...}: Triton's compute_infer of this model also
+counts the stub round trip, which is not network compute (scripts/bench.py uses this counter).
 """
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
+from ppocr_steps import metrics as m
 from ppocr_steps.onnx_runtime import OrtModel
 from ppocr_steps import triton_adapter as ta
 
@@ -26,6 +30,8 @@ class TritonPythonModel:
         if graph != ([self.input_name], self.output_names):
             raise ValueError(f"{path}: graph inputs/outputs {graph} differ from config.pbtxt "
                              f"{([self.input_name], self.output_names)} (re-run scripts/fetch_models.py)")
+        self.model_name = args["model_name"]
+        self.metrics = ta.create_metrics(specs=[m.NETWORK_COMPUTE], reasons=())
 
     def execute(self, requests: list) -> list:
         arrays = []
@@ -42,7 +48,9 @@ class TritonPythonModel:
         for members in groups.values():
             try:
                 batch = np.concatenate([arrays[i] for i in members]) if len(members) > 1 else arrays[members[0]]
+                t0 = time.perf_counter()
                 results = self.model.run(batch)
+                self.metrics.network_compute(self.model_name, time.perf_counter() - t0)
                 start = 0
                 for i in members:
                     n = len(arrays[i])

@@ -1,4 +1,4 @@
-"""Triton statistics API -> per-stage time breakdown (pure functions, no I/O).
+"""Triton statistics API (+ the runtime's own compute counter) -> per-stage time breakdown (pure functions, no I/O).
 
 Input is the JSON of ``GET /v2/models/stats`` or of tritonclient's
 ``get_inference_statistics(as_json=True)`` (gRPC: int64 as strings, zero fields left out); both are
@@ -14,7 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CATEGORIES", "FIELDS", "breakdown", "normalize_statistics", "stats_delta"]
+__all__ = ["CATEGORIES", "FIELDS", "NETWORK_COMPUTE_METRIC", "breakdown", "network_compute_ns",
+           "normalize_statistics", "stats_delta"]
+
+#: Counter the CPU runtime models export: seconds inside onnxruntime's run(), label ``model``
+#: (ppocr_steps.metrics.NETWORK_COMPUTE).
+NETWORK_COMPUTE_METRIC = "ocr_network_compute_seconds_total"
 
 #: Normalised counters per model (all ints; ``*_ns`` are nanoseconds summed over requests/executions).
 FIELDS: tuple[str, ...] = (
@@ -26,12 +31,15 @@ FIELDS: tuple[str, ...] = (
 )
 
 #: Where request time goes, coarsely: the ``category`` of each breakdown row and its label.
-#: model: compute_infer of the runtime models (onnxruntime / TensorRT); python: compute_infer of the Python
-#: steps, BLS calls taken out; data: compute_input + compute_output (tensor copies to/from the models);
-#: queue: model queues incl. the dynamic-batching delay; triton: ensemble scheduling between steps and request
-#: handling outside those phases; client: client latency minus the server's ensemble time.
+#: model: time inside the network runtime (the runtime's own counter where it exports one, else compute_infer
+#: of the runtime models); stub: the rest of a Python-backend runtime model's compute_infer (the round trip to
+#: its stub and the few numpy lines around onnxruntime); python: compute_infer of the Python steps, BLS calls
+#: taken out; data: compute_input + compute_output (tensor copies to/from the models); queue: model queues incl.
+#: the dynamic-batching delay; triton: ensemble scheduling between steps and request handling outside those
+#: phases; client: client latency minus the server's ensemble time.
 CATEGORIES: dict[str, str] = {
     "model": "network compute",
+    "stub": "runtime model stubs",
     "python": "Python steps",
     "data": "tensor copies in/out",
     "queue": "queues",
@@ -94,6 +102,21 @@ def stats_delta(before: Mapping[str, Mapping[str, int]],
     return out
 
 
+def network_compute_ns(metrics_text: str) -> dict[str, int]:
+    """``{model: ns}`` from a Prometheus text scrape: the NETWORK_COMPUTE_METRIC counter per ``model`` label."""
+    out: dict[str, int] = {}
+    prefix = NETWORK_COMPUTE_METRIC + "{"
+    for line in metrics_text.splitlines():
+        if not line.startswith(prefix):
+            continue
+        labels, _, value = line[len(prefix):].partition("}")
+        fields = dict(part.split("=", 1) for part in labels.split(",") if "=" in part)
+        model = fields.get("model", "").strip('"')
+        if model:
+            out[model] = out.get(model, 0) + round(float(value.split()[0]) * 1e9)
+    return out
+
+
 def _row(stage: str, part: str, category: str, ns: int, images: int, base_ns: int | None,
          depth: int = 0) -> dict[str, Any]:
     return {"stage": stage, "part": part, "category": category, "depth": depth, "ns": int(ns),
@@ -103,7 +126,8 @@ def _row(stage: str, part: str, category: str, ns: int, images: int, base_ns: in
 
 def breakdown(delta: Mapping[str, Mapping[str, int]], *, images: int, client_request_ns: int | None,
               ensemble: str = "ocr", steps: Sequence[str] = (), runtime_models: Sequence[str] = (),
-              bls_children: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+              bls_children: Mapping[str, Sequence[str]] | None = None,
+              network_ns: Mapping[str, int] | None = None) -> dict[str, Any]:
     """Where the request time of one measurement window went.
 
     ``delta``: :func:`stats_delta` of the window. ``images``: images served in it (one per request).
@@ -115,12 +139,18 @@ def breakdown(delta: Mapping[str, Mapping[str, int]], *, images: int, client_req
     not added: that wait is inside the parent's time, and with pipelined calls (two in flight) it
     overlaps the previous call's compute.
 
-    Non-model time = request time - Σ compute_infer of the runtime models, everywhere they run.
-    Note that ``compute_infer`` of a Python-backend runtime model includes the few numpy lines around
-    the onnxruntime call, so the non-model figure is a slight under-estimate on the CPU target.
+    ``network_ns``: ``{runtime model: ns inside the network runtime}`` over the same window (the delta of
+    the NETWORK_COMPUTE_METRIC counter), or None. For a runtime model listed there, that is its network
+    compute, and the rest of its ``compute_infer`` is a "stub" row: on the CPU target the runtime models
+    are Python-backend stubs around onnxruntime, and their ``compute_infer`` also holds the round trip to
+    the stub (measured 0.3-0.8 ms per execution). A runtime model not listed there (TensorRT on the GPU
+    target exports no such counter) counts its whole ``compute_infer``.
+
+    Non-model time = request time - Σ network compute of the runtime models, everywhere they run.
     """
     bls_children = {k: list(v) for k, v in (bls_children or {}).items()}
     runtime = set(runtime_models)
+    network_ns = {k: int(v) for k, v in (network_ns or {}).items() if k in runtime}
     zero = dict.fromkeys(FIELDS, 0)
 
     def stats(name: str) -> Mapping[str, int]:
@@ -150,7 +180,11 @@ def breakdown(delta: Mapping[str, Mapping[str, int]], *, images: int, client_req
         rows.append(_row(name, "queue", "bls_queue" if depth else "queue", s["queue_ns"], images, base, depth))
         rows.append(_row(name, "input + output copies", "data", s["compute_input_ns"] + s["compute_output_ns"],
                          images, base, depth))
-        if name in runtime:
+        if name in runtime and name in network_ns:
+            rows.append(_row(name, "compute (network)", "model", network_ns[name], images, base, depth))
+            rows.append(_row(name, "stub round trip", "stub", s["compute_infer_ns"] - network_ns[name], images,
+                             base, depth))
+        elif name in runtime:
             rows.append(_row(name, "compute (network)", "model", s["compute_infer_ns"], images, base, depth))
         elif children:
             rows.append(_row(name, "Python (BLS calls taken out)", "python",
@@ -174,7 +208,7 @@ def breakdown(delta: Mapping[str, Mapping[str, int]], *, images: int, client_req
     for r in rows:
         if r["category"] in categories:
             categories[r["category"]] += r["ns"]
-    model_ns = sum(stats(m)["compute_infer_ns"] for m in runtime if m in delta)
+    model_ns = sum(network_ns.get(m, stats(m)["compute_infer_ns"]) for m in runtime if m in delta)
     non_model_ns = (base - model_ns) if base else None
     server_non_model = (server_ns - model_ns) if server_ns else None
     per_model = {}
@@ -199,6 +233,8 @@ def breakdown(delta: Mapping[str, Mapping[str, int]], *, images: int, client_req
         "categories": {k: {"ns": v, "ms_per_image": (v / images / 1e6) if images else None,
                            "share": (v / base) if base else None} for k, v in categories.items()},
         "model_compute_ns": model_ns,
+        "model_compute_source": {m: (NETWORK_COMPUTE_METRIC if m in network_ns else "compute_infer")
+                                 for m in sorted(runtime) if m in delta},
         "model_compute_ms_per_image": (model_ns / images / 1e6) if images else None,
         "non_model_ns": non_model_ns,
         "non_model_ms_per_image": (non_model_ns / images / 1e6) if (images and non_model_ns is not None) else None,

@@ -152,6 +152,12 @@ def test_ocr_metrics_in_prometheus(server, prometheus):
     assert stages >= {"decode", "det_preprocess", "det_postprocess", "crop", "cls", "rec", "ctc"}, stages
     p50 = p.query('histogram_quantile(0.5, sum by (le) (ocr_stage_latency_seconds_bucket{stage="rec"}))')
     assert p50 and 0 < float(p50[0]["value"][1]) < 10
+    # the runtime models' time inside onnxruntime: counted per model, and part of Triton's compute_infer
+    for model in ("det_model", "cls_model", "rec_model"):
+        series = f'ocr_network_compute_seconds_total{{model="{model}"}}'
+        net = p.wait_value(series, sample(before, series) + 1e-6)
+        infer_s = p.value(f'sum(nv_inference_compute_infer_duration_us{{model="{model}"}})') / 1e6
+        assert 0 < net <= infer_s, (model, net, infer_s)
     # Triton's own metrics from the same target
     assert p.wait_value('nv_inference_count{model="ocr"}', sample(before, 'nv_inference_count{model="ocr"}') + 4)
     assert p.value('sum(nv_inference_request_failure{model="ocr"})') >= 2

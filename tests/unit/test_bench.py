@@ -236,6 +236,36 @@ def test_breakdown_non_model_time():
     assert m["avg_batch"] == pytest.approx(8.0) and m["exec_compute_infer_ms_per_image"] == pytest.approx(35.0)
 
 
+def test_breakdown_takes_network_compute_from_the_runtime_counter():
+    # det_model / cls_model spent 700 / 60 ms inside onnxruntime of their 750 / 90 ms compute_infer;
+    # rec_model has no counter (as TensorRT on the GPU target) and counts its whole compute_infer
+    bd = _breakdown(network_ns={"det_model": 700 * MS, "cls_model": 60 * MS, "det_preprocess": 5 * MS})
+    model = (700 + 60 + 560) * MS
+    assert bd["model_compute_ns"] == model and bd["categories"]["model"]["ns"] == model
+    assert bd["non_model_ns"] == 2100 * MS - model
+    assert _row(bd, "det_model", "compute")["ns"] == 700 * MS
+    assert _row(bd, "det_model", "stub round trip")["ns"] == 50 * MS
+    assert bd["categories"]["stub"]["ns"] == (50 + 30) * MS
+    assert not any(r["stage"] == "rec_model" and r["part"] == "stub round trip" for r in bd["rows"])
+    assert sum(v["ns"] for v in bd["categories"].values()) == 2100 * MS  # still additive
+    assert bd["model_compute_source"] == {"cls_model": tritonstats.NETWORK_COMPUTE_METRIC,
+                                          "det_model": tritonstats.NETWORK_COMPUTE_METRIC,
+                                          "rec_model": "compute_infer"}
+
+
+def test_network_compute_is_read_from_a_prometheus_scrape():
+    text = "\n".join([
+        "# HELP ocr_network_compute_seconds_total Time inside the network runtime",
+        "# TYPE ocr_network_compute_seconds_total counter",
+        'ocr_network_compute_seconds_total{model="det_model"} 1.5',
+        'ocr_network_compute_seconds_total{model="rec_model",version="1"} 0.25',
+        'ocr_network_compute_seconds_total_created{model="det_model"} 99',
+        'nv_inference_count{model="det_model",version="1"} 3',
+        "ocr_images_total 4"])
+    assert tritonstats.network_compute_ns(text) == {"det_model": 1_500_000_000, "rec_model": 250_000_000}
+    assert tritonstats.network_compute_ns("") == {}
+
+
 def test_breakdown_without_client_times_uses_the_server_time():
     bd = _breakdown(client_ns=None)
     assert bd["base"] == "server"

@@ -277,7 +277,7 @@ def test_grafana_provisioning_and_dashboard():
     documented = set(re.findall(r"^\| `(ocr_[a-z_]+)`", (DOCKER / "grafana" / "METRICS.md").read_text(), re.M))
     required = {"ocr_images_total", "ocr_lines_total", "ocr_characters_total", "ocr_boxes_per_image",
                 "ocr_stage_latency_seconds", "ocr_empty_results_total", "ocr_cls_flips_total",
-                "ocr_rejected_inputs_total"}
+                "ocr_rejected_inputs_total", "ocr_network_compute_seconds_total"}
     assert documented == required
     assert used == required, used ^ required
     assert any("nv_inference_queue_duration_us" in e for e in exprs)

@@ -67,7 +67,7 @@ def test_names_follow_prometheus_conventions() -> None:
             assert list(spec.buckets) == sorted(spec.buckets) and spec.buckets
     assert m.METRIC_NAMES == {"ocr_images_total", "ocr_lines_total", "ocr_characters_total", "ocr_boxes_per_image",
                               "ocr_stage_latency_seconds", "ocr_empty_results_total", "ocr_cls_flips_total",
-                              "ocr_rejected_inputs_total"}
+                              "ocr_rejected_inputs_total", "ocr_network_compute_seconds_total"}
     assert "ocr_boxes_per_image_bucket" in m.exported_series()
     assert "ocr_stage_latency_seconds_count" in m.exported_series()
 
