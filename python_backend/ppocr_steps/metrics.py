@@ -75,7 +75,7 @@ CLS_FLIPS = MetricSpec("ocr_cls_flips_total", "counter",
 REJECTED_INPUTS = MetricSpec("ocr_rejected_inputs_total", "counter",
                              "Requests refused with INVALID_ARG, by reason", labels=("reason",))
 # Time inside the network runtime's own call (onnxruntime's run()), per runtime model. Triton's
-# compute_infer of a Python-backend model also holds the stub round trip (~0.3-0.8 ms per execution,
+# compute_infer of a Python-backend model also holds the stub round trip (~0.4-1.2 ms per execution,
 # measured), so this is the figure to compare request time against.
 NETWORK_COMPUTE = MetricSpec("ocr_network_compute_seconds_total", "counter",
                              "Time inside the network runtime (onnxruntime run()), in seconds, per model",
