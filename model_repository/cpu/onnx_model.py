@@ -31,7 +31,7 @@ class TritonPythonModel:
             raise ValueError(f"{path}: graph inputs/outputs {graph} differ from config.pbtxt "
                              f"{([self.input_name], self.output_names)} (re-run scripts/fetch_models.py)")
         self.model_name = args["model_name"]
-        self.metrics = ta.create_metrics(specs=[m.NETWORK_COMPUTE], reasons=())
+        self.metrics = ta.create_metrics(specs=[m.NETWORK_COMPUTE])
 
     def execute(self, requests: list) -> list:
         arrays = []
