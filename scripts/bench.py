@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_lib import data, load, metrics, peer, report, tritonstats  # noqa: E402
+from bench_lib import inprocess  # noqa: E402
 
 SHARED = Path(os.environ.get("OCR_SHARED_DIR", ROOT.parent / "shared"))
 ENSEMBLE = "ocr"
@@ -100,6 +101,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="onnxruntime intra-op threads per peer engine (default: os.cpu_count())")
     ap.add_argument("--peer-mode", choices=["thread", "process"], default="thread",
                     help="peer workers: threads in this process, one engine each (default), or processes")
+    ap.add_argument("--inprocess", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run the server's pipeline code in this process, no server, at concurrency 1, "
+                         "to split the non-model time into the pipeline's own work and what serving adds "
+                         "(default on; needs the server bench.py starts, so not with --url)")
     ap.add_argument("--timeout", type=float, default=600.0, help="per-request timeout of our client, s")
     ap.add_argument("--scorer", type=Path, default=SHARED / "tools" / "ocr_eval.py",
                     help="the accuracy scorer (default ../shared/tools/ocr_eval.py)")
@@ -412,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(), "git": git_info(),
         "settings": {"concurrency": args.concurrency, "repeat": args.repeat, "warmup": args.warmup,
                      "max_images": args.max_images, "peer": args.peer, "peer_threads": args.peer_threads,
-                     "peer_mode": args.peer_mode, "timeout_s": args.timeout,
+                     "peer_mode": args.peer_mode, "inprocess": args.inprocess and not args.url,
+                     "timeout_s": args.timeout,
                      "order": "per level: ours, then the peer (never at the same time)"},
         "images": {"root": str(args.images), "count": n, "bytes": sum(len(im.data) for im in images),
                    "keys": [im.key for im in images]},
@@ -514,6 +520,12 @@ def main(argv: list[str] | None = None) -> int:
 
             stop_server(server)
 
+    if args.inprocess and server is not None and result.get("levels"):
+        log("in-process reference: the same pipeline code and ONNX files in this process, no server, c=1 ...")
+        ref = inprocess.run_inprocess(server.repository, result["model_configs"], [im.data for im in images],
+                                      args.warmup)
+        ref["parity"] = inprocess.parity(ref.pop("texts"), [im.key for im in images], preds.get("ours", {}))
+        result["inprocess"] = ref
     c1 = next((lvl for lvl in result["levels"] if lvl["concurrency"] == 1), None)
     result["summary"] = metrics.summarize_targets(result["levels"],
                                                   c1["breakdown"]["non_model_share"] if c1 else None)
@@ -547,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nnon-model time (request time minus the network compute of the runtime models; source: "
           + ", ".join(f"{m} {src}" for m, src in sources.items()) + "):")
     print("\n".join(report.non_model_lines(result["levels"])))
+    if "inprocess" in result:
+        print("\n".join(report.inprocess_lines(result["inprocess"], c1["breakdown"] if c1 else None)))
     print("\ntargets:")
     print("\n".join(report.summary_lines(result["summary"])))
     print(f"\nJSON: {out_json}")

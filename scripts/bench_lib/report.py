@@ -9,7 +9,7 @@ from .metrics import LATENCY_KEYS, ratio_dict
 from .tritonstats import CATEGORIES
 
 __all__ = ["ACCURACY_KEYS", "LEVEL_KEYS", "accuracy_table", "breakdown_table", "fmt", "level_table",
-           "non_model_lines", "summary_lines"]
+           "inprocess_lines", "non_model_lines", "summary_lines"]
 
 #: Figures compared per concurrency level (the ratio is ours/peer for each).
 LEVEL_KEYS: tuple[str, ...] = ("images_per_s", *LATENCY_KEYS)
@@ -100,6 +100,25 @@ def non_model_lines(levels: Sequence[Mapping[str, Any]]) -> list[str]:
                    f"{fmt(bd.get('model_compute_ms_per_image'), '.1f')} ms/image, non-model "
                    f"{fmt(bd.get('non_model_ms_per_image'), '.1f')} ms/image = {_pct(bd.get('non_model_share'))} "
                    f"of request time ({_pct(bd.get('non_model_share_server'))} of the server-side time)")
+    return out
+
+
+def inprocess_lines(ref: Mapping[str, Any], c1: Mapping[str, Any] | None) -> list[str]:
+    """The in-process reference (bench_lib.inprocess) and, beside the served figure at concurrency 1,
+    how much of the served non-model time serving adds."""
+    work = ", ".join(f"{k} {fmt(v, '.1f')}" for k, v in (ref.get("work_ms_per_image") or {}).items())
+    par = ref.get("parity") or {}
+    out = [f"  in process, no server (same code, ONNX files and settings, concurrency 1): "
+           f"{fmt(ref.get('wall_ms_per_image'), '.1f')} ms/image, of which onnxruntime "
+           f"{fmt(ref.get('network_ms_per_image'), '.1f')}, the rest {fmt(ref.get('non_model_ms_per_image'), '.1f')} "
+           f"ms/image = {_pct(ref.get('non_model_share'))}",
+           f"    the rest by stage, ms/image: {work}",
+           f"    same texts as the server for {par.get('images_identical', '-')} of "
+           f"{par.get('images_compared', '-')} images"]
+    served = (c1 or {}).get("non_model_ms_per_image")
+    if served is not None and ref.get("non_model_ms_per_image") is not None:
+        out.append(f"  so serving (Triton, the steps' stubs and tensor copies, the client) adds about "
+                   f"{fmt(served - ref['non_model_ms_per_image'], '.1f')} ms/image at concurrency 1")
     return out
 
 

@@ -1,5 +1,6 @@
-"""The pure parts of scripts/bench.py: percentiles, Triton statistics deltas and the time breakdown,
-ours/peer ratios, the report tables, image selection and ground-truth filtering. No server, no timing."""
+"""The parts of scripts/bench.py: percentiles, Triton statistics deltas and the time breakdown,
+ours/peer ratios, the report tables, image selection and ground-truth filtering, and the in-process
+reference (on a drawn page with the fetched models). No server, no timing thresholds."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench  # noqa: E402
-from bench_lib import data, metrics, report, tritonstats  # noqa: E402
+from bench_lib import data, inprocess, metrics, report, tritonstats  # noqa: E402
 
 MS = 1_000_000  # ns per ms
 
@@ -356,3 +357,63 @@ def test_concurrency_option_parsing():
         bench.parse_concurrency("0,1")
     with pytest.raises(argparse.ArgumentTypeError):
         bench.parse_concurrency("a")
+
+
+# ----------------------------------------------------------------------------------------- in-process reference
+SERVED_CONFIGS = {
+    "det_preprocess": {"parameters": {"default_limit_side_len": "960", "default_limit_type": "max",
+                                      "max_images_per_request": "4"}},
+    "det_postprocess": {"parameters": {"score_mode": "slow", "max_boxes_per_request": "100"}},
+    "rec_pipeline": {"parameters": {"dictionary": "dict.txt", "cls_model_name": "cls_model",
+                                    "rec_model_name": "rec_model", "rec_batch_size": "8"}},
+    "det_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "1"}},
+}
+
+
+def test_inprocess_takes_the_served_settings_and_defaults():
+    s, defaults = inprocess.served_settings(SERVED_CONFIGS)
+    assert (s.max_images_per_request, s.score_mode, s.max_boxes_per_request, s.rec_batch_size) == (4, "slow", 100, 8)
+    assert s.cls_batch_size == inprocess.PipelineSettings().cls_batch_size  # not in the configs: the default
+    assert (defaults.limit_side_len, defaults.limit_type) == (960, "max")
+
+
+def test_inprocess_parity_counts_images_with_the_same_texts_in_order():
+    served = {"a": [{"text": "x"}, {"text": "y"}], "b": [{"text": "y"}, {"text": "x"}], "c": []}
+    got = inprocess.parity([["x", "y"], ["x", "y"], [], ["z"]], ["a", "b", "c", "d"], served)
+    assert got == {"images_compared": 3, "images_identical": 2}
+
+
+def test_inprocess_lines_split_the_served_non_model_time():
+    ref = {"wall_ms_per_image": 250.0, "network_ms_per_image": 238.0, "non_model_ms_per_image": 12.0,
+           "non_model_share": 0.048, "work_ms_per_image": {"decode": 4.0, "ctc": 2.0},
+           "parity": {"images_compared": 9, "images_identical": 9}}
+    lines = report.inprocess_lines(ref, {"non_model_ms_per_image": 20.5})
+    text = "\n".join(lines)
+    assert "the rest 12.0 ms/image = 4.8%" in text and "decode 4.0, ctc 2.0" in text
+    assert "9 of 9 images" in text and "adds about 8.5 ms/image" in lines[-1]
+    assert len(report.inprocess_lines(ref, None)) == 3  # no served figure: no difference line
+
+
+def test_inprocess_reference_reads_a_page_with_the_served_files(tmp_path, models_dir, render_lines):
+    import cv2
+
+    src = models_dir / "v4"
+    files = {"det_model": "det.onnx", "cls_model": "cls.onnx", "rec_model": "rec.onnx", "rec_pipeline": "dict.txt"}
+    if not all((src / f).exists() for f in files.values()):
+        pytest.skip(f"{src} not fetched (python scripts/fetch_models.py)")
+    for model, name in files.items():  # the layout of an assembled repository
+        (tmp_path / model / "1").mkdir(parents=True)
+        (tmp_path / model / "1" / ("dict.txt" if name == "dict.txt" else "model.onnx")).symlink_to(src / name)
+    page = cv2.imencode(".png", render_lines(["Hello World 2024", "Invoice total 42.50"], (760, 1000)))[1].tobytes()
+    blank = cv2.imencode(".png", np.full((760, 1000, 3), 255, np.uint8))[1].tobytes()
+    ref = inprocess.run_inprocess(tmp_path, {**SERVED_CONFIGS, "det_postprocess": {"parameters": {}}},
+                                  [page, blank], warmup=1)
+    assert ref["texts"][1] == [] and len(ref["texts"][0]) == 2
+    assert ref["texts"][0][1].replace(" ", "") == "Invoicetotal42.50"
+    assert ref["network_calls"] == {"det_model": 2, "cls_model": 1, "rec_model": 1}  # warm-up not counted
+    nets = ref["network_ms_per_image_by_model"]
+    assert ref["network_ms_per_image"] == pytest.approx(sum(nets.values())) and min(nets.values()) > 0
+    assert ref["wall_ms_per_image"] == pytest.approx(ref["network_ms_per_image"] + ref["non_model_ms_per_image"])
+    assert {"decode", "det_preprocess", "det_postprocess", "crop", "cls", "ctc"} <= set(ref["work_ms_per_image"])
+    assert "rec" not in ref["work_ms_per_image"]  # the recogniser's calls are network time
+    assert 0 < sum(ref["work_ms_per_image"].values()) <= ref["non_model_ms_per_image"] * 1.01

@@ -1,0 +1,128 @@
+"""The in-process reference: the server's own pipeline code without the server.
+
+The benchmark runs the `ppocr_steps` functions the Python steps call (preprocess, DB post-processing,
+crops, 0/180 classification, recognition, CTC) with the served ONNX files and the served settings,
+in this process, one image at a time, and times onnxruntime's `run()` apart from the rest. What is
+left is the pipeline's own work (decoding, resizing, DB, crops, crop batches, CTC), with no Triton, no
+stub processes, no tensor copies between steps and no client. Set beside the served non-model time at
+concurrency 1 it splits that figure into this work and what serving adds.
+
+The calls are serial here (the served rec_pipeline overlaps preparing a recognition batch with the
+previous one's inference), so the work measured here is an upper bound of the served work.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppocr_steps.onnx_runtime import OrtModel
+from ppocr_steps.pipeline import postprocess_detection, preprocess, recognize
+from ppocr_steps.recognize import load_dictionary
+from ppocr_steps.settings import PipelineSettings, defaults_from_parameters, settings_from_parameters
+
+__all__ = ["parity", "run_inprocess", "served_settings"]
+
+#: The Python steps whose config parameters hold the pipeline settings, and the runtime models.
+STEPS = ("det_preprocess", "det_postprocess", "rec_pipeline")
+RUNTIME = {"det": "det_model", "cls": "cls_model", "rec": "rec_model"}
+
+
+def served_settings(model_configs: Mapping[str, Mapping[str, Any]]) -> tuple[PipelineSettings, Any]:
+    """PipelineSettings and per-request defaults from the served configs' `parameters`."""
+    known = {f.name for f in fields(PipelineSettings)}
+    merged: dict[str, str] = {}
+    for step in STEPS:
+        merged.update((model_configs.get(step) or {}).get("parameters") or {})
+    settings = settings_from_parameters({k: v for k, v in merged.items() if k in known})
+    defaults = defaults_from_parameters((model_configs.get("det_preprocess") or {}).get("parameters") or {})
+    return settings, defaults
+
+
+class _TimedModel:
+    """An OrtModel whose run() time is added up per network."""
+
+    def __init__(self, model: OrtModel) -> None:
+        self.model, self.seconds, self.calls = model, 0.0, 0
+
+    def __call__(self, batch: np.ndarray) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self.model(batch)
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+
+
+def _load_model(repository: Path, name: str, config: Mapping[str, Any]) -> OrtModel:
+    params = config.get("parameters") or {}
+    return OrtModel(str(repository / name / "1" / params.get("onnx_file", "model.onnx")),
+                    int(params.get("intra_op_threads", "0")),
+                    allow_spinning=params.get("allow_spinning", "false").lower() == "true")
+
+
+def run_inprocess(repository: Path, model_configs: Mapping[str, Mapping[str, Any]], blobs: Sequence[bytes],
+                  warmup: int = 2) -> dict[str, Any]:
+    """Run the pipeline over `blobs` (one image per call) with the models of an assembled CPU repository.
+
+    Returns ms per image: wall time, time inside onnxruntime (total and per network), the rest
+    (`non_model_ms_per_image`, its share of the wall time) and that rest by stage (`work_ms_per_image`).
+    Also the recognised texts per image, for a parity check against the server's output.
+    """
+    s, defaults = served_settings(model_configs)
+    nets = {k: _TimedModel(_load_model(repository, name, model_configs.get(name) or {}))
+            for k, name in RUNTIME.items()}
+    rec_params = (model_configs.get("rec_pipeline") or {}).get("parameters") or {}
+    labels = load_dictionary(str(repository / "rec_pipeline" / "1" / rec_params.get("dictionary", "dict.txt")))
+
+    def one(blob: bytes, timings: dict[str, float] | None) -> list[str]:
+        pre = preprocess([blob], {}, defaults, s, timings)
+        boxes, _, index = postprocess_detection(nets["det"](pre.det_input), pre.image_info, pre.params, s, timings)
+        lines = recognize(pre.images, pre.image_info, boxes, index, pre.params, s, labels, nets["cls"],
+                          nets["rec"], timings)
+        return lines.texts
+
+    for blob in blobs[:warmup]:
+        one(blob, None)
+    for net in nets.values():
+        net.seconds, net.calls = 0.0, 0
+    timings: dict[str, float] = {}
+    texts = []
+    t0 = time.perf_counter()
+    for blob in blobs:
+        texts.append(one(blob, timings))
+    wall = time.perf_counter() - t0
+    n = max(len(blobs), 1)
+    network = sum(net.seconds for net in nets.values())
+    return {
+        "images": len(blobs),
+        "wall_ms_per_image": wall / n * 1e3,
+        "network_ms_per_image": network / n * 1e3,
+        "network_ms_per_image_by_model": {RUNTIME[k]: net.seconds / n * 1e3 for k, net in nets.items()},
+        "network_calls": {RUNTIME[k]: net.calls for k, net in nets.items()},
+        "non_model_ms_per_image": (wall - network) / n * 1e3,
+        "non_model_share": (wall - network) / wall if wall > 0 else None,
+        "work_ms_per_image": {k: v / n * 1e3 for k, v in _work(timings, nets).items()},
+        "texts": texts,
+    }
+
+
+def _work(timings: Mapping[str, float], nets: Mapping[str, _TimedModel]) -> dict[str, float]:
+    """The pipeline's stage timings with the networks taken out: 'cls' holds the classifier's calls
+    (removed here) and 'rec' is the time in the recogniser's calls (dropped)."""
+    work = {k: v for k, v in timings.items() if k != "rec"}
+    if "cls" in work:
+        work["cls"] = max(0.0, work["cls"] - nets["cls"].seconds)
+    return work
+
+
+def parity(texts: Sequence[Sequence[str]], keys: Sequence[str],
+           served: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
+    """How many images got the same texts, in the same order, in process and from the server."""
+    same = [k for k, t in zip(keys, texts) if k in served and [ln["text"] for ln in served[k]] == list(t)]
+    compared = sum(1 for k in keys if k in served)
+    return {"images_compared": compared, "images_identical": len(same)}
