@@ -13,7 +13,9 @@ core count, on the same ONNX files); the two never run at the same time. Per sid
 ../shared/tools/ocr_eval.py on the predictions of the lowest level. The per-stage breakdown comes from
 Triton's statistics API (deltas around each of our levels); the network compute of the CPU runtime
 models comes from their ocr_network_compute_seconds_total counter on the metrics endpoint (time inside
-onnxruntime; Triton's compute_infer of those Python stubs also holds the stub round trip). Output:
+onnxruntime; Triton's compute_infer of those Python stubs also holds the stub round trip). Last, the
+same pipeline code runs in this process without the server (bench_lib/inprocess.py), which splits the
+non-model time into the pipeline's own work and what serving adds. Output:
 tables on stdout, all numbers in a JSON file, and optionally a PNG of throughput and latency vs
 concurrency. See docs/benchmarks.md.
 """
