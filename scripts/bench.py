@@ -332,6 +332,10 @@ class PeerPool:
 
         return load.run_threads([worker(e) for e in engines], n_tasks)
 
+    def close(self) -> None:
+        """Drop the engines (their onnxruntime sessions and thread pools) once the levels are done."""
+        self.engines.clear()
+
 
 def first_pass_lines(run: load.LevelRun, images: list[data.BenchImage]) -> dict[str, list[dict[str, Any]]]:
     return {images[r.index].key: r.lines for r in run.records if r.index < len(images) and r.lines is not None}
@@ -509,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
                     preds["peer"] = first_pass_lines(peer_run, images)
             levels.append(lvl)
         result["levels"] = levels
+        if pool is not None:
+            pool.close()
         try:
             result["accuracy"] = accuracy(args, images, out_base, preds)
         except Exception as exc:  # noqa: BLE001 - keep the timings even when scoring fails
