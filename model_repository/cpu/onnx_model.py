@@ -23,12 +23,10 @@ class TritonPythonModel:
         params = ta.config_parameters(config)
         self.input_name = config["input"][0]["name"]
         self.output_names = [o["name"] for o in config["output"]]
-        path = os.path.join(args["model_repository"], args["model_version"], params["onnx_file"])
-        self.model = OrtModel(path, int(params.get("intra_op_threads", "0")),
-                              allow_spinning=params.get("allow_spinning", "false").lower() == "true")
+        self.model = OrtModel.from_parameters(os.path.join(args["model_repository"], args["model_version"]), params)
         graph = ([self.model.input_name], self.model.output_names)
         if graph != ([self.input_name], self.output_names):
-            raise ValueError(f"{path}: graph inputs/outputs {graph} differ from config.pbtxt "
+            raise ValueError(f"{self.model.path}: graph inputs/outputs {graph} differ from config.pbtxt "
                              f"{([self.input_name], self.output_names)} (re-run scripts/fetch_models.py)")
         self.model_name = args["model_name"]
         self.metrics = ta.create_metrics(specs=[m.NETWORK_COMPUTE])

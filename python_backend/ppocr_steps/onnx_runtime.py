@@ -1,6 +1,9 @@
 """onnxruntime session for the CPU target's det/cls/rec runtime models."""
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 import numpy as np
 
 __all__ = ["OrtModel"]
@@ -27,9 +30,17 @@ class OrtModel:
             opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = inter_op_threads
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+        self.path = path
         self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @classmethod
+    def from_parameters(cls, version_dir: str, params: Mapping[str, str]) -> "OrtModel":
+        """The session a CPU runtime model's config.pbtxt `parameters` describe: `onnx_file` (in the
+        model's version directory), `intra_op_threads` (default 0) and `allow_spinning` (default false)."""
+        return cls(os.path.join(version_dir, params["onnx_file"]), int(params.get("intra_op_threads", "0")),
+                   allow_spinning=params.get("allow_spinning", "false").lower() == "true")
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         return self.session.run(self.output_names, {self.input_name: batch})

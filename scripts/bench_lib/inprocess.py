@@ -32,15 +32,18 @@ STEPS = ("det_preprocess", "det_postprocess", "rec_pipeline")
 RUNTIME = {"det": "det_model", "cls": "cls_model", "rec": "rec_model"}
 
 
+def _parameters(model_configs: Mapping[str, Mapping[str, Any]], model: str) -> Mapping[str, str]:
+    return (model_configs.get(model) or {}).get("parameters") or {}
+
+
 def served_settings(model_configs: Mapping[str, Mapping[str, Any]]) -> tuple[PipelineSettings, Any]:
     """PipelineSettings and per-request defaults from the served configs' `parameters`."""
     known = {f.name for f in fields(PipelineSettings)}
     merged: dict[str, str] = {}
     for step in STEPS:
-        merged.update((model_configs.get(step) or {}).get("parameters") or {})
+        merged.update(_parameters(model_configs, step))
     settings = settings_from_parameters({k: v for k, v in merged.items() if k in known})
-    defaults = defaults_from_parameters((model_configs.get("det_preprocess") or {}).get("parameters") or {})
-    return settings, defaults
+    return settings, defaults_from_parameters(_parameters(model_configs, "det_preprocess"))
 
 
 class _TimedModel:
@@ -58,13 +61,6 @@ class _TimedModel:
             self.calls += 1
 
 
-def _load_model(repository: Path, name: str, config: Mapping[str, Any]) -> OrtModel:
-    params = config.get("parameters") or {}
-    return OrtModel(str(repository / name / "1" / params.get("onnx_file", "model.onnx")),
-                    int(params.get("intra_op_threads", "0")),
-                    allow_spinning=params.get("allow_spinning", "false").lower() == "true")
-
-
 def run_inprocess(repository: Path, model_configs: Mapping[str, Mapping[str, Any]], blobs: Sequence[bytes],
                   warmup: int = 2) -> dict[str, Any]:
     """Run the pipeline over `blobs` (one image per call) with the models of an assembled CPU repository.
@@ -74,10 +70,10 @@ def run_inprocess(repository: Path, model_configs: Mapping[str, Mapping[str, Any
     Also the recognised texts per image, for a parity check against the server's output.
     """
     s, defaults = served_settings(model_configs)
-    nets = {k: _TimedModel(_load_model(repository, name, model_configs.get(name) or {}))
+    nets = {k: _TimedModel(OrtModel.from_parameters(str(repository / name / "1"), _parameters(model_configs, name)))
             for k, name in RUNTIME.items()}
-    rec_params = (model_configs.get("rec_pipeline") or {}).get("parameters") or {}
-    labels = load_dictionary(str(repository / "rec_pipeline" / "1" / rec_params.get("dictionary", "dict.txt")))
+    dictionary = _parameters(model_configs, "rec_pipeline")["dictionary"]
+    labels = load_dictionary(str(repository / "rec_pipeline" / "1" / dictionary))
 
     def one(blob: bytes, timings: dict[str, float] | None) -> list[str]:
         pre = preprocess([blob], {}, defaults, s, timings)

@@ -367,6 +367,8 @@ SERVED_CONFIGS = {
     "rec_pipeline": {"parameters": {"dictionary": "dict.txt", "cls_model_name": "cls_model",
                                     "rec_model_name": "rec_model", "rec_batch_size": "8"}},
     "det_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "1"}},
+    "cls_model": {"parameters": {"onnx_file": "model.onnx"}},
+    "rec_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "2"}},
 }
 
 
