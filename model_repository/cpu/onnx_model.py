@@ -1,7 +1,8 @@
-"""CPU runtime model: one ONNX network run by onnxruntime (installed as <model>/1/model.py).
+"""CPU runtime model: one ONNX network run by onnxruntime or OpenVINO, as the config parameter `runtime`
+says (installed as <model>/1/model.py).
 
 Requests that arrive together (dynamic batching) and share a shape are run as one batch. The
-config's input/output names are the graph's (checked at load). The time inside onnxruntime is
+config's input/output names are the graph's (checked at load). The time inside the runtime is
 exported as ocr_network_compute_seconds_total{model=...}: Triton's compute_infer of this model also
 counts the stub round trip, which is not network compute (scripts/bench.py uses this counter).
 """
@@ -13,7 +14,7 @@ import time
 import numpy as np
 
 from ppocr_steps import metrics as m
-from ppocr_steps.onnx_runtime import OrtModel
+from ppocr_steps.onnx_runtime import load_runtime_model
 from ppocr_steps import triton_adapter as ta
 
 
@@ -23,7 +24,7 @@ class TritonPythonModel:
         params = ta.config_parameters(config)
         self.input_name = config["input"][0]["name"]
         self.output_names = [o["name"] for o in config["output"]]
-        self.model = OrtModel.from_parameters(os.path.join(args["model_repository"], args["model_version"]), params)
+        self.model = load_runtime_model(os.path.join(args["model_repository"], args["model_version"]), params)
         graph = ([self.model.input_name], self.model.output_names)
         if graph != ([self.input_name], self.output_names):
             raise ValueError(f"{self.model.path}: graph inputs/outputs {graph} differ from config.pbtxt "

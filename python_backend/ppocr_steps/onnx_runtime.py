@@ -1,18 +1,49 @@
-"""onnxruntime session for the CPU target's det/cls/rec runtime models."""
+"""Network runtimes for the CPU target's det/cls/rec runtime models: onnxruntime or OpenVINO.
+
+Both classes load one ONNX file with one input and have the same interface (`path`, `input_name`,
+`output_names`, `run`, `__call__`), so the runtime stub and the in-process benchmark take either.
+`load_runtime_model` builds the one a runtime model's config.pbtxt `parameters` name.
+"""
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["OrtModel"]
+__all__ = ["OrtModel", "OvModel", "RuntimeModel", "RUNTIMES", "PRECISIONS", "PERFORMANCE_HINTS",
+           "load_runtime_model"]
+
+RUNTIMES = ("onnxruntime", "openvino")
+#: OpenVINO inference precisions; set explicitly because its CPU plugin picks bf16 where the CPU has it.
+PRECISIONS = ("f32", "bf16")
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
 
 
-class OrtModel:
-    """One ONNX model with one input. Called on a batch it returns the output array, or a tuple of
-    them in the graph's order when the graph has several (the recogniser's ids and probabilities).
-    `intra_op_threads` 0 lets onnxruntime decide.
+class RuntimeModel(Protocol):
+    path: str
+    input_name: str
+    output_names: list[str]
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]: ...
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]: ...
+
+
+class _Callable:
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The output array, or a tuple of them in the graph's order when the graph has several
+        (the recogniser's ids and probabilities)."""
+        outs = self.run(batch)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+class OrtModel(_Callable):
+    """One ONNX model run by onnxruntime. `intra_op_threads` 0 lets onnxruntime decide.
 
     `allow_spinning` False stops idle worker threads from busy-waiting: several sessions (det, cls,
     rec in separate stubs) share the cores, and spinning threads steal them from each other.
@@ -35,16 +66,66 @@ class OrtModel:
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    @classmethod
-    def from_parameters(cls, version_dir: str, params: Mapping[str, str]) -> "OrtModel":
-        """The session a CPU runtime model's config.pbtxt `parameters` describe: `onnx_file` (in the
-        model's version directory), `intra_op_threads` (default 0) and `allow_spinning` (default false)."""
-        return cls(os.path.join(version_dir, params["onnx_file"]), int(params.get("intra_op_threads", "0")),
-                   allow_spinning=params.get("allow_spinning", "false").lower() == "true")
-
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         return self.session.run(self.output_names, {self.input_name: batch})
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
-        outs = self.run(batch)
-        return outs[0] if len(outs) == 1 else tuple(outs)
+
+class OvModel(_Callable):
+    """One ONNX model compiled by OpenVINO for the CPU, with its shapes left dynamic.
+
+    `precision` is OpenVINO's INFERENCE_PRECISION_HINT ("f32" or "bf16"), `performance_hint` its
+    PERFORMANCE_HINT, `num_streams` and `threads` (0: OpenVINO decides) its NUM_STREAMS and
+    INFERENCE_NUM_THREADS. One infer request is reused: a Python-backend instance runs one batch at a
+    time. A new input shape costs one shape inference on its first call (kernels are cached per
+    shape by the CPU plugin's runtime cache).
+    """
+
+    def __init__(self, path: str, precision: str, performance_hint: str = "LATENCY", num_streams: int = 1,
+                 threads: int = 0) -> None:
+        import openvino as ov  # imported lazily: only the CPU runtime models with runtime=openvino need it
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"inference_precision must be one of {PRECISIONS}, got {precision!r}")
+        if performance_hint not in PERFORMANCE_HINTS:
+            raise ValueError(f"performance_hint must be one of {PERFORMANCE_HINTS}, got {performance_hint!r}")
+        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": performance_hint,
+                                     "NUM_STREAMS": str(num_streams)}
+        if threads > 0:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.path = path
+        core = ov.Core()
+        model = core.read_model(path)
+        # names as read (compiling may merge a tensor's names, e.g. a Cast's input and output)
+        self.input_name = model.inputs[0].get_any_name()
+        self.output_names = [o.get_any_name() for o in model.outputs]
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # what it runs at
+        self.request = self.compiled.create_infer_request()
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        result = self.request.infer({0: np.ascontiguousarray(batch)})
+        return [np.array(result[i]) for i in range(len(self.output_names))]
+
+
+def _flag(params: Mapping[str, str], key: str, default: str) -> bool:
+    value = params.get(key, default).lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"parameter {key} must be true or false, got {value!r}")
+    return value == "true"
+
+
+def load_runtime_model(version_dir: str, params: Mapping[str, str]) -> OrtModel | OvModel:
+    """The network a CPU runtime model's config.pbtxt `parameters` describe: `runtime` (onnxruntime |
+    openvino; onnxruntime when absent), the graph of that runtime in the model's version directory
+    (`onnx_file`, `openvino_file`: fetch_models.py writes a copy edited for each) and its settings:
+    `intra_op_threads` (threads of either runtime; 0: the runtime decides), `allow_spinning`
+    (onnxruntime), `inference_precision`, `performance_hint` and `num_streams` (OpenVINO)."""
+    runtime = params.get("runtime", "onnxruntime")
+    threads = int(params.get("intra_op_threads", "0"))
+    if runtime == "onnxruntime":
+        return OrtModel(os.path.join(version_dir, params["onnx_file"]), threads,
+                        allow_spinning=_flag(params, "allow_spinning", "false"))
+    if runtime == "openvino":
+        return OvModel(os.path.join(version_dir, params["openvino_file"]), params["inference_precision"],
+                       params.get("performance_hint", "LATENCY"), int(params.get("num_streams", "1")), threads)
+    raise ValueError(f"parameter runtime must be one of {RUNTIMES}, got {runtime!r}")

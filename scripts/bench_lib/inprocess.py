@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ppocr_steps.onnx_runtime import OrtModel
+from ppocr_steps.onnx_runtime import RuntimeModel, load_runtime_model
 from ppocr_steps.pipeline import postprocess_detection, preprocess, recognize
 from ppocr_steps.recognize import load_dictionary
 from ppocr_steps.settings import PipelineSettings, defaults_from_parameters, settings_from_parameters
@@ -47,9 +47,9 @@ def served_settings(model_configs: Mapping[str, Mapping[str, Any]]) -> tuple[Pip
 
 
 class _TimedModel:
-    """An OrtModel whose run() time is added up per network."""
+    """A runtime model whose run() time is added up per network."""
 
-    def __init__(self, model: OrtModel) -> None:
+    def __init__(self, model: RuntimeModel) -> None:
         self.model, self.seconds, self.calls = model, 0.0, 0
 
     def __call__(self, batch: np.ndarray) -> Any:
@@ -70,7 +70,7 @@ def run_inprocess(repository: Path, model_configs: Mapping[str, Mapping[str, Any
     Also the recognised texts per image, for a parity check against the server's output.
     """
     s, defaults = served_settings(model_configs)
-    nets = {k: _TimedModel(OrtModel.from_parameters(str(repository / name / "1"), _parameters(model_configs, name)))
+    nets = {k: _TimedModel(load_runtime_model(str(repository / name / "1"), _parameters(model_configs, name)))
             for k, name in RUNTIME.items()}
     dictionary = _parameters(model_configs, "rec_pipeline")["dictionary"]
     labels = load_dictionary(str(repository / "rec_pipeline" / "1" / dictionary))

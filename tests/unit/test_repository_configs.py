@@ -26,6 +26,7 @@ RUNTIME_MODELS = ("det_model", "cls_model", "rec_model")
 STEP_MODELS = ("det_preprocess", "det_postprocess", "rec_pipeline")
 REC_PIPELINE_OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
 MODEL_SETS_DIR = ROOT / "build" / "models"
+MODEL_SET_NAMES = sorted(json.loads((ROOT / "scripts" / "models.json").read_text())["sets"])
 
 ModelConfig = model_config_pb2.ModelConfig
 DataType = model_config_pb2.DataType
@@ -305,7 +306,7 @@ def _onnx_io(path: Path):
     return describe(graph.input), describe(graph.output)
 
 
-@pytest.mark.parametrize("model_set_name", ["v4", "v5"])
+@pytest.mark.parametrize("model_set_name", MODEL_SET_NAMES)
 @pytest.mark.parametrize("name", RUNTIME_MODELS)
 def test_cpu_configs_match_onnx(model_set_name: str, name: str) -> None:
     path = MODEL_SETS_DIR / model_set_name / f"{ROLES[name]}.onnx"
@@ -324,7 +325,7 @@ def test_cpu_configs_match_onnx(model_set_name: str, name: str) -> None:
         assert dims_compatible(dims, g_dims), (tensor.name, dims, g_dims)
 
 
-@pytest.mark.parametrize("model_set_name", ["v4", "v5"])
+@pytest.mark.parametrize("model_set_name", MODEL_SET_NAMES)
 def test_dictionary_matches_rec_output_classes(model_set_name: str) -> None:
     directory = MODEL_SETS_DIR / model_set_name
     if not (directory / "original" / "rec.onnx").exists() or not (directory / "dict.txt").exists():
@@ -334,3 +335,24 @@ def test_dictionary_matches_rec_output_classes(model_set_name: str) -> None:
     if classes < 0:
         pytest.skip("rec output class dimension is dynamic in this graph")
     assert len(load_dictionary(str(directory / "dict.txt"))) == classes
+
+
+@pytest.mark.parametrize("model_set_name", MODEL_SET_NAMES)
+def test_model_set_defaults_are_valid_parameters(model_set_name: str) -> None:
+    """A set's `config` (its defaults, scripts/models.json) names existing parameters of existing models,
+    and the merged parameters parse: settings, and default_* as a request's values."""
+    spec = json.loads((ROOT / "scripts" / "models.json").read_text())["sets"][model_set_name]["config"]
+    merged = {m: parameters(load(STEPS_DIR / m / "config.pbtxt")) for m in STEP_MODELS}
+    for dotted, value in spec.items():
+        if dotted.startswith("_"):
+            continue
+        model, key = dotted.split(".", 1)
+        assert model in merged and key in merged[model], f"{model_set_name}: {dotted} is no parameter of a step"
+        merged[model][key] = value
+    for model in STEP_MODELS:
+        settings_from_parameters({k: v for k, v in merged[model].items() if k not in REC_PIPELINE_OWN_KEYS})
+    defaults = defaults_from_parameters(merged["det_preprocess"])
+    for field in ("limit_side_len", "limit_type", "thresh", "box_thresh", "unclip_ratio",
+                  "use_textline_orientation", "text_rec_score_thresh"):  # every set states its own defaults
+        assert f"det_preprocess.default_{field}" in spec, (model_set_name, field)
+    assert str(getattr(defaults, "thresh")) == spec["det_preprocess.default_thresh"]

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Compare model sets, CPU runtimes and default parameters on a labelled image set, in one process.
+
+    .venv/bin/python scripts/eval_models.py --variant v4=v4 --variant v6=v6 --variant v6-bf16=v6,*.inference_precision=bf16
+    .venv/bin/python scripts/eval_models.py --variant ort=v6,*.runtime=onnxruntime --variant ov=v6 --max-images 30
+
+A variant is NAME=SET[,MODEL.KEY=VALUE...]: a CPU repository assembled for SET with those config
+parameter overrides (`*.KEY` sets KEY of det_model, cls_model and rec_model). Every image runs through
+every variant in turn (interleaved, so that other load on the machine touches all variants alike),
+with the server's own pipeline code (scripts/bench_lib/inprocess.py: the same ppocr_steps functions,
+networks and settings as the served models, without Triton). Per variant: accuracy from
+../shared/tools/ocr_eval.py (det H-mean, E2E H-mean, 1-NED), the median and mean wall time per image
+and the median of per-image time ratios to the first variant; also the first call of each new input
+shape of each network (`--first-calls`), the latency a user sees when a shape is new to the runtime.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from assemble_repository import assemble  # noqa: E402
+from bench_lib import data  # noqa: E402
+from bench_lib.inprocess import RUNTIME, served_settings  # noqa: E402
+
+from ppocr_steps.onnx_runtime import load_runtime_model  # noqa: E402
+from ppocr_steps.pipeline import postprocess_detection, preprocess, recognize  # noqa: E402
+from ppocr_steps.recognize import load_dictionary  # noqa: E402
+
+SHARED = Path(os.environ.get("OCR_SHARED_DIR", ROOT.parent / "shared"))
+
+
+def read_parameters(config: Path) -> dict[str, Any]:
+    """A config.pbtxt as the dict a GET of the model config gives (only `parameters` is used)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    msg = text_format.Parse(config.read_text(), model_config_pb2.ModelConfig())
+    return {"parameters": {k: v.string_value for k, v in msg.parameters.items()}}
+
+
+class _ShapeTimed:
+    """A runtime model that records the time of the first call of each input shape and of the next one."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.seconds = model, 0.0
+        self.first: dict[tuple[int, ...], list[float]] = {}
+
+    def __call__(self, batch: Any) -> Any:
+        t0 = time.perf_counter()
+        out = self.model(batch)
+        dt = time.perf_counter() - t0
+        self.seconds += dt
+        seen = self.first.setdefault(tuple(batch.shape), [])
+        if len(seen) < 2:
+            seen.append(dt)
+        return out
+
+
+class Variant:
+    def __init__(self, name: str, model_set: str, overrides: dict[str, dict[str, str]], out: Path) -> None:
+        repo = assemble("cpu", model_set, out / "repos" / name, overrides, ROOT / "build" / "models",
+                        ROOT / "build" / "engines")
+        configs = {p.parent.name: read_parameters(p) for p in repo.glob("*/config.pbtxt")}
+        self.name, self.model_set = name, model_set
+        self.settings, self.defaults = served_settings(configs)
+        self.nets = {k: _ShapeTimed(load_runtime_model(str(repo / m / "1"), configs[m]["parameters"]))
+                     for k, m in RUNTIME.items()}
+        self.labels = load_dictionary(str(repo / "rec_pipeline" / "1" / configs["rec_pipeline"]["parameters"]["dictionary"]))
+        self.times: list[float] = []
+        self.predictions: dict[str, list[dict[str, Any]]] = {}
+
+    def run(self, key: str, blob: bytes) -> None:
+        t0 = time.perf_counter()
+        pre = preprocess([blob], {}, self.defaults, self.settings, None)
+        boxes, _, index = postprocess_detection(self.nets["det"](pre.det_input), pre.image_info, pre.params,
+                                                self.settings, None)
+        lines = recognize(pre.images, pre.image_info, boxes, index, pre.params, self.settings, self.labels,
+                          self.nets["cls"], self.nets["rec"], None)
+        self.times.append(time.perf_counter() - t0)
+        self.predictions[key] = [{"poly": p.tolist(), "text": t, "score": float(s)}
+                                 for t, s, p in zip(lines.texts, lines.scores, lines.polys)]
+
+
+def parse_variant(text: str) -> tuple[str, str, dict[str, dict[str, str]]]:
+    name, _, spec = text.partition("=")
+    model_set, *items = spec.split(",")
+    overrides: dict[str, dict[str, str]] = {}
+    for item in items:
+        dotted, _, value = item.partition("=")
+        model, _, key = dotted.partition(".")
+        for m in (RUNTIME.values() if model == "*" else [model]):
+            overrides.setdefault(m, {})[key] = value
+    return name, model_set, overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", action="append", required=True, metavar="NAME=SET[,MODEL.KEY=VALUE...]")
+    ap.add_argument("--images", type=Path, default=SHARED / "evaldata")
+    ap.add_argument("--max-images", type=int)
+    ap.add_argument("--warmup", type=int, default=2, help="images run untimed first (also not scored)")
+    ap.add_argument("--first-calls", action="store_true", help="report first-call latency per input shape")
+    ap.add_argument("--out", type=Path, default=ROOT / "build" / "eval")
+    args = ap.parse_args(argv)
+    images = data.load_images(args.images, args.max_images)
+    variants = [Variant(*parse_variant(v), args.out) for v in args.variant]
+    for im in images[:args.warmup]:
+        for v in variants:
+            v.run(im.key, im.data)
+    for v in variants:
+        v.times.clear()
+    for i, im in enumerate(images):
+        for v in variants:
+            v.run(im.key, im.data)
+        print(f"[eval] {i + 1}/{len(images)}", file=sys.stderr, end="\r", flush=True)
+    gt = data.write_ground_truth(images, args.out / "gt")
+    scorer = SHARED / "tools" / "ocr_eval.py"
+    base = variants[0]
+    rows = []
+    for v in variants:
+        pred = args.out / f"{v.name}.jsonl"
+        data.write_predictions(pred, [im.key for im in images], v.predictions)
+        overall = data.run_scorer(scorer, gt, pred)["overall"] if gt is not None else {}
+        ratios = [a / b for a, b in zip(v.times, base.times)]
+        row = {"variant": v.name, "set": v.model_set, "det_hmean": overall.get("det_hmean"),
+               "e2e_hmean": overall.get("e2e_hmean"), "one_minus_ned": overall.get("one_minus_ned"),
+               "median_ms": statistics.median(v.times) * 1e3, "mean_ms": statistics.fmean(v.times) * 1e3,
+               "median_time_ratio": statistics.median(ratios)}
+        if args.first_calls:
+            row["first_calls_ms"] = {k: {"x".join(map(str, s)): [round(t * 1e3, 1) for t in ts]
+                                         for s, ts in list(n.first.items())[:6]} for k, n in v.nets.items()}
+        rows.append(row)
+    (args.out / "results.json").write_text(json.dumps(rows, indent=1))
+    print(f"\n{len(images)} images, {args.images}; times: in-process pipeline, one image at a time, "
+          "variants interleaved per image")
+    print("| variant | set | det H | E2E H | 1-NED | median ms/img | mean ms/img | median ratio to first |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        f = [r[k] for k in ("det_hmean", "e2e_hmean", "one_minus_ned")]
+        print(f"| {r['variant']} | {r['set']} | " + " | ".join("-" if x is None else f"{x:.3f}" for x in f)
+              + f" | {r['median_ms']:.0f} | {r['mean_ms']:.0f} | {r['median_time_ratio']:.2f} |")
+    if args.first_calls:
+        print(json.dumps({r["variant"]: r["first_calls_ms"] for r in rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
