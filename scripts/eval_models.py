@@ -27,10 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from assemble_repository import assemble  # noqa: E402
 from bench_lib import data  # noqa: E402
 from bench_lib.inprocess import RUNTIME, served_settings  # noqa: E402
-
+from ocr_server.assemble import assemble  # noqa: E402
 from ppocr_steps.onnx_runtime import load_runtime_model  # noqa: E402
 from ppocr_steps.pipeline import postprocess_detection, preprocess, recognize  # noqa: E402
 from ppocr_steps.recognize import load_dictionary  # noqa: E402

@@ -1,4 +1,4 @@
-"""The graph edits of scripts/onnx_edits.py, on small graphs and on the fetched models."""
+"""The graph edits of server/ocr_server/onnx_edits.py, on small graphs and on the fetched models."""
 from __future__ import annotations
 
 import json
@@ -13,12 +13,12 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-from onnx_edits import (fuse_affine_activations, greedy_ctc_outputs, uint8_image_input,  # noqa: E402
+from ocr_server.onnx_edits import (fuse_affine_activations, greedy_ctc_outputs, uint8_image_input,  # noqa: E402
                         uint8_prob_map_output)
+from ocr_server.paths import MODEL_MANIFEST  # noqa: E402
 from ppocr_steps.onnx_runtime import OrtModel, OvModel  # noqa: E402
 
-MODEL_SETS = sorted(json.loads((ROOT / "scripts" / "models.json").read_text())["sets"])
+MODEL_SETS = list(json.loads(MODEL_MANIFEST.read_text())["sets"])
 
 
 def _session(model) -> ort.InferenceSession:
@@ -122,10 +122,10 @@ def test_fetched_graphs_give_the_wheels_results(models_dir: Path, model_set: str
     graphs + the former Python code computed."""
     d = models_dir / model_set
     if not (d / "original" / "rec.onnx").exists():
-        pytest.skip(f"build/models/{model_set} not fetched (python scripts/fetch_models.py)")
+        pytest.skip(f"build/models/{model_set} not fetched (ocr-fetch-models)")
     if runtime == "openvino":
         pytest.importorskip("openvino")
-    norm = json.loads((ROOT / "scripts" / "models.json").read_text())["sets"][model_set]["det_normalize"]
+    norm = json.loads(MODEL_MANIFEST.read_text())["sets"][model_set]["det_normalize"]
 
     def run(path: Path, x: np.ndarray) -> list[np.ndarray]:
         if path.parent.name == "original":

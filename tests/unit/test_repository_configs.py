@@ -13,6 +13,7 @@ import pytest
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from google.protobuf import text_format  # noqa: E402
 
+from ocr_server.paths import MODEL_MANIFEST  # noqa: E402
 from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS  # noqa: E402
 from ppocr_steps.params import OcrParams  # noqa: E402
 from ppocr_steps.recognize import CLS_SHAPE, load_dictionary  # noqa: E402
@@ -26,7 +27,7 @@ RUNTIME_MODELS = ("det_model", "cls_model", "rec_model")
 STEP_MODELS = ("det_preprocess", "det_postprocess", "rec_pipeline")
 REC_PIPELINE_OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
 MODEL_SETS_DIR = ROOT / "build" / "models"
-MODEL_SET_NAMES = sorted(json.loads((ROOT / "scripts" / "models.json").read_text())["sets"])
+MODEL_SET_NAMES = list(json.loads(MODEL_MANIFEST.read_text())["sets"])
 
 ModelConfig = model_config_pb2.ModelConfig
 DataType = model_config_pb2.DataType
@@ -51,7 +52,7 @@ def parameters(cfg: ModelConfig) -> dict[str, str]:
 
 
 def model_set(target: str) -> dict[str, ModelConfig]:
-    """What scripts/assemble_repository.py puts in a repository for `target`."""
+    """What server/ocr_server/assemble.py puts in a repository for `target`."""
     models = {"ocr": load(ENSEMBLE_DIR / "ocr" / "config.pbtxt")}
     for step in STEP_MODELS:
         models[step] = load(STEPS_DIR / step / "config.pbtxt")
@@ -311,7 +312,7 @@ def _onnx_io(path: Path):
 def test_cpu_configs_match_onnx(model_set_name: str, name: str) -> None:
     path = MODEL_SETS_DIR / model_set_name / f"{ROLES[name]}.onnx"
     if not path.exists():
-        pytest.skip(f"{path.relative_to(ROOT)} not fetched (scripts/fetch_models.py --model-set {model_set_name})")
+        pytest.skip(f"{path.relative_to(ROOT)} not fetched (server/ocr_server/fetch_models.py --model-set {model_set_name})")
     cfg = load(TARGETS_DIR / "cpu" / name / "config.pbtxt")
     assert len(cfg.input) == 1  # onnx_model.py feeds input[0] and returns the outputs in config order
     onnx_in, onnx_out = _onnx_io(path)
@@ -339,9 +340,9 @@ def test_dictionary_matches_rec_output_classes(model_set_name: str) -> None:
 
 @pytest.mark.parametrize("model_set_name", MODEL_SET_NAMES)
 def test_model_set_defaults_are_valid_parameters(model_set_name: str) -> None:
-    """A set's `config` (its defaults, scripts/models.json) names existing parameters of existing models,
+    """A set's `config` (its defaults, server/ocr_server/models.json) names existing parameters of existing models,
     and the merged parameters parse: settings, and default_* as a request's values."""
-    spec = json.loads((ROOT / "scripts" / "models.json").read_text())["sets"][model_set_name]["config"]
+    spec = json.loads(MODEL_MANIFEST.read_text())["sets"][model_set_name]["config"]
     merged = {m: parameters(load(STEPS_DIR / m / "config.pbtxt")) for m in STEP_MODELS}
     for dotted, value in spec.items():
         if dotted.startswith("_"):
