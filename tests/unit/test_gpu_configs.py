@@ -175,7 +175,8 @@ def test_configs_match_onnx_graphs(configs, model_set, model):
                 assert c == -1 or o is None or c == o, f"{model_set} {name}: config {cdims} vs ONNX {dims}"
 
 
-def test_assembled_gpu_repository_stays_within_the_profiles(tmp_path, profiles):
+@pytest.mark.parametrize("model_set", MODEL_SETS)
+def test_assembled_gpu_repository_stays_within_the_profiles(tmp_path, profiles, model_set):
     """The GPU repository the server would load (assemble_repository.py --target gpu, fake plans) keeps
     every shape the pipeline can send inside the engine profiles."""
     assemble = ROOT / "server" / "ocr_server" / "assemble.py"
@@ -186,17 +187,17 @@ def test_assembled_gpu_repository_stays_within_the_profiles(tmp_path, profiles):
 
     from ocr_server.engines import stats
     models_dir, engines_dir = tmp_path / "models", tmp_path / "engines"
-    (models_dir / "v4").mkdir(parents=True)
-    (models_dir / "v4" / "dict.txt").write_text("a\n")
+    (models_dir / model_set).mkdir(parents=True)
+    (models_dir / model_set / "dict.txt").write_text("a\n")
     for model, role in RUNTIME_MODELS.items():
-        (models_dir / "v4" / f"{role}.onnx").write_bytes(b"")
-        (engines_dir / "v4" / model).mkdir(parents=True)
-        (engines_dir / "v4" / model / "model.plan").write_bytes(b"")
+        (models_dir / model_set / f"{role}.onnx").write_bytes(b"")
+        (engines_dir / model_set / model).mkdir(parents=True)
+        (engines_dir / model_set / model / "model.plan").write_bytes(b"")
     spec = importlib.util.spec_from_file_location("assemble_repository", assemble)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "repo"
-    argv = ["--target", "gpu", "--model-set", "v4", "--out", str(out), "--models-dir", str(models_dir),
+    argv = ["--target", "gpu", "--model-set", model_set, "--out", str(out), "--models-dir", str(models_dir),
             "--engines-dir", str(engines_dir)]
     assert mod.main(argv) == 0
     for model in RUNTIME_MODELS:

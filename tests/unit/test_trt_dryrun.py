@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 from ocr_server.engines.profiles import load_profiles, shape_spec  # noqa: E402
+from ocr_server.manifest import model_set_names  # noqa: E402
 
 
 def _dry_run(*args: str) -> str:
@@ -30,13 +31,13 @@ def _commands(text: str) -> dict[str, str]:
     out = {}
     for line in joined.splitlines():
         if line.startswith("trtexec ") and "--layerPrecisions" not in line:
-            m = re.search(r"engines/v\d/(\w+)/model\.plan", line)
+            m = re.search(r"engines/v[\w-]+/(\w+)/model\.plan", line)
             assert m, line
             out[m.group(1)] = line
     return out
 
 
-@pytest.mark.parametrize("model_set", ["v4", "v5"])
+@pytest.mark.parametrize("model_set", model_set_names())
 def test_dry_run_prints_complete_trtexec_builds(model_set):
     out = _dry_run("--model-set", model_set)
     cmds = _commands(out)
