@@ -13,12 +13,12 @@ from pathlib import Path
 
 from ocr_server import launcher
 from ocr_server.assemble import assemble, parse_overrides
-from ocr_server.manifest import default_model_set, model_set_names
+from ocr_server.manifest import default_model_set, describe_sets, model_set_names
 from ocr_server.paths import BUILD_DIR
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    ap = argparse.ArgumentParser(prog="ocr-serve", description=__doc__,
+    ap = argparse.ArgumentParser(prog="ocr-serve", description=__doc__, epilog=describe_sets(),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-set", choices=model_set_names(),
                     default=os.environ.get("OCR_MODEL_SET") or default_model_set(),
