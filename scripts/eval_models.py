@@ -10,7 +10,8 @@ every variant in turn (interleaved, so that other load on the machine touches al
 with the server's own pipeline code (scripts/bench_lib/inprocess.py: the same ppocr_steps functions,
 networks and settings as the served models, without Triton). Per variant: accuracy from
 ../shared/tools/ocr_eval.py (det H-mean, E2E H-mean, 1-NED), the median and mean wall time per image
-and the median of per-image time ratios to the first variant; also the first call of each new input
+and the median of per-image time ratios to the first variant, the same for the process's CPU time
+(what bounds throughput on a saturated machine, and much less moved by other load); also the first call of each new input
 shape of each network (`--first-calls`), the latency a user sees when a shape is new to the runtime.
 """
 from __future__ import annotations
@@ -75,16 +76,18 @@ class Variant:
                      for k, m in RUNTIME.items()}
         self.labels = load_dictionary(str(repo / "rec_pipeline" / "1" / configs["rec_pipeline"]["parameters"]["dictionary"]))
         self.times: list[float] = []
+        self.cpu_times: list[float] = []  # CPU seconds of this process (all threads): contention hardly moves it
         self.predictions: dict[str, list[dict[str, Any]]] = {}
 
     def run(self, key: str, blob: bytes) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         pre = preprocess([blob], {}, self.defaults, self.settings, None)
         boxes, _, index = postprocess_detection(self.nets["det"](pre.det_input), pre.image_info, pre.params,
                                                 self.settings, None)
         lines = recognize(pre.images, pre.image_info, boxes, index, pre.params, self.settings, self.labels,
                           self.nets["cls"], self.nets["rec"], None)
         self.times.append(time.perf_counter() - t0)
+        self.cpu_times.append(time.process_time() - c0)
         self.predictions[key] = [{"poly": p.tolist(), "text": t, "score": float(s)}
                                  for t, s, p in zip(lines.texts, lines.scores, lines.polys)]
 
@@ -106,17 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", action="append", required=True, metavar="NAME=SET[,MODEL.KEY=VALUE...]")
     ap.add_argument("--images", type=Path, default=SHARED / "evaldata")
     ap.add_argument("--max-images", type=int)
+    ap.add_argument("--shard", default="0/1", metavar="K/N",
+                    help="run only images K, K+N, K+2N, ... (several processes; concatenate their JSONL to score all)")
     ap.add_argument("--warmup", type=int, default=2, help="images run untimed first (also not scored)")
     ap.add_argument("--first-calls", action="store_true", help="report first-call latency per input shape")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "eval")
     args = ap.parse_args(argv)
-    images = data.load_images(args.images, args.max_images)
+    k, n = (int(x) for x in args.shard.split("/"))
+    images = data.load_images(args.images, args.max_images)[k::n]
     variants = [Variant(*parse_variant(v), args.out) for v in args.variant]
     for im in images[:args.warmup]:
         for v in variants:
             v.run(im.key, im.data)
     for v in variants:
         v.times.clear()
+        v.cpu_times.clear()
     for i, im in enumerate(images):
         for v in variants:
             v.run(im.key, im.data)
@@ -133,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         row = {"variant": v.name, "set": v.model_set, "det_hmean": overall.get("det_hmean"),
                "e2e_hmean": overall.get("e2e_hmean"), "one_minus_ned": overall.get("one_minus_ned"),
                "median_ms": statistics.median(v.times) * 1e3, "mean_ms": statistics.fmean(v.times) * 1e3,
-               "median_time_ratio": statistics.median(ratios)}
+               "median_time_ratio": statistics.median(ratios),
+               "median_cpu_ms": statistics.median(v.cpu_times) * 1e3,
+               "median_cpu_ratio": statistics.median(a / b for a, b in zip(v.cpu_times, base.cpu_times))}
         if args.first_calls:
             row["first_calls_ms"] = {k: {"x".join(map(str, s)): [round(t * 1e3, 1) for t in ts]
                                          for s, ts in list(n.first.items())[:6]} for k, n in v.nets.items()}
@@ -141,12 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
     print(f"\n{len(images)} images, {args.images}; times: in-process pipeline, one image at a time, "
           "variants interleaved per image")
-    print("| variant | set | det H | E2E H | 1-NED | median ms/img | mean ms/img | median ratio to first |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | set | det H | E2E H | 1-NED | median ms/img | mean ms/img | median ratio to first "
+          "| median CPU ms/img | median CPU ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         f = [r[k] for k in ("det_hmean", "e2e_hmean", "one_minus_ned")]
         print(f"| {r['variant']} | {r['set']} | " + " | ".join("-" if x is None else f"{x:.3f}" for x in f)
-              + f" | {r['median_ms']:.0f} | {r['mean_ms']:.0f} | {r['median_time_ratio']:.2f} |")
+              + f" | {r['median_ms']:.0f} | {r['mean_ms']:.0f} | {r['median_time_ratio']:.2f} "
+              f"| {r['median_cpu_ms']:.0f} | {r['median_cpu_ratio']:.2f} |")
     if args.first_calls:
         print(json.dumps({r["variant"]: r["first_calls_ms"] for r in rows}, indent=1))
     return 0
