@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Compare model sets, CPU runtimes and default parameters on a labelled image set, in one process.
 
-    .venv/bin/python scripts/eval_models.py --variant v4=v4 --variant v6=v6 --variant v6-bf16=v6,*.inference_precision=bf16
+    .venv/bin/python scripts/eval_models.py --variant v4=v4 --variant v6=v6 \
+        --variant v6-bf16=v6,*.inference_precision=bf16
     .venv/bin/python scripts/eval_models.py --variant ort=v6,*.runtime=onnxruntime --variant ov=v6 --max-images 30
 
 A variant is NAME=SET[,MODEL.KEY=VALUE...]: a CPU repository assembled for SET with those config
@@ -11,8 +12,9 @@ with the server's own pipeline code (scripts/bench_lib/inprocess.py: the same pp
 networks and settings as the served models, without Triton). Per variant: accuracy from
 ../shared/tools/ocr_eval.py (det H-mean, E2E H-mean, 1-NED), the median and mean wall time per image
 and the median of per-image time ratios to the first variant, the same for the process's CPU time
-(what bounds throughput on a saturated machine, and much less moved by other load); also the first call of each new input
-shape of each network (`--first-calls`), the latency a user sees when a shape is new to the runtime.
+(what bounds throughput on a saturated machine, and much less moved by other load); also the first
+call of each new input shape of each network (`--first-calls`), the latency a user sees when a shape
+is new to the runtime.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench_lib import data  # noqa: E402
 from bench_lib.inprocess import RUNTIME, served_settings  # noqa: E402
 from ocr_server.assemble import assemble  # noqa: E402
+
 from ppocr_steps.onnx_runtime import load_runtime_model  # noqa: E402
 from ppocr_steps.pipeline import postprocess_detection, preprocess, recognize  # noqa: E402
 from ppocr_steps.recognize import load_dictionary  # noqa: E402
@@ -74,7 +77,8 @@ class Variant:
         self.settings, self.defaults = served_settings(configs)
         self.nets = {k: _ShapeTimed(load_runtime_model(str(repo / m / "1"), configs[m]["parameters"]))
                      for k, m in RUNTIME.items()}
-        self.labels = load_dictionary(str(repo / "rec_pipeline" / "1" / configs["rec_pipeline"]["parameters"]["dictionary"]))
+        dictionary = configs["rec_pipeline"]["parameters"]["dictionary"]
+        self.labels = load_dictionary(str(repo / "rec_pipeline" / "1" / dictionary))
         self.times: list[float] = []
         self.cpu_times: list[float] = []  # CPU seconds of this process (all threads): contention hardly moves it
         self.predictions: dict[str, list[dict[str, Any]]] = {}
@@ -89,7 +93,7 @@ class Variant:
         self.times.append(time.perf_counter() - t0)
         self.cpu_times.append(time.process_time() - c0)
         self.predictions[key] = [{"poly": p.tolist(), "text": t, "score": float(s)}
-                                 for t, s, p in zip(lines.texts, lines.scores, lines.polys)]
+                                 for t, s, p in zip(lines.texts, lines.scores, lines.polys, strict=True)]
 
 
 def parse_variant(text: str) -> tuple[str, str, dict[str, dict[str, str]]]:
@@ -136,13 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         pred = args.out / f"{v.name}.jsonl"
         data.write_predictions(pred, [im.key for im in images], v.predictions)
         overall = data.run_scorer(scorer, gt, pred)["overall"] if gt is not None else {}
-        ratios = [a / b for a, b in zip(v.times, base.times)]
+        ratios = [a / b for a, b in zip(v.times, base.times, strict=True)]
         row = {"variant": v.name, "set": v.model_set, "det_hmean": overall.get("det_hmean"),
                "e2e_hmean": overall.get("e2e_hmean"), "one_minus_ned": overall.get("one_minus_ned"),
                "median_ms": statistics.median(v.times) * 1e3, "mean_ms": statistics.fmean(v.times) * 1e3,
                "median_time_ratio": statistics.median(ratios),
                "median_cpu_ms": statistics.median(v.cpu_times) * 1e3,
-               "median_cpu_ratio": statistics.median(a / b for a, b in zip(v.cpu_times, base.cpu_times))}
+               "median_cpu_ratio": statistics.median(a / b for a, b in zip(v.cpu_times, base.cpu_times, strict=True))}
         if args.first_calls:
             row["first_calls_ms"] = {k: {"x".join(map(str, s)): [round(t * 1e3, 1) for t in ts]
                                          for s, ts in list(n.first.items())[:6]} for k, n in v.nets.items()}

@@ -356,4 +356,4 @@ def test_model_set_defaults_are_valid_parameters(model_set_name: str) -> None:
     for field in ("limit_side_len", "limit_type", "thresh", "box_thresh", "unclip_ratio",
                   "use_textline_orientation", "text_rec_score_thresh"):  # every set states its own defaults
         assert f"det_preprocess.default_{field}" in spec, (model_set_name, field)
-    assert str(getattr(defaults, "thresh")) == spec["det_preprocess.default_thresh"]
+    assert str(defaults.thresh) == spec["det_preprocess.default_thresh"]
