@@ -75,13 +75,14 @@ class OvModel(_Callable):
 
     `precision` is OpenVINO's INFERENCE_PRECISION_HINT ("f32" or "bf16"), `performance_hint` its
     PERFORMANCE_HINT, `num_streams` and `threads` (0: OpenVINO decides) its NUM_STREAMS and
-    INFERENCE_NUM_THREADS. One infer request is reused: a Python-backend instance runs one batch at a
-    time. A new input shape costs one shape inference on its first call (kernels are cached per
-    shape by the CPU plugin's runtime cache).
+    INFERENCE_NUM_THREADS. `cpu_pinning` False lets the OS move the threads: det, cls and rec run in
+    separate stubs on the same cores, and threads pinned to a busy core wait for it. One infer request
+    is reused: a Python-backend instance runs one batch at a time. A new input shape costs one shape
+    inference on its first call (kernels are cached per shape by the CPU plugin's runtime cache).
     """
 
     def __init__(self, path: str, precision: str, performance_hint: str = "LATENCY", num_streams: int = 1,
-                 threads: int = 0) -> None:
+                 threads: int = 0, cpu_pinning: bool = False) -> None:
         import openvino as ov  # imported lazily: only the CPU runtime models with runtime=openvino need it
 
         if precision not in PRECISIONS:
@@ -89,7 +90,7 @@ class OvModel(_Callable):
         if performance_hint not in PERFORMANCE_HINTS:
             raise ValueError(f"performance_hint must be one of {PERFORMANCE_HINTS}, got {performance_hint!r}")
         config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": performance_hint,
-                                     "NUM_STREAMS": str(num_streams)}
+                                     "NUM_STREAMS": str(num_streams), "ENABLE_CPU_PINNING": cpu_pinning}
         if threads > 0:
             config["INFERENCE_NUM_THREADS"] = threads
         self.path = path
@@ -119,7 +120,7 @@ def load_runtime_model(version_dir: str, params: Mapping[str, str]) -> OrtModel 
     openvino; onnxruntime when absent), the graph of that runtime in the model's version directory
     (`onnx_file`, `openvino_file`: fetch_models.py writes a copy edited for each) and its settings:
     `intra_op_threads` (threads of either runtime; 0: the runtime decides), `allow_spinning`
-    (onnxruntime), `inference_precision`, `performance_hint` and `num_streams` (OpenVINO)."""
+    (onnxruntime), `inference_precision`, `performance_hint`, `num_streams` and `cpu_pinning` (OpenVINO)."""
     runtime = params.get("runtime", "onnxruntime")
     threads = int(params.get("intra_op_threads", "0"))
     if runtime == "onnxruntime":
@@ -127,5 +128,6 @@ def load_runtime_model(version_dir: str, params: Mapping[str, str]) -> OrtModel 
                         allow_spinning=_flag(params, "allow_spinning", "false"))
     if runtime == "openvino":
         return OvModel(os.path.join(version_dir, params["openvino_file"]), params["inference_precision"],
-                       params.get("performance_hint", "LATENCY"), int(params.get("num_streams", "1")), threads)
+                       params.get("performance_hint", "LATENCY"), int(params.get("num_streams", "1")), threads,
+                       cpu_pinning=_flag(params, "cpu_pinning", "false"))
     raise ValueError(f"parameter runtime must be one of {RUNTIMES}, got {runtime!r}")

@@ -77,6 +77,10 @@ def test_openvino_precision_is_the_one_configured(net_dir: Path) -> None:
     pytest.importorskip("openvino")
     model = load_runtime_model(str(net_dir), _params(runtime="openvino", inference_precision="bf16"))
     assert model.precision == "bf16"  # type: ignore[union-attr]
+    assert model.compiled.get_property("ENABLE_CPU_PINNING") is False  # type: ignore[union-attr]
+    pinned = load_runtime_model(str(net_dir), _params(runtime="openvino", inference_precision="f32",
+                                                      cpu_pinning="true"))
+    assert pinned.compiled.get_property("ENABLE_CPU_PINNING") is True  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("params, message", [
@@ -84,6 +88,7 @@ def test_openvino_precision_is_the_one_configured(net_dir: Path) -> None:
     ({"runtime": "openvino", "inference_precision": "f16"}, "inference_precision must be one of"),
     ({"runtime": "openvino", "inference_precision": "f32", "performance_hint": "FAST"}, "performance_hint"),
     ({"runtime": "onnxruntime", "allow_spinning": "maybe"}, "allow_spinning must be true or false"),
+    ({"runtime": "openvino", "inference_precision": "f32", "cpu_pinning": "yes"}, "cpu_pinning must be true or false"),
 ])
 def test_bad_runtime_parameters_are_refused_with_what_to_fix(net_dir: Path, params: dict[str, str],
                                                               message: str) -> None:
