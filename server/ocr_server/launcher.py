@@ -100,6 +100,11 @@ NGC_TRITON = Path("/opt/tritonserver")
 
 MALLOC_MMAP_THRESHOLD = 32 << 20   # glibc's largest: only allocations above it get their own mmap
 MALLOC_TRIM_THRESHOLD = 256 << 20  # free heap kept for the next request's buffers
+# Each Python-step instance moves its tensors through its own /dev/shm region, which starts at the
+# default size and grows (never shrinks) in steps: a typical page fits the first size, a 4000 px page
+# needs one or two steps. /dev/shm must hold instances x their peak (docs/kubernetes.md sizes it).
+PYTHON_SHM_DEFAULT_BYTES = 16 << 20
+PYTHON_SHM_GROWTH_BYTES = 32 << 20
 
 
 def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tuple[list[str], dict[str, str]]:
@@ -121,8 +126,9 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
     venv_bin = str(Path(sys.executable).parent)
     env = dict(os.environ)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [libdir, env.get("LD_LIBRARY_PATH", "")] if p)
+    if not opts.gpu:  # the wheel's stub links libpython; a full Triton's stub finds it, and CUDA's libs stay first
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [libdir, env.get("LD_LIBRARY_PATH", "")] if p)
     env.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
     env.setdefault("OMP_NUM_THREADS", "1")
     # glibc malloc serves buffers over 128 KiB-32 MiB (its dynamic threshold) with a fresh mmap and
@@ -143,6 +149,8 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
         f"--http-address={opts.host}", f"--grpc-address={opts.host}", f"--metrics-address={opts.host}",
         "--disable-auto-complete-config", "--exit-timeout-secs=10", "--strict-readiness=true",
         "--metrics-config=summary_latencies=true",  # p50/p99 of docker/grafana/dashboards/ocr.json
+        f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_DEFAULT_BYTES}",
+        f"--backend-config=python,shm-growth-byte-size={PYTHON_SHM_GROWTH_BYTES}",
         f"--log-verbose={opts.log_verbose}",
     ]
     if opts.explicit_model_control:
