@@ -25,7 +25,7 @@ NGC = "nvcr.io/nvidia/"
 # distribution -> the module its import check must import
 MODULES = {"numpy": "numpy", "opencv-python-headless": "cv2", "pyclipper": "pyclipper", "tritonclient": "tritonclient",
            "grpcio": "grpc", "protobuf": "google.protobuf", "onnx": "onnx", "onnxruntime": "onnxruntime",
-           "ppocr-steps": "ppocr_steps", "ocr-server": "ocr_server"}
+           "ppocr-steps": "ppocr_steps", "ocr-server": "ocr_server", "nvidia-pytriton": "pytriton"}
 # modules an NGC base image brings itself
 BASE_MODULES = {"nvcr.io/nvidia/tensorrt": {"tensorrt"}, "nvcr.io/nvidia/tritonserver": set()}
 # pins that differ from requirements/server.txt because the NGC images run Python 3.10
@@ -118,11 +118,23 @@ def _import_check(stage: Stage) -> set[str]:
     raise AssertionError(f"stage {stage.name} has no python3 -c \"import ...\" check")
 
 
+STAGES = ["models", "server", "cpu", "engine-builder"]
+
+
+def _stage(name: str) -> Stage:
+    return next(s for s in _stages() if s.name == name)
+
+
 def test_stages_start_from_ngc_images_of_one_release():
     stages = _stages()
-    assert [s.name for s in stages] == ["server", "engine-builder"]
-    assert {s.base.rsplit(":", 1)[0] for s in stages} == {NGC + "tritonserver", NGC + "tensorrt"}
-    assert len({s.base.rsplit(":", 1)[1] for s in stages}) == 1, "both images must come from one NGC release"
+    assert [s.name for s in stages] == STAGES
+    images = [s.base for s in stages if s.base not in STAGES]
+    assert {i.rsplit(":", 1)[0] for i in images} == {NGC + "tritonserver", NGC + "tensorrt"}
+    assert len({i.rsplit(":", 1)[1] for i in images}) == 1, "the images must come from one NGC release"
+    for stage in stages:  # files from other stages only come from earlier ones
+        for copy in stage.values("COPY"):
+            m = re.match(r"--from=(\S+)", copy)
+            assert not m or m.group(1) in STAGES[:STAGES.index(stage.name)], copy
 
 
 def test_no_step_fetches_from_another_host():
@@ -137,27 +149,36 @@ def test_no_step_fetches_from_another_host():
                     f"line {ins['startline'] + 1}: pip must use the default package index only"
 
 
-@pytest.mark.parametrize("stage", ["server", "engine-builder"])
+def _base_modules(stage: Stage) -> set[str]:
+    """Modules a stage gets from its base: the NGC image's own, or all that an earlier stage installed."""
+    if stage.base in STAGES:
+        parent = _stage(stage.base)
+        pins, local, _ = _installed(parent)
+        return _base_modules(parent) | {MODULES[d] for d in set(pins) | local}
+    return BASE_MODULES[stage.base.rsplit(":", 1)[0]]
+
+
+@pytest.mark.parametrize("stage", STAGES)
 def test_import_check_matches_the_installed_packages(stage):
-    st = next(s for s in _stages() if s.name == stage)
+    st = _stage(stage)
     pins, local, deps = _installed(st)
     installed = set(pins) | local
     unknown = installed - set(MODULES)
     assert not unknown, f"add the import name of {sorted(unknown)} to MODULES"
     for dep in deps:  # nothing a local package needs may float: pinned in the stage's requirements files
         assert _name(dep) in installed, f"{stage}: {dep!r} (a dependency of a local package) is not pinned"
-    base = BASE_MODULES[st.base.rsplit(":", 1)[0]]
     imported = _import_check(st)
-    wanted = {MODULES[d] for d in installed} | base
+    wanted = {MODULES[d] for d in installed}  # the check must import everything the stage installs ...
+    allowed = wanted | _base_modules(st)      # ... and nothing it does not have
     covered = {w for w in wanted if any(i == w or i.startswith(w + ".") for i in imported)}
-    stray = {i for i in imported if not any(i == w or i.startswith(w + ".") for w in wanted)}
+    stray = {i for i in imported if not any(i == w or i.startswith(w + ".") for w in allowed)}
     assert not stray, f"{stage}: the import check imports {sorted(stray)}, which the stage does not install"
     assert covered == wanted, f"{stage}: the import check misses {sorted(wanted - covered)}"
 
 
 def test_image_pins_follow_the_server_requirements():
     server = _pins(ROOT / "requirements" / "server.txt")
-    for name in ("gpu-image.txt", "gpu-builder.txt"):
+    for name in ("gpu-image.txt", "gpu-builder.txt", "cpu-image.txt"):
         for dist, version in _pins(ROOT / "requirements" / name).items():
             if dist in PY310_PINS:
                 continue
@@ -168,16 +189,19 @@ def test_image_pins_follow_the_server_requirements():
 
 
 def test_entrypoint_runs_the_supervised_launcher():
-    server = next(s for s in _stages() if s.name == "server")
+    server = _stage("server")
     assert json.loads(server.values("ENTRYPOINT")[-1]) == ["/opt/ocr/docker/entrypoint.sh"]
+    assert "OCR_TARGET=gpu" in server.values("ENV")[0] and _stage("cpu").values("ENV") == ["OCR_TARGET=cpu"]
     script = "\n".join(line for line in (DOCKER / "entrypoint.sh").read_text().splitlines()
                         if not line.lstrip().startswith("#"))
-    command = [line for line in script.splitlines() if line.startswith("exec ")]
-    assert len(command) == 1 and command[0].startswith("exec ocr-serve --gpu "), command
+    commands = [words[words.index("exec"):] for line in script.splitlines() for words in _commands(line)
+                if "exec" in words]
+    assert [c[:3] for c in commands] == [["exec", "ocr-serve", "--gpu"], ["exec", "ocr-serve", "--host"]], commands
     assert "--no-supervise" not in script, "the container runs the watchdog, as the CPU target does"
     # the server flags live in the launcher: the entrypoint passes ocr-serve options only
     assert not re.search(r"tritonserver\s|--backend-config|--model-repository|MALLOC_", script)
-    assert server.values("USER")[-1].split(":")[0] == "10001"
+    for name in ("server", "cpu", "engine-builder"):
+        assert _stage(name).values("USER")[-1].split(":")[0] == "10001", f"{name} runs as UID 10001"
 
 
 def _checkov() -> str:
