@@ -9,13 +9,16 @@ import re
 import shlex
 import shutil
 import subprocess
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 dockerfile_parse = pytest.importorskip("dockerfile_parse")
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
