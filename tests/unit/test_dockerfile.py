@@ -4,15 +4,13 @@ that is not explained by a skip comment (no Docker engine here: these checks are
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from iac import checkov_reports, unexplained
 
 dockerfile_parse = pytest.importorskip("dockerfile_parse")
 try:
@@ -207,43 +205,10 @@ def test_entrypoint_runs_the_supervised_launcher():
         assert _stage(name).values("USER")[-1].split(":")[0] == "10001", f"{name} runs as UID 10001"
 
 
-def _checkov() -> str:
-    tools = Path(os.environ.get("TOOLS_VENV", ROOT / ".venv-tools"))
-    found = tools / "bin" / "checkov"
-    path = str(found) if found.exists() else shutil.which("checkov")
-    if not path:
-        pytest.skip("checkov is not installed (scripts/setup_env.sh test installs it into .venv-tools)")
-    return path
-
-
-def run_checkov(args: list[str]) -> list[dict]:
-    """checkov's JSON reports (one per framework), offline."""
-    proc = subprocess.run([_checkov(), *args, "--skip-download", "--quiet", "--compact", "-o", "json"],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]
-    out = proc.stdout.strip()
-    reports = json.loads(out) if out.startswith(("[", "{")) else []
-    return reports if isinstance(reports, list) else [reports]
-
-
-def unexplained(reports: list[dict]) -> list[str]:
-    """Failed checks, and skipped ones whose skip comment gives no reason."""
-    bad = []
-    for report in reports:
-        results = report.get("results", {})
-        for check in results.get("failed_checks", []):
-            bad.append(f"{check['check_id']} {check['check_name']} ({check['file_path']}, {check['resource']})")
-        for check in results.get("skipped_checks", []):
-            comment = (check.get("check_result") or {}).get("suppress_comment", "")
-            if not comment or comment == "No comment provided":
-                bad.append(f"{check['check_id']} skipped without a reason ({check['file_path']})")
-    return bad
-
-
 def test_checkov_dockerfile_and_compose():
     """checkov's Dockerfile policies on the Dockerfile; its secrets scan on the whole of docker/ (checkov
     has no docker-compose policies: test_gpu_configs.py checks the compose file's structure)."""
-    reports = run_checkov(["-d", str(DOCKER), "--framework", "dockerfile", "secrets"])
+    reports = [r for r in checkov_reports() if r.get("check_type") in ("dockerfile", "secrets")]
     dockerfile = [r for r in reports if r.get("check_type") == "dockerfile"]
     assert dockerfile and dockerfile[0]["summary"]["passed"] > 0, "checkov scanned no Dockerfile"
     assert not unexplained(reports), "\n".join(unexplained(reports))

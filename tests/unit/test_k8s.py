@@ -6,17 +6,14 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from iac import OVERLAYS, checkov_reports, render, unexplained
 
 yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "docker" / "k8s"
-OVERLAYS = ("cpu", "gpu")
 # custom resources have no bundled schema: checked below by what they must select
 CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 # the oldest release with every API used (policy/v1, autoscaling/v2) among the bundled schemas, and the newest
@@ -27,13 +24,7 @@ SHM_PER_INSTANCE = 256 << 20  # /dev/shm budget of one Python-backend instance (
 
 
 def _render(overlay: str) -> list[dict]:
-    kubectl = shutil.which("kubectl")
-    if not kubectl:
-        pytest.skip("kubectl is not installed (scripts/setup_env.sh test installs Debian's)")
-    proc = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return [d for d in yaml.safe_load_all(render(overlay)) if d]
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -81,14 +72,10 @@ def test_the_validator_rejects_a_broken_object(rendered):
         kv.validate(dep, kv.latest_version(), strict=True)
 
 
-def test_checkov_finds_nothing_unexplained(tmp_path):
-    from test_dockerfile import run_checkov, unexplained
-
-    for overlay in OVERLAYS:
-        (tmp_path / f"{overlay}.yaml").write_text(yaml.safe_dump_all(_render(overlay)))
-    reports = run_checkov(["-d", str(tmp_path), "--framework", "kubernetes"])
-    k8s = [r for r in reports if r.get("check_type") == "kubernetes"]
-    assert k8s and k8s[0]["summary"]["passed"] > 0, "checkov scanned no Kubernetes object"
+def test_checkov_finds_nothing_unexplained():
+    _render("cpu")  # skips without kubectl
+    reports = [r for r in checkov_reports() if r.get("check_type") == "kubernetes"]
+    assert reports and reports[0]["summary"]["passed"] > 0, "checkov scanned no Kubernetes object"
     assert not unexplained(reports), "\n".join(unexplained(reports))
 
 
