@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.util
 import logging
 import os
 import re
@@ -63,8 +64,10 @@ class ServerOptions:
 
 
 def triton_dir() -> Path:
-    purelib = Path(sysconfig.get_paths()["purelib"])
-    ts = purelib / "pytriton" / "tritonserver"
+    # where pip put the wheel: a system Python (the cpu image) installs outside sysconfig's purelib
+    spec = importlib.util.find_spec("pytriton")
+    base = Path(spec.origin).parent if spec and spec.origin else Path(sysconfig.get_paths()["purelib"]) / "pytriton"
+    ts = base / "tritonserver"
     if not (ts / "bin" / "tritonserver").exists():
         raise SystemExit(f"tritonserver not found under {ts}: run scripts/setup_env.sh (installs nvidia-pytriton)")
     return ts
