@@ -212,3 +212,13 @@ def test_checkov_dockerfile_and_compose():
     dockerfile = [r for r in reports if r.get("check_type") == "dockerfile"]
     assert dockerfile and dockerfile[0]["summary"]["passed"] > 0, "checkov scanned no Dockerfile"
     assert not unexplained(reports), "\n".join(unexplained(reports))
+
+
+def test_compose_runs_the_image_as_kubernetes_does():
+    yaml = pytest.importorskip("yaml")
+    triton = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())["services"]["triton"]
+    assert triton["read_only"] is True and triton["init"] is True
+    assert {t.split(":")[0] for t in triton["tmpfs"]} == {"/tmp", "/opt/ocr/run"}
+    grace = int(triton["stop_grace_period"].rstrip("s"))
+    assert grace >= 30 + 5, "the launcher's drain (30 s) and a margin"
+    assert all(v.endswith(":ro") for v in triton["volumes"])
