@@ -75,33 +75,19 @@ class AsyncOcrClient(_Base):
                 self._client = mod.InferenceServerClient(self.url, conn_timeout=None)
         return self._client
 
-    async def ocr(self, image: ImageInput, *, timeout: float | None = None,
-                  limit_side_len: int | None = None, limit_type: str | None = None,
-                  thresh: float | None = None, box_thresh: float | None = None,
-                  unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
-                  text_rec_score_thresh: float | None = None) -> OcrResult:
-        """OCR one image (path, encoded bytes, or OpenCV-style ndarray)."""
-        results = await self.ocr_batch(
-            [image], timeout=timeout, limit_side_len=limit_side_len, limit_type=limit_type,
-            thresh=thresh, box_thresh=box_thresh, unclip_ratio=unclip_ratio,
-            use_textline_orientation=use_textline_orientation,
-            text_rec_score_thresh=text_rec_score_thresh)
+    async def ocr(self, image: ImageInput, params: OcrParams | None = None, *,
+                  timeout: float | None = None, **overrides: Any) -> OcrResult:
+        """OCR one image (path, encoded bytes, or OpenCV-style ndarray); see :meth:`OcrClient.ocr`."""
+        results = await self.ocr_batch([image], params, timeout=timeout, **overrides)
         return results[0]
 
-    async def ocr_batch(self, images: Sequence[ImageInput], *, timeout: float | None = None,
-                        limit_side_len: int | None = None, limit_type: str | None = None,
-                        thresh: float | None = None, box_thresh: float | None = None,
-                        unclip_ratio: float | None = None,
-                        use_textline_orientation: bool | None = None,
-                        text_rec_score_thresh: float | None = None) -> list[OcrResult]:
+    async def ocr_batch(self, images: Sequence[ImageInput], params: OcrParams | None = None, *,
+                        timeout: float | None = None, **overrides: Any) -> list[OcrResult]:
         """OCR several images in one request; one result per image, in order."""
+        params = OcrParams.merged(params, overrides)
         images = list(images)
         if not images:
             return []
-        params = OcrParams(limit_side_len=limit_side_len, limit_type=limit_type, thresh=thresh,
-                           box_thresh=box_thresh, unclip_ratio=unclip_ratio,
-                           use_textline_orientation=use_textline_orientation,
-                           text_rec_score_thresh=text_rec_score_thresh)
         inputs, outputs = self._prepare(images, params)
         total = self._timeout(timeout)
 

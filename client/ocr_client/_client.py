@@ -128,31 +128,22 @@ class OcrClient(_Base):
         return client
 
     # ------------------------------------------------------------------ inference
-    def ocr(self, image: ImageInput, *, timeout: float | None = None,
-            limit_side_len: int | None = None, limit_type: str | None = None,
-            thresh: float | None = None, box_thresh: float | None = None,
-            unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
-            text_rec_score_thresh: float | None = None) -> OcrResult:
-        """OCR one image (path, encoded bytes, or OpenCV-style ndarray)."""
-        return self.ocr_batch(
-            [image], timeout=timeout, limit_side_len=limit_side_len, limit_type=limit_type,
-            thresh=thresh, box_thresh=box_thresh, unclip_ratio=unclip_ratio,
-            use_textline_orientation=use_textline_orientation,
-            text_rec_score_thresh=text_rec_score_thresh)[0]
+    def ocr(self, image: ImageInput, params: OcrParams | None = None, *, timeout: float | None = None,
+            **overrides: Any) -> OcrResult:
+        """OCR one image (path, encoded bytes, or OpenCV-style ndarray).
 
-    def ocr_batch(self, images: Sequence[ImageInput], *, timeout: float | None = None,
-                  limit_side_len: int | None = None, limit_type: str | None = None,
-                  thresh: float | None = None, box_thresh: float | None = None,
-                  unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
-                  text_rec_score_thresh: float | None = None) -> list[OcrResult]:
-        """OCR several images in one request; one result per image, in order."""
+        ``params`` and/or keyword ``overrides`` (the :class:`OcrParams` field names) set the
+        per-request knobs; ``timeout`` is this call's deadline in seconds, retries included.
+        """
+        return self.ocr_batch([image], params, timeout=timeout, **overrides)[0]
+
+    def ocr_batch(self, images: Sequence[ImageInput], params: OcrParams | None = None, *,
+                  timeout: float | None = None, **overrides: Any) -> list[OcrResult]:
+        """OCR several images in one request; one result per image, in order (arguments as :meth:`ocr`)."""
+        params = OcrParams.merged(params, overrides)
         images = list(images)
         if not images:
             return []
-        params = OcrParams(limit_side_len=limit_side_len, limit_type=limit_type, thresh=thresh,
-                           box_thresh=box_thresh, unclip_ratio=unclip_ratio,
-                           use_textline_orientation=use_textline_orientation,
-                           text_rec_score_thresh=text_rec_score_thresh)
         inputs, outputs = self._prepare(images, params)
         total = self._timeout(timeout)
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from ._client import OcrClient
 from ._errors import OcrError, OcrInvalidInputError
 from ._files import IMAGE_EXTENSIONS, expand_paths, vis_names
-from ._params import LIMIT_TYPES, OcrParams
+from ._params import OcrParams, param_specs
 from ._results import OcrResult
 from ._runner import Job, Outcome, Reorder, run_jobs
 from ._triton import DEFAULT_PORTS, PROTOCOLS, resolve_url
@@ -71,18 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     infer.add_argument("--concurrency", type=int, default=1, metavar="N",
                        help="parallel requests, one client per worker (default: %(default)s)")
-    knobs = infer.add_argument_group("OCR parameters (default: the server's)")
-    knobs.add_argument("--limit-side-len", type=int, metavar="N",
-                       help="detection resize target for the image side chosen by --limit-type")
-    knobs.add_argument("--limit-type", choices=LIMIT_TYPES,
-                       help="min: shortest side >= N; max: longest side <= N")
-    knobs.add_argument("--thresh", type=float, metavar="F", help="DB binarisation threshold")
-    knobs.add_argument("--box-thresh", type=float, metavar="F", help="DB box score threshold")
-    knobs.add_argument("--unclip-ratio", type=float, metavar="F", help="DB box expansion")
-    knobs.add_argument("--use-textline-orientation", action=argparse.BooleanOptionalAction,
-                       default=None, help="0/180 degree text line classifier")
-    knobs.add_argument("--text-rec-score-thresh", type=float, metavar="F",
-                       help="drop lines recognised with a lower score")
+    _add_param_options(infer.add_argument_group("OCR parameters (default: the server's)"))
 
     health = sub.add_parser(
         "health", parents=[conn], help="check that the server and the model are ready",
@@ -93,11 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_param_options(group: argparse._ArgumentGroup) -> None:
+    """One ``--flag`` per :class:`OcrParams` field, typed and documented by its spec."""
+    for p in param_specs():
+        flag = "--" + p.name.replace("_", "-")
+        kind = p.spec.datatype
+        if kind == "BOOL":
+            group.add_argument(flag, dest=p.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=p.spec.help)
+        elif p.spec.choices is not None:
+            group.add_argument(flag, dest=p.name, choices=p.spec.choices, help=p.spec.help)
+        else:
+            group.add_argument(flag, dest=p.name, type=int if kind == "INT32" else float if kind == "FP32" else str,
+                               metavar=p.spec.metavar, help=p.spec.help)
+
+
 def _params_from_args(args: argparse.Namespace) -> OcrParams:
-    return OcrParams(limit_side_len=args.limit_side_len, limit_type=args.limit_type,
-                     thresh=args.thresh, box_thresh=args.box_thresh, unclip_ratio=args.unclip_ratio,
-                     use_textline_orientation=args.use_textline_orientation,
-                     text_rec_score_thresh=args.text_rec_score_thresh)
+    return OcrParams(**{p.name: getattr(args, p.name) for p in param_specs()})
 
 
 def prediction_record(image: str, result: OcrResult) -> dict[str, Any]:
@@ -164,7 +165,7 @@ def _cmd_infer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                 _print_summary(o, sys.stdout)
 
     try:
-        for outcome in run_jobs(jobs, lambda: _make_client(args), params.as_kwargs(),
+        for outcome in run_jobs(jobs, lambda: _make_client(args), params,
                                 concurrency=args.concurrency):
             done += 1
             if outcome.error is not None:

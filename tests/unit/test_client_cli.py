@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import ocr_client.cli as cli
-from ocr_client import OcrInvalidInputError, OcrResult, OcrUnavailableError, TextLine
+from ocr_client import OcrInvalidInputError, OcrParams, OcrResult, OcrUnavailableError, TextLine
 from ocr_client._files import expand_paths, vis_names
 from ocr_client._runner import Job, Outcome, Reorder, run_jobs
 from ocr_client._vis import draw_result, label_for
@@ -59,8 +59,8 @@ class FakeClient:
         self.closed = False
         FakeClient.instances.append(self)
 
-    def ocr(self, image: Any, **kwargs: Any) -> OcrResult:
-        self.kwargs.append(kwargs)
+    def ocr(self, image: Any, params: OcrParams | None = None, **kwargs: Any) -> OcrResult:
+        self.kwargs.append(OcrParams.merged(params, kwargs).as_kwargs())
         if self.jitter:
             time.sleep(random.random() * self.jitter)
         if self.unavailable:
@@ -257,7 +257,7 @@ def test_run_jobs_yields_every_job_once(tmp_path: Path) -> None:
         clients.append(FakeClient(jitter=0.01))
         return clients[-1]
 
-    got = list(run_jobs(jobs, make, {}, concurrency=3))  # type: ignore[arg-type]
+    got = list(run_jobs(jobs, make, OcrParams(), concurrency=3))  # type: ignore[arg-type]
     assert sorted(o.index for o in got) == list(range(10))
     assert all(o.ok and o.result is not None for o in got)
     assert len(clients) == 3 and all(c.closed for c in clients)
