@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ._client import OcrClient
+from ._endpoints import DEFAULT_PORTS, PROTOCOLS, parse_endpoints
 from ._errors import OcrError, OcrInvalidInputError
 from ._files import IMAGE_EXTENSIONS, expand_paths, vis_names
 from ._params import OcrParams, param_specs
 from ._results import OcrResult
 from ._runner import Job, Outcome, Reorder, run_jobs
-from ._triton import DEFAULT_PORTS, PROTOCOLS, resolve_url
+from ._triton import resolve_url
 
 __all__ = ["build_parser", "main", "prediction_record"]
 
@@ -28,12 +29,23 @@ log = logging.getLogger("ocr_client.cli")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class _JoinUrls(argparse.Action):
+    """A repeated ``--url`` adds endpoints: ``--url a:1 --url b:2`` is ``--url a:1,b:2``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        previous = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, values if previous is None else f"{previous},{values}")
+
+
 def _connection_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("server")
-    g.add_argument("--url", metavar="HOST:PORT",
+    g.add_argument("--url", metavar="HOST:PORT", action=_JoinUrls,
                    help=f"server address (default localhost:{DEFAULT_PORTS['grpc']} for grpc, "
-                        f"localhost:{DEFAULT_PORTS['http']} for http)")
+                        f"localhost:{DEFAULT_PORTS['http']} for http); repeat it or separate with commas "
+                        "to spread requests over several servers; gRPC also takes a resolver URI such as "
+                        "dns:///NAME:PORT (every address of NAME)")
     g.add_argument("--protocol", choices=PROTOCOLS, default="grpc", help="default: %(default)s")
     g.add_argument("--model-name", default="ocr", help="ensemble name (default: %(default)s)")
     g.add_argument("--timeout", type=float, default=30.0, metavar="S",
@@ -222,8 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--timeout must be > 0")
         if args.retries < 0:
             parser.error("--retries must be >= 0")
-        if args.url is not None and "://" in args.url:
-            parser.error(f"--url takes HOST:PORT without a scheme, got {args.url!r}")
+        try:
+            parse_endpoints(args.url, args.protocol)
+        except ValueError as err:
+            parser.error(f"--url: {err}")
         if args.command == "infer":
             return _cmd_infer(args, parser)
         return _cmd_health(args)

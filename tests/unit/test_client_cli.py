@@ -271,3 +271,16 @@ def test_label_and_drawing() -> None:
     drawn = draw_result(img, res)
     assert drawn.shape == (40, 60, 3) and img.max() == 0
     assert tuple(drawn[30, 20]) == (0, 200, 0)  # on the bottom edge of the quad
+
+
+def test_several_urls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = cli.build_parser()
+    assert p.parse_args(["infer", "--url", "a:1", "--url", "b:2,c:3", "x"]).url == "a:1,b:2,c:3"
+    assert p.parse_args(["health", "--url", "dns:///ocr:8001"]).url == "dns:///ocr:8001"
+    client = cli._make_client(p.parse_args(["health", "--url", "127.0.0.1:1", "--url", "127.0.0.1:2"]))
+    assert client.endpoints.addresses == ("127.0.0.1:1", "127.0.0.1:2")
+    client.close()
+    img = str(_png(tmp_path / "x.png"))
+    for bad in (["--url", "a:1", "--url", "dns:///b:2"], ["--protocol", "http", "--url", "dns:///b:2"]):
+        assert cli.main(["infer", *bad, img]) == 2
+        assert "--url" in capsys.readouterr().err
