@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from helpers import norm, png, text_page
-from local_server import RunningServer, free_port, start_server, stop_server
+from ocr_server.local_server import RunningServer, free_port, start_server, stop_server
 
 from ocr_client import AsyncOcrClient, OcrClient, OcrError, OcrParams
 
