@@ -115,3 +115,25 @@ def test_every_endpoint_down_is_unavailable() -> None:
             with pytest.raises(OcrUnavailableError):
                 client.ocr(b"img")
             assert client.is_live() is False
+
+
+def test_async_http_client_fails_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from test_client_errors import AsyncFakeTriton
+
+    from ocr_client import AsyncOcrClient
+
+    monkeypatch.setattr(retry_mod, "BASE_DELAY", 0.001)
+    fakes = {"a:1": AsyncFakeTriton([unavailable()] * 100), "b:2": AsyncFakeTriton()}
+
+    async def go() -> None:
+        async with AsyncOcrClient("a:1,b:2", protocol="http", retries=2) as client:
+            client._triton = lambda address: fakes[address]  # type: ignore[method-assign]
+            results = await asyncio.gather(*(client.ocr(b"img") for _ in range(4)))
+            assert all(r.texts == ["hello"] for r in results)
+            assert await client.is_live() is True
+
+    asyncio.run(go())
+    assert len(fakes["b:2"].calls) == 4
+    assert 1 <= len(fakes["a:1"].calls) <= 4  # concurrent first attempts may all start there; then it rests
