@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._endpoints import EndpointRotation, UrlArg, grpc_target, parse_endpoints
-from ._errors import OcrError, OcrUnavailableError, map_error
+from ._errors import OcrError, OcrTimeoutError, OcrUnavailableError, map_error
 from ._images import ImageInput, load_image_bytes
 from ._params import OcrParams, build_tensors
 from ._results import OcrResult, results_from_outputs
@@ -70,9 +70,9 @@ class _Base:
     def _record(self, address: str, err: OcrError | None) -> None:
         if self._rotation is None:
             return
-        if isinstance(err, OcrUnavailableError):
+        if isinstance(err, (OcrUnavailableError, OcrTimeoutError)):  # down, or hung: let the others serve
             self._rotation.failed(address)
-            log.debug("endpoint %s unavailable, resting it: %s", address, err.message)
+            log.debug("endpoint %s failed, resting it: %s", address, err.message)
         elif err is None:
             self._rotation.succeeded(address)
 

@@ -137,8 +137,8 @@ def _resolve(host: str, port: int) -> list[tuple[int, str]]:
 class EndpointRotation:
     """Round robin over addresses for protocols without client-side balancing (HTTP).
 
-    An address that failed rests (1 s, doubling to 10 s while it keeps failing) and is skipped
-    meanwhile; when every address rests, the one that is due first is tried.
+    An address that failed (unavailable, or no answer in time) rests, 1 s doubling to 10 s while it
+    keeps failing, and is skipped meanwhile; when every address rests, the one due first is tried.
     """
 
     def __init__(self, addresses: Sequence[str], clock: Callable[[], float] = time.monotonic) -> None:

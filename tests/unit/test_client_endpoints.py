@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 from test_client_errors import FakeTriton, unavailable
+from tritonclient.utils import InferenceServerException
 
 import ocr_client._retry as retry_mod
-from ocr_client import OcrClient, OcrUnavailableError
+from ocr_client import OcrClient, OcrTimeoutError, OcrUnavailableError
 from ocr_client._endpoints import EndpointRotation, Endpoints, grpc_target, parse_endpoints
 from ocr_client._triton import grpc_channel_args
 
@@ -137,3 +138,14 @@ def test_async_http_client_fails_over(monkeypatch: pytest.MonkeyPatch) -> None:
     asyncio.run(go())
     assert len(fakes["b:2"].calls) == 4
     assert 1 <= len(fakes["a:1"].calls) <= 4  # concurrent first attempts may all start there; then it rests
+
+
+def test_http_endpoint_that_times_out_rests(monkeypatch: pytest.MonkeyPatch) -> None:
+    timeout = InferenceServerException("timed out", status="StatusCode.DEADLINE_EXCEEDED")
+    fakes = {"a:1": FakeTriton([timeout]), "b:2": FakeTriton()}
+    client = OcrClient(["a:1", "b:2"], protocol="http")
+    client._triton = lambda timeout, address: fakes[address]  # type: ignore[method-assign]
+    with pytest.raises(OcrTimeoutError):
+        client.ocr(b"img")  # a timeout is not retried: the call's deadline is spent
+    assert [client.ocr(b"img").texts for _ in range(3)] == [["hello"]] * 3
+    assert len(fakes["a:1"].calls) == 1 and len(fakes["b:2"].calls) == 3
