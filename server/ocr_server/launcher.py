@@ -223,6 +223,22 @@ def stub_region(pid: int, repo: str) -> str | None:
     return _shm_region(args) if args and args[1].startswith(repo) else None
 
 
+def serves_another_server(pid: int, server_pid: int | None) -> bool:
+    """Whether process `pid` is the child of a live tritonserver other than `server_pid`: a stub of another
+    instance, never an orphan of ours, whatever repository it serves."""
+    st = proc_stat(pid)
+    if st is None or st[1] == server_pid:
+        return False
+    parent = proc_stat(st[1])
+    if parent is None or parent[0] in ("Z", "X"):
+        return False
+    try:
+        exe = Path(f"/proc/{st[1]}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+    return exe.endswith(b"tritonserver")
+
+
 def stub_processes(server_pid: int) -> list[StubProcess]:
     """The Python-backend stub processes that `server_pid` started (zombies included)."""
     out = []
@@ -403,19 +419,22 @@ class Supervisor:
     def kill_orphans(self, wait: float = 3.0) -> None:
         """After the server died: stubs normally exit with it, but one that was busy can hang on forever."""
         repo = str(self.opts.model_repository).rstrip("/") + "/"
+        server_pid = self.proc.pid if self.proc is not None else None
         deadline = time.monotonic() + wait
         while True:
             left = []
             # the stubs we saw, and any other stub of this repository (one started by a reload just
-            # before the crash was never seen): with the server dead, all of them are orphans
-            orphans = stubs_of_repository(repo)
+            # before the crash was never seen): with the server dead, all of them are orphans, unless
+            # another live tritonserver runs them (an instance that was pointed at the same repository)
+            orphans = {pid: region for pid, region in stubs_of_repository(repo).items()
+                       if not serves_another_server(pid, server_pid)}
             self.shm_regions |= {region for region in orphans.values() if region}
             for pid in self.stub_pids | set(orphans):
                 st = proc_stat(pid)
                 if st is None or st[0] in ("Z", "X"):
                     continue
-                if stub_region(pid, repo) is not None:  # still ours, not a reused pid
-                    left.append(pid)
+                if stub_region(pid, repo) is not None and not serves_another_server(pid, server_pid):
+                    left.append(pid)  # still ours, not a reused pid
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -638,7 +657,8 @@ class Supervisor:
         return 0 if code in (None, 0, -signal.SIGTERM) else code
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The launcher's options (ocr-serve reads the ports from them too)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-repository", type=Path, default=ROOT / "build" / "model_repository")
     ap.add_argument("--host", default=os.environ.get("OCR_HOST", "127.0.0.1"),
@@ -654,7 +674,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-interval", type=float, default=2.0, help="seconds between probe requests")
     ap.add_argument("--probe-timeout", type=float, default=30.0, help="timeout of one probe request")
     ap.add_argument("--probe-failures", type=int, default=3, help="probe timeouts in a row that restart the server")
-    args, extra = ap.parse_known_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
     opts = ServerOptions(args.model_repository, args.http_port, args.grpc_port, args.metrics_port, args.host,
                          args.log_verbose, extra, args.gpu)
     if args.supervise:
