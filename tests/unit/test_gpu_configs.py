@@ -192,6 +192,7 @@ def test_assembled_gpu_repository_stays_within_the_profiles(tmp_path, profiles, 
     (models_dir / model_set / "dict.txt").write_text("a\n")
     for model, role in RUNTIME_MODELS.items():
         (models_dir / model_set / f"{role}.onnx").write_bytes(b"")
+        (models_dir / model_set / f"{role}.openvino.onnx").write_bytes(b"")  # the CPU target's OpenVINO copy
         (engines_dir / model_set / model).mkdir(parents=True)
         (engines_dir / model_set / model / "model.plan").write_bytes(b"")
     spec = importlib.util.spec_from_file_location("assemble_repository", assemble)
@@ -211,7 +212,7 @@ def test_assembled_gpu_repository_stays_within_the_profiles(tmp_path, profiles, 
     assert counts == {step: [n] for step, n in wanted.items()}
     assert min(wanted.values()) > 1, "the Python steps feed the GPU from several CPU instances"
     cpu_out = tmp_path / "cpu_repo"
-    assert mod.main(["--target", "cpu", "--model-set", "v4", "--out", str(cpu_out), "--models-dir",
+    assert mod.main(["--target", "cpu", "--model-set", model_set, "--out", str(cpu_out), "--models-dir",
                      str(models_dir), "--engines-dir", str(engines_dir)]) == 0
     for step in wanted:  # the CPU target keeps the counts of python_backend/models/*/config.pbtxt
         source = _parse(ROOT / "python_backend" / "models" / step / "config.pbtxt")
