@@ -25,7 +25,9 @@ ZH_MIXED = SHARED / "evaldata_unlabeled" / "zh_mixed"
 
 RAPIDOCR_EQUIVALENT = {"rec_pipeline": {"rec_min_width": "320", "cls_verify_flips": "false", "rec_batch_size": "6",
                                         "rec_batch_total_width": "0", "cls_batch_size": "6",
-                                        "rec_width_multiple": "1"}}
+                                        "rec_width_multiple": "1"},
+                       # RapidOCR's arithmetic: onnxruntime at f32 (the served default is OpenVINO bf16)
+                       **{m: {"runtime": "onnxruntime"} for m in ("det_model", "cls_model", "rec_model")}}
 
 
 @pytest.fixture(scope="module")
