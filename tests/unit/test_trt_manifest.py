@@ -135,11 +135,13 @@ def test_wrong_model_set_is_refused(engine_set):
 
 def test_cli_check_refuses_mismatch(engine_set, capsys):
     engines, models, _ = engine_set
-    rc = main(["check", "--engines", str(engines), "--models-dir", str(models), "--trt-version", "10.9.0",
+    rc = main(["check", "--model-set", "v4", "--engines", str(engines), "--models-dir", str(models),
+               "--trt-version", "10.9.0",
                "--gpu-name", "NVIDIA A10G", "--compute-capability", "8.6"])
     assert rc == 1
     assert "running TensorRT 10.9.0 on sm_86" in capsys.readouterr().err
-    rc = main(["check", "--engines", str(engines), "--models-dir", str(models), "--trt-version", "10.4.0.26",
+    rc = main(["check", "--model-set", "v4", "--engines", str(engines), "--models-dir", str(models),
+               "--trt-version", "10.4.0.26",
                "--gpu-name", "Tesla T4", "--compute-capability", "7.5"])
     assert rc == 0
     assert "OK" in capsys.readouterr().out
