@@ -3,7 +3,8 @@
 Requests that arrive together (dynamic batching) and share a shape are run as one batch. The
 config's input/output names are the graph's (checked at load). The time inside onnxruntime is
 exported as ocr_network_compute_seconds_total{model=...}: Triton's compute_infer of this model also
-counts the stub round trip, which is not network compute (scripts/bench.py uses this counter).
+counts the stub round trip, which is not network compute (scripts/bench.py uses this counter). The
+rows of the watchdog's probe requests are left out of it (a batch's time is split by rows).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         arrays = []
+        probes = [ta.is_probe(request) for request in requests]
         for request in requests:
             try:
                 arrays.append(ta.input_array(request, self.input_name))
@@ -48,7 +50,9 @@ class TritonPythonModel:
                 batch = np.concatenate([arrays[i] for i in members]) if len(members) > 1 else arrays[members[0]]
                 t0 = time.perf_counter()
                 results = self.model.run(batch)
-                self.metrics.network_compute(self.model_name, time.perf_counter() - t0)
+                counted = sum(len(arrays[i]) for i in members if not probes[i])
+                if counted:
+                    self.metrics.network_compute(self.model_name, (time.perf_counter() - t0) * counted / len(batch))
                 start = 0
                 for i in members:
                     n = len(arrays[i])
