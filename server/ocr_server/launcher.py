@@ -382,7 +382,7 @@ class Supervisor:
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      preexec_fn=_set_pdeathsig, start_new_session=True)
         assert self.proc.stdout is not None
-        sink = self.stdout or sys.stderr
+        sink: Any = self.stdout or sys.stderr
         self.log_thread = forward_lines(self.proc.stdout, getattr(sink, "buffer", sink),
                                         drop_cuda_noise=not self.opts.gpu)
         self._reset_client()

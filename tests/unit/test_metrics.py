@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,19 @@ def test_deferred_updates_are_applied_by_the_background_thread() -> None:
     while series(metrics, "ocr_images_total").value < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert series(metrics, "ocr_images_total").value == 2
+
+
+def test_updates_inside_muted_are_dropped_on_that_thread_only() -> None:
+    """The steps serve the watchdog's probe requests `with muted()`: they never count."""
+    metrics = m.OcrMetrics(FakePb, stages=["decode"])
+    other = threading.Thread(target=lambda: metrics.images(5))
+    with m.muted():
+        metrics.images(3)
+        metrics.rejected("too_large")
+        other.start()
+        other.join()
+        assert m.is_muted()
+    assert not m.is_muted()
+    metrics.images(1)
+    assert series(metrics, "ocr_images_total").value == 6
+    assert series(metrics, "ocr_rejected_inputs_total", reason="too_large").value == 0
