@@ -697,7 +697,10 @@ class Supervisor:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         if self.metrics_port:
-            self.metrics.serve(self.metrics_port, self.opts.host)
+            try:
+                self.metrics.serve(self.metrics_port, self.opts.host)
+            except OSError as exc:  # serving matters more than the watchdog's own metrics
+                log.error("watchdog metrics not exported on %s:%d: %s", self.opts.host, self.metrics_port, exc)
         for attempt in range(1, 4):  # a server that dies while starting gets two more chances
             try:
                 self.start_server()
