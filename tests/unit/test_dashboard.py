@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from ocr_server.watchdog_metrics import WATCHDOG_METRICS
+
 from ppocr_steps import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
