@@ -68,10 +68,9 @@ class ServerOptions:
     socket_dir: Path | None = None    # set: HTTP and gRPC listen on Unix sockets there, not on host:port
 
     def socket_path(self, protocol: str) -> Path:
-        """The Unix socket of `protocol` ("grpc" | "http"): tritonserver appends ":<port>" to the address."""
+        """The Unix socket of `protocol` ("grpc" | "http"): gRPC's address gets ":<grpc-port>" appended, HTTP's not."""
         assert self.socket_dir is not None
-        port = self.grpc_port if protocol == "grpc" else self.http_port
-        return self.socket_dir / f"{protocol}.sock:{port}"
+        return self.socket_dir / ("http.sock" if protocol == "http" else f"grpc.sock:{self.grpc_port}")
 
 
 def triton_dir() -> Path:
@@ -411,7 +410,8 @@ class Supervisor:
         assert self.proc.stdout is not None
         sink: Any = self.stdout or sys.stderr
         self.log_thread = forward_lines(self.proc.stdout, getattr(sink, "buffer", sink),
-                                        drop_cuda_noise=not self.opts.gpu)
+                                        drop_cuda_noise=not self.opts.gpu,
+                                        drop_socket_noise=self.opts.socket_dir is not None)
         self._reset_client()
         self.wait_ready(self.startup_timeout)
         self.snapshot()
@@ -781,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "memory of the server's processes) on --host; 0: not exported")
     ap.add_argument("--socket-dir", type=Path, default=os.environ.get("OCR_SOCKET_DIR") or None,
                     help="tritonserver's HTTP and gRPC listen on Unix sockets in this owner-only directory "
-                         "(<dir>/grpc.sock:<grpc-port>, <dir>/http.sock:<http-port>) instead of --host: only the "
+                         "(<dir>/grpc.sock:<grpc-port>, <dir>/http.sock) instead of --host: only the "
                          "service user (and the front proxy) can reach them, so no admin key is needed")
     return ap
 
@@ -799,7 +799,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd, env = server_command(opts)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
-    log_thread = forward_lines(proc.stdout, sys.stderr.buffer, drop_cuda_noise=not opts.gpu)
+    log_thread = forward_lines(proc.stdout, sys.stderr.buffer, drop_cuda_noise=not opts.gpu,
+                               drop_socket_noise=opts.socket_dir is not None)
 
     def forward(signum: int, _frame: object) -> None:
         proc.send_signal(signum)

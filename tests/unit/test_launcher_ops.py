@@ -39,6 +39,17 @@ def test_the_cpu_only_cuda_lines_are_dropped_and_nothing_else() -> None:
     assert out.getvalue() == CPU_START
 
 
+def test_the_unix_socket_nodelay_warning_is_dropped_only_with_sockets() -> None:
+    line = b"[\x1b[1;33mWARN\x1b[0;39m]  \x1b[33mevhtp.c:4050     \x1b[39m\x1b[94mNODELAY NOT SUPPORTED\x1b[39m :: x\n"
+    for drop in (True, False):
+        read, write = os.pipe()
+        os.write(write, line)
+        os.close(write)
+        out = io.BytesIO()
+        forward_lines(os.fdopen(read, "rb"), out, drop_cuda_noise=True, drop_socket_noise=drop).join(5)
+        assert out.getvalue() == (b"" if drop else line)
+
+
 def test_watchdog_metrics_exposition() -> None:
     metrics = WatchdogMetrics(ready=lambda: True, processes=lambda: [(os.getpid(), "tritonserver"), (1 << 30, "gone")])
     metrics.heals.labels("rec_model").inc()
@@ -61,6 +72,7 @@ def test_unix_sockets_replace_the_admin_key(tmp_path: Path) -> None:
     assert f"--http-address=unix:{tmp_path / 'sock'}/http.sock" in cmd
     assert (tmp_path / "sock").stat().st_mode & 0o777 == 0o700
     assert opts.socket_path("grpc") == tmp_path / "sock" / "grpc.sock:8101"
+    assert opts.socket_path("http") == tmp_path / "sock" / "http.sock"  # libevhtp does not append the port
     tcp = ServerOptions(tmp_path / "repo", 8100, 8101, 8102, admin_key="secret-key")
     cmd, env = server_command(tcp, build_dir=tmp_path / "build")
     assert "--grpc-address=127.0.0.1" in cmd and any("restricted" in a for a in cmd)  # TCP: the key is needed
