@@ -230,10 +230,10 @@ def test_watchdog_helpers(tmp_path):
     assert restricted == [f"--http-restricted-api=model-repository,shared-memory,trace,logging:{ADMIN_HEADER}=k3y",
                           f"--grpc-restricted-protocol=model-repository,shared-memory,trace,logging:{ADMIN_HEADER}=k3y"]
     assert "OCR_ADMIN_KEY" not in env
-    # per-request buffers stay on the heap (no mmap + page faults per image); docker/ serves the same way
+    # per-request buffers stay on the heap (no mmap + page faults per image); the image runs the same launcher
     assert env["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20) and env["MALLOC_TRIM_THRESHOLD_"] == str(256 << 20)
     entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
-    assert f"MALLOC_MMAP_THRESHOLD_:-{32 << 20}" in entrypoint and f"MALLOC_TRIM_THRESHOLD_:-{256 << 20}" in entrypoint
+    assert "exec ocr-serve --gpu" in entrypoint and "exec tritonserver" not in entrypoint
 
 
 def test_admin_apis_are_restricted(supervised):
