@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from ppocr_steps.settings import PipelineSettings
+from served import served_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Test doubles (a fake `tensorrt` module) live beside the tests, not in the product package.
@@ -30,7 +31,7 @@ def repo_root() -> Path:
 
 @pytest.fixture
 def settings() -> PipelineSettings:
-    return PipelineSettings()
+    return served_settings()
 
 
 @pytest.fixture

@@ -41,7 +41,10 @@ def _steps() -> Any | None:
         from ppocr_steps import crops, det_preprocess, recognize, settings  # noqa: PLC0415
     except ImportError:
         return None
-    return {"crops": crops, "det": det_preprocess, "rec": recognize, "settings": settings.PipelineSettings()}
+    from ocr_server.engines.stats import step_parameters  # noqa: PLC0415
+
+    served = settings.pipeline_settings_from_parameters(step_parameters())
+    return {"crops": crops, "det": det_preprocess, "rec": recognize, "settings": served}
 
 
 def _det_input(img: Any, steps: Any, limit: int = 736, limit_type: str = "min", max_side: int = 4000) -> Any:
