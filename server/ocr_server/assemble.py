@@ -7,7 +7,9 @@ Sources: ensemble/ocr (the public ensemble), python_backend/models/* (the Python
 model_repository/<target>/* (det_model, cls_model, rec_model for that target), build/models/<set>
 (fetched ONNX + dictionary, server/ocr_server/fetch_models.py) and, for --target gpu, build/engines/<set>
 (TensorRT plans, scripts/build_engines.sh). `--param MODEL.KEY=VALUE` overrides a config
-`parameters` entry in the assembled copy (unknown keys are refused).
+`parameters` entry in the assembled copy (unknown keys are refused). Parameter layers, later ones
+winning: config.pbtxt, the model set's `config` in models.json, (gpu) profiles.json `step_parameters`,
+--param. The effective parameters of every model are printed.
 """
 from __future__ import annotations
 
@@ -88,6 +90,12 @@ def describe_parameters(configs: dict[str, pbtxt.ModelConfig]) -> str:
     lines = [f"{name}.{key} = {value}" for name, config in configs.items()
              for key, value in pbtxt.parameters(config).items()]
     return "\n".join(lines)
+
+
+def request_defaults(configs: dict[str, pbtxt.ModelConfig]) -> dict[str, str]:
+    """The per-request defaults a repository serves: det_preprocess's `default_<name>` parameters."""
+    params = pbtxt.parameters(configs["det_preprocess"])
+    return {key.removeprefix("default_"): value for key, value in params.items() if key.startswith("default_")}
 
 
 def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[str, str]],
