@@ -195,3 +195,10 @@ def test_defaults_validated_like_a_request(key: str, value: str, needle: str) ->
 def test_defaults_uncoercible_refused(key: str, value: str) -> None:
     with pytest.raises(ValueError, match=key):
         defaults_from_parameters({**DEFAULTS, key: value})
+
+
+def test_runtime_model_parameters_are_required() -> None:
+    from ppocr_steps.onnx_runtime import OrtModel
+
+    with pytest.raises(ValueError, match="allow_spinning, intra_op_threads missing"):
+        OrtModel.from_parameters("/nonexistent", {"onnx_file": "model.onnx"})
