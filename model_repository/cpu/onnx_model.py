@@ -41,7 +41,7 @@ class TritonPythonModel:
                 arrays.append(exc)
         outcomes = run_grouped(arrays, self._run)
         return [ta.error_response(out) if isinstance(out, BaseException)
-                else ta.make_response(dict(zip(self.output_names, out))) for out in outcomes]
+                else ta.make_response(dict(zip(self.output_names, out, strict=True))) for out in outcomes]
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         t0 = time.perf_counter()

@@ -32,13 +32,13 @@ def run_grouped(inputs: Sequence[np.ndarray | BaseException],
     outcome; a batch that raises fails only the inputs in that batch."""
     outcomes: list[Outcome | None] = [a if isinstance(a, BaseException) else None for a in inputs]
     for members in group_by_shape(inputs):
-        arrays = [inputs[i] for i in members]
+        arrays = [cast(np.ndarray, inputs[i]) for i in members]
         try:
             batch = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-            results = run(batch)  # type: ignore[arg-type]
+            results = run(batch)
             start = 0
             for i, array in zip(members, arrays, strict=True):
-                n = len(array)  # type: ignore[arg-type]
+                n = len(array)
                 outcomes[i] = [r[start:start + n] for r in results]
                 start += n
         except Exception as exc:  # noqa: BLE001 - the batch's failure is each member's error

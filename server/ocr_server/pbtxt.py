@@ -9,12 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
+from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 __all__ = ["ModelConfig", "parse", "load", "dump", "write", "parameters", "set_parameters",
            "load_repository"]
-
-ModelConfig = model_config_pb2.ModelConfig
 
 
 def parse(text: str, where: str = "config.pbtxt") -> ModelConfig:

@@ -11,8 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from ocr_server import launcher
-from ocr_server import pbtxt
+from ocr_server import launcher, pbtxt
 from ocr_server.assemble import assemble, describe_parameters, effective_configs, parse_overrides, request_defaults
 from ocr_server.manifest import default_model_set, model_set_names
 from ocr_server.paths import BUILD_DIR

@@ -117,7 +117,8 @@ def triton_string_to_numpy(name: str) -> Any:
 
 class _Metric:
     def __init__(self, labels: dict[str, str], buckets: list[float] | None) -> None:
-        self.labels, self.buckets, self.value, self.observations = labels, buckets, 0.0, []
+        self.labels, self.buckets, self.value = labels, buckets, 0.0
+        self.observations: list[float] = []
 
     def increment(self, value: float) -> None:
         self.value += value

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from served import served_settings
 
 from ppocr_steps.settings import PipelineSettings
-from served import served_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Test doubles (a fake `tensorrt` module) live beside the tests, not in the product package.

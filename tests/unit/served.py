@@ -6,18 +6,19 @@ of their own, so a test runs with what the server runs.
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from ocr_server import pbtxt
+
 from ppocr_steps.params import OcrParams
 from ppocr_steps.settings import PipelineSettings, defaults_from_parameters, pipeline_settings_from_parameters
 
 STEPS_DIR = Path(__file__).resolve().parents[2] / "python_backend" / "models"
 
 
-@lru_cache(maxsize=None)
+@cache
 def step_parameters(step: str) -> dict[str, str]:
     """`parameters` of python_backend/models/<step>/config.pbtxt."""
     return pbtxt.parameters(pbtxt.load(STEPS_DIR / step / "config.pbtxt"))

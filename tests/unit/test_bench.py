@@ -410,8 +410,8 @@ def test_inprocess_reference_reads_a_page_with_the_served_files(tmp_path, models
         (tmp_path / model / "1" / ("dict.txt" if name == "dict.txt" else "model.onnx")).symlink_to(src / name)
     page = cv2.imencode(".png", render_lines(["Hello World 2024", "Invoice total 42.50"], (760, 1000)))[1].tobytes()
     blank = cv2.imencode(".png", np.full((760, 1000, 3), 255, np.uint8))[1].tobytes()
-    ref = inprocess.run_inprocess(tmp_path, {**SERVED_CONFIGS, "det_postprocess": {"parameters": step_parameters("det_postprocess")}},
-                                  [page, blank], warmup=1)
+    configs = {**SERVED_CONFIGS, "det_postprocess": {"parameters": step_parameters("det_postprocess")}}
+    ref = inprocess.run_inprocess(tmp_path, configs, [page, blank], warmup=1)
     assert ref["texts"][1] == [] and len(ref["texts"][0]) == 2
     assert ref["texts"][0][1].replace(" ", "") == "Invoicetotal42.50"
     assert ref["network_calls"] == {"det_model": 2, "cls_model": 1, "rec_model": 1}  # warm-up not counted

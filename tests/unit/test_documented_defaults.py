@@ -18,6 +18,7 @@ from ocr_server import serve  # noqa: E402
 from ocr_server.assemble import effective_configs, request_defaults  # noqa: E402
 from ocr_server.manifest import default_model_set  # noqa: E402
 from ocr_server.paths import REPO_ROOT  # noqa: E402
+
 from ppocr_steps.params import PARAM_RANGES, OcrParams  # noqa: E402
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "client" / "README.md"]

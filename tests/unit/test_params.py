@@ -6,10 +6,10 @@ import math
 from dataclasses import asdict, fields
 
 import pytest
+from served import served_defaults
 
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.params import PARAM_RANGES, OcrParams, params_from_json, params_to_json, parse_params
-from served import served_defaults
 
 DEFAULTS = served_defaults()
 

@@ -14,13 +14,13 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from served import served_defaults, served_settings
 
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.params import params_from_json, params_to_json
 from ppocr_steps.pipeline import OcrLines, postprocess_detection, preprocess, recognize
 from ppocr_steps.recognize import load_dictionary
 from ppocr_steps.settings import PipelineSettings
-from served import served_defaults, served_settings
 
 pytest.importorskip("onnxruntime")
 from ppocr_steps.onnx_runtime import OrtModel  # noqa: E402

@@ -20,8 +20,8 @@ from served import served_defaults
 
 pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from google.protobuf import json_format  # noqa: E402
-
 from ocr_server import pbtxt  # noqa: E402
+
 from ppocr_steps.det_preprocess import ImageInfo  # noqa: E402
 from ppocr_steps.params import params_to_json  # noqa: E402
 
@@ -129,8 +129,9 @@ def fake_rec(request: Any) -> Any:
     steps = batch.shape[2] // 8
     ids = np.zeros((len(batch), steps), np.int32)
     ids[:, :2] = [1, 2]   # reads "ab"
+    probs = np.full(ids.shape, 0.9, np.float32)
     return fake_pb_utils.InferenceResponse([fake_pb_utils.Tensor("rec_char_ids", ids),
-                                            fake_pb_utils.Tensor("rec_char_probs", np.full(ids.shape, 0.9, np.float32))])
+                                            fake_pb_utils.Tensor("rec_char_probs", probs)])
 
 
 def rec_request(pb: Any, n_boxes: int, drop: str = "") -> Any:
