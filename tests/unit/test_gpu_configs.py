@@ -10,9 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-text_format = pytest.importorskip("google.protobuf.text_format")
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 
+from ocr_server import pbtxt  # noqa: E402
 from ocr_server.engines.layout import MODEL_SETS, RUNTIME_MODELS  # noqa: E402
 from ocr_server.engines.profiles import load_profiles  # noqa: E402
 
@@ -35,7 +35,7 @@ PROFILE_TYPES = {"float32": "FP32", "uint8": "UINT8"}
 
 
 def _parse(path: Path):
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    return pbtxt.load(path)
 
 
 def _dtype(t) -> str:
