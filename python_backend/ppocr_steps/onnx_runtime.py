@@ -108,26 +108,35 @@ class OvModel(_Callable):
         return [np.array(result[i]) for i in range(len(self.output_names))]
 
 
-def _flag(params: Mapping[str, str], key: str, default: str) -> bool:
-    value = params.get(key, default).lower()
+_REQUIRED = {"onnxruntime": ("onnx_file", "intra_op_threads", "allow_spinning"),
+             "openvino": ("openvino_file", "intra_op_threads", "inference_precision", "performance_hint",
+                          "num_streams", "cpu_pinning")}
+
+
+def _flag(params: Mapping[str, str], key: str) -> bool:
+    value = params[key].lower()
     if value not in ("true", "false"):
         raise ValueError(f"parameter {key} must be true or false, got {value!r}")
     return value == "true"
 
 
 def load_runtime_model(version_dir: str, params: Mapping[str, str]) -> OrtModel | OvModel:
-    """The network a CPU runtime model's config.pbtxt `parameters` describe: `runtime` (onnxruntime |
-    openvino; onnxruntime when absent), the graph of that runtime in the model's version directory
-    (`onnx_file`, `openvino_file`: fetch_models.py writes a copy edited for each) and its settings:
-    `intra_op_threads` (threads of either runtime; 0: the runtime decides), `allow_spinning`
-    (onnxruntime), `inference_precision`, `performance_hint`, `num_streams` and `cpu_pinning` (OpenVINO)."""
-    runtime = params.get("runtime", "onnxruntime")
-    threads = int(params.get("intra_op_threads", "0"))
+    """The network a CPU runtime model's config.pbtxt `parameters` describe (all required, config.pbtxt
+    being their one source): `runtime` (onnxruntime | openvino), the graph of that runtime in the
+    model's version directory (`onnx_file`, `openvino_file`: fetch_models.py writes a copy edited for
+    each) and its settings: `intra_op_threads` (threads of either runtime; 0: the runtime decides),
+    `allow_spinning` (onnxruntime), `inference_precision`, `performance_hint`, `num_streams` and
+    `cpu_pinning` (OpenVINO)."""
+    runtime = params.get("runtime", "")
+    if runtime not in _REQUIRED:
+        raise ValueError(f"parameter runtime must be one of {RUNTIMES}, got {runtime!r}")
+    missing = sorted(set(_REQUIRED[runtime]) - set(params))
+    if missing:
+        raise ValueError(f"config parameter(s) {', '.join(missing)} missing in the runtime model's config.pbtxt")
+    threads = int(params["intra_op_threads"])
     if runtime == "onnxruntime":
         return OrtModel(os.path.join(version_dir, params["onnx_file"]), threads,
-                        allow_spinning=_flag(params, "allow_spinning", "false"))
-    if runtime == "openvino":
-        return OvModel(os.path.join(version_dir, params["openvino_file"]), params["inference_precision"],
-                       params.get("performance_hint", "LATENCY"), int(params.get("num_streams", "1")), threads,
-                       cpu_pinning=_flag(params, "cpu_pinning", "false"))
-    raise ValueError(f"parameter runtime must be one of {RUNTIMES}, got {runtime!r}")
+                        allow_spinning=_flag(params, "allow_spinning"))
+    return OvModel(os.path.join(version_dir, params["openvino_file"]), params["inference_precision"],
+                   params["performance_hint"], int(params["num_streams"]), threads,
+                   cpu_pinning=_flag(params, "cpu_pinning"))

@@ -29,19 +29,3 @@ def model_set(name: str) -> dict[str, Any]:
     spec: dict[str, Any] = load_manifest()["sets"][name]
     return spec
 
-
-def set_defaults(name: str) -> dict[str, str]:
-    """The set's defaults: config.pbtxt parameter values as MODEL.KEY -> value (notes left out)."""
-    return {k: v for k, v in model_set(name).get("config", {}).items() if not k.startswith("_")}
-
-
-def describe_sets() -> str:
-    """Each set, its description and its request defaults (the default_* parameters), for --help."""
-    lines = ["model sets (server/ocr_server/models.json) and their request defaults:"]
-    for name in model_set_names():
-        mark = " (default)" if name == default_model_set() else ""
-        lines.append(f"  {name}{mark}: {model_set(name)['description']}")
-        defaults = {k.split(".", 1)[1].removeprefix("default_"): v for k, v in set_defaults(name).items()
-                    if k.startswith("det_preprocess.default_")}
-        lines.append("      " + ", ".join(f"{k}={v}" for k, v in defaults.items()))
-    return "\n".join(lines)

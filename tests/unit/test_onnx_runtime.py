@@ -47,7 +47,9 @@ def net_dir(tmp_path: Path) -> Path:
 
 
 def _params(**extra: str) -> dict[str, str]:
-    return {"onnx_file": "model.onnx", "openvino_file": "model.openvino.onnx", "intra_op_threads": "1", **extra}
+    return {"onnx_file": "model.onnx", "openvino_file": "model.openvino.onnx", "intra_op_threads": "1",
+            "allow_spinning": "false", "performance_hint": "LATENCY", "num_streams": "1", "cpu_pinning": "false",
+            **extra}
 
 
 def test_onnxruntime_is_chosen_by_the_runtime_parameter(net_dir: Path) -> None:
@@ -85,6 +87,7 @@ def test_openvino_precision_is_the_one_configured(net_dir: Path) -> None:
 
 @pytest.mark.parametrize("params, message", [
     ({"runtime": "tensorflow"}, "runtime must be one of"),
+    ({"runtime": "openvino"}, "inference_precision missing"),
     ({"runtime": "openvino", "inference_precision": "f16"}, "inference_precision must be one of"),
     ({"runtime": "openvino", "inference_precision": "f32", "performance_hint": "FAST"}, "performance_hint"),
     ({"runtime": "onnxruntime", "allow_spinning": "maybe"}, "allow_spinning must be true or false"),
