@@ -12,8 +12,8 @@ import pytest
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from ocr_server import pbtxt  # noqa: E402
-
 from ocr_server.paths import MODEL_MANIFEST  # noqa: E402
+
 from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS  # noqa: E402
 from ppocr_steps.params import OcrParams  # noqa: E402
 from ppocr_steps.recognize import CLS_SHAPE, load_dictionary  # noqa: E402
