@@ -50,10 +50,12 @@ def source_configs(target: str) -> dict[str, Path]:
 
 def parameter_layers(target: str, model_set: str,
                      overrides: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-    """{model: {key: value}} to set over config.pbtxt: the model set's manifest `config`, then (gpu)
-    profiles.json `step_parameters`, then `overrides` (--param); later layers win."""
+    """{model: {key: value}} to set over config.pbtxt: the model set's manifest `config` and its
+    `<target>_config` (settings of that target's runtime models), then (gpu) profiles.json
+    `step_parameters`, then `overrides` (--param); later layers win."""
     merged: dict[str, dict[str, str]] = {}
-    for dotted, value in manifest_set(model_set).get("config", {}).items():
+    spec = manifest_set(model_set)
+    for dotted, value in {**spec.get("config", {}), **spec.get(f"{target}_config", {})}.items():
         if dotted.startswith("_"):  # a note (where the set's defaults come from)
             continue
         model, key = dotted.split(".", 1)

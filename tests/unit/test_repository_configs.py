@@ -349,12 +349,19 @@ def test_dictionary_matches_rec_output_classes(model_set_name: str) -> None:
 def test_model_set_defaults_are_valid_parameters(model_set_name: str) -> None:
     """A set's `config` (its defaults, server/ocr_server/models.json) names existing parameters of existing models,
     and the merged parameters parse: settings, and default_* as a request's values."""
-    spec = json.loads(MODEL_MANIFEST.read_text())["sets"][model_set_name]["config"]
+    manifest = json.loads(MODEL_MANIFEST.read_text())["sets"][model_set_name]
+    spec = {**manifest["config"], **manifest.get("cpu_config", {})}
+    assert not any(k.split(".")[0] in RUNTIME_MODELS for k in manifest["config"]), \
+        "runtime-model settings differ per target: put them in cpu_config / gpu_config"
     merged = {m: parameters(load(STEPS_DIR / m / "config.pbtxt")) for m in STEP_MODELS}
+    runtime = {m: parameters(load(TARGETS_DIR / "cpu" / m / "config.pbtxt")) for m in RUNTIME_MODELS}
     for dotted, value in spec.items():
         if dotted.startswith("_"):
             continue
         model, key = dotted.split(".", 1)
+        if model in runtime:  # a CPU runtime model's setting, e.g. its inference precision
+            assert key in runtime[model], f"{model_set_name}: {dotted} is no parameter of {model}"
+            continue
         assert model in merged and key in merged[model], f"{model_set_name}: {dotted} is no parameter of a step"
         merged[model][key] = value
     for model in STEP_MODELS:
