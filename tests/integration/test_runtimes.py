@@ -45,3 +45,33 @@ def test_onnxruntime_server_reads_what_the_openvino_server_reads(server: Running
             total += max(len(ov_lines), len(ort_lines))
     # f32 runs the same arithmetic (outputs within float rounding); bf16 rounds activations to 8 bits of mantissa
     assert same / total >= (0.98 if precision == "f32" else 0.85), (precision, same, total)
+
+
+def test_default_model_set_serves_with_its_own_defaults(tmp_path_factory: pytest.TempPathFactory,
+                                                        evaldata: Path) -> None:
+    """The manifest's default set (v6) end to end: its defaults and runtime precisions are the served
+    config, and it reads a receipt."""
+    from helpers import load_labels, norm
+    from ocr_server.manifest import default_model_set, model_set
+
+    from ocr_client import OcrClient
+
+    name = default_model_set()
+    spec = model_set(name)
+    srv = start_server(tmp_path_factory.mktemp("default_set"), model_set=name, timeout=240)
+    try:
+        pre = _parameters(srv, "det_preprocess")
+        for dotted, value in {**spec["config"], **spec.get("cpu_config", {})}.items():
+            model, _, key = dotted.partition(".")
+            if not dotted.startswith("_"):
+                got = pre.get(key) if model == "det_preprocess" else _parameters(srv, model).get(key)
+                assert got == value, (dotted, got, value)
+        labels = load_labels(evaldata, "sroie_receipts_en")
+        image = sorted(labels)[0]
+        with OcrClient(srv.grpc_url, timeout=120) as c:
+            result = c.ocr(evaldata / "sroie_receipts_en" / image)
+        gt = {norm(line["text"]) for line in labels[image]["lines"] if not line["ignore"]}
+        found = {norm(line.text) for line in result.lines}
+        assert len(gt & found) >= 0.5 * len(gt), (sorted(gt - found)[:10], sorted(found - gt)[:10])
+    finally:
+        stop_server(srv)
