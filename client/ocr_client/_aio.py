@@ -12,7 +12,7 @@ from ._client import DEFAULT_MAX_MESSAGE_BYTES, _Base, _kw
 from ._errors import OcrError, OcrTimeoutError, OcrUnavailableError, map_error
 from ._images import ImageInput
 from ._params import OcrParams
-from ._results import OcrResult, results_from_outputs
+from ._results import OcrResult, results_from_outputs, single_result
 from ._retry import retry_async
 from ._triton import grpc_channel_args, protocol_module, read_outputs
 
@@ -80,13 +80,18 @@ class AsyncOcrClient(_Base):
                   thresh: float | None = None, box_thresh: float | None = None,
                   unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
                   text_rec_score_thresh: float | None = None) -> OcrResult:
-        """OCR one image (path, encoded bytes, or OpenCV-style ndarray)."""
+        """OCR one image (path, encoded bytes, or OpenCV-style ndarray) or one-page PDF."""
         results = await self.ocr_batch(
             [image], timeout=timeout, limit_side_len=limit_side_len, limit_type=limit_type,
             thresh=thresh, box_thresh=box_thresh, unclip_ratio=unclip_ratio,
             use_textline_orientation=use_textline_orientation,
             text_rec_score_thresh=text_rec_score_thresh)
-        return results[0]
+        return single_result(results)
+
+    async def ocr_document(self, document: ImageInput, *, timeout: float | None = None,
+                           **params: Any) -> list[OcrResult]:
+        """OCR a PDF (or an image): one result per page, in page order (same parameters as :meth:`ocr`)."""
+        return await self.ocr_batch([document], timeout=timeout, **params)
 
     async def ocr_batch(self, images: Sequence[ImageInput], *, timeout: float | None = None,
                         limit_side_len: int | None = None, limit_type: str | None = None,
@@ -94,7 +99,8 @@ class AsyncOcrClient(_Base):
                         unclip_ratio: float | None = None,
                         use_textline_orientation: bool | None = None,
                         text_rec_score_thresh: float | None = None) -> list[OcrResult]:
-        """OCR several images in one request; one result per image, in order."""
+        """OCR several images (or PDFs) in one request; one result per image and per PDF page,
+        in input order (``OcrResult.source`` and ``page`` say which)."""
         images = list(images)
         if not images:
             return []

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from ._errors import OcrError, OcrUnavailableError, map_error
 from ._images import ImageInput, load_image_bytes
 from ._params import OcrParams, build_tensors
-from ._results import OcrResult, results_from_outputs
+from ._results import OcrResult, results_from_outputs, single_result
 from ._retry import retry_sync
 from ._triton import (
     grpc_channel_args,
@@ -133,19 +133,25 @@ class OcrClient(_Base):
             thresh: float | None = None, box_thresh: float | None = None,
             unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
             text_rec_score_thresh: float | None = None) -> OcrResult:
-        """OCR one image (path, encoded bytes, or OpenCV-style ndarray)."""
-        return self.ocr_batch(
+        """OCR one image (path, encoded bytes, or OpenCV-style ndarray) or one-page PDF."""
+        return single_result(self.ocr_batch(
             [image], timeout=timeout, limit_side_len=limit_side_len, limit_type=limit_type,
             thresh=thresh, box_thresh=box_thresh, unclip_ratio=unclip_ratio,
             use_textline_orientation=use_textline_orientation,
-            text_rec_score_thresh=text_rec_score_thresh)[0]
+            text_rec_score_thresh=text_rec_score_thresh))
+
+    def ocr_document(self, document: ImageInput, *, timeout: float | None = None,
+                     **params: Any) -> list[OcrResult]:
+        """OCR a PDF (or an image): one result per page, in page order (same parameters as :meth:`ocr`)."""
+        return self.ocr_batch([document], timeout=timeout, **params)
 
     def ocr_batch(self, images: Sequence[ImageInput], *, timeout: float | None = None,
                   limit_side_len: int | None = None, limit_type: str | None = None,
                   thresh: float | None = None, box_thresh: float | None = None,
                   unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
                   text_rec_score_thresh: float | None = None) -> list[OcrResult]:
-        """OCR several images in one request; one result per image, in order."""
+        """OCR several images (or PDFs) in one request; one result per image and per PDF page,
+        in input order (``OcrResult.source`` and ``page`` say which)."""
         images = list(images)
         if not images:
             return []

@@ -18,6 +18,7 @@ from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS, ImageInfo, build_det_
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.image_io import decode_image
 from ppocr_steps.params import OcrParams, parse_params
+from ppocr_steps.pdf import PdfLimits, is_pdf, rasterize_pdf
 from ppocr_steps.recognize import Infer, RecInfer, classify_and_flip, recognize_crops
 from ppocr_steps.settings import PipelineSettings
 
@@ -32,6 +33,8 @@ class PreprocessOutput:
     images: np.ndarray      # UINT8 [N,Hs,Ws,3] source images, zero-padded to the largest
     image_info: np.ndarray  # FP32 [N,9], see ImageInfo
     params: OcrParams
+    source_index: np.ndarray  # INT32 [N]: the image_bytes element each image comes from
+    page_index: np.ndarray    # INT32 [N]: 0-based page of a PDF element, -1 for an image element
 
 
 @dataclass
@@ -91,17 +94,34 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
         raise InvalidInputError(f"image_bytes holds {len(blobs)} images; at most {s.max_images_per_request} "
                                 "per request (split the batch)", "too_many_images")
     params = parse_params(raw_params, defaults)
-    sources, infos = [], []
+    sources, infos, source_index, page_index = [], [], [], []
+    pages_left = s.pdf_max_pages
     for i, blob in enumerate(blobs):
         name = "image_bytes" if len(blobs) == 1 else f"image_bytes[{i}]"
         t0 = time.perf_counter()
-        img = decode_image(blob, s.max_image_pixels, s.min_image_side, s.max_image_bytes, name)
+        if is_pdf(blob):
+            if len(blob) > s.max_image_bytes:
+                raise InvalidInputError(f"{name} is a PDF of {len(blob)} bytes; the limit is {s.max_image_bytes} "
+                                        "bytes: split the document", "too_large")
+            if pages_left <= 0:
+                raise InvalidInputError(f"{name} is a PDF, but the request already holds {s.pdf_max_pages} PDF "
+                                        "pages, the limit per request: send it in another request",
+                                        "pdf_too_many_pages")
+            pages = rasterize_pdf(blob, _pdf_limits(s, pages_left), name)
+            pages_left -= len(pages)
+            numbers = list(range(len(pages)))
+        else:
+            pages = [decode_image(blob, s.max_image_pixels, s.min_image_side, s.max_image_bytes, name)]
+            numbers = [-1]
         t1 = time.perf_counter()
-        src, info = prepare_source(img, s)
         _add_time(timings, "decode", t1 - t0)
+        for img, number in zip(pages, numbers, strict=True):
+            src, info = prepare_source(img, s)
+            sources.append(src)
+            infos.append(info)
+            source_index.append(i)
+            page_index.append(number)
         _add_time(timings, "det_preprocess", time.perf_counter() - t1)
-        sources.append(src)
-        infos.append(info)
     t0 = time.perf_counter()
     det_input, infos = build_det_batch(sources, infos, params.limit_side_len, params.limit_type, s)
     if len(sources) == 1:
@@ -113,7 +133,13 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
             images[i, :x.shape[0], :x.shape[1]] = x
     info_arr = np.asarray([i.to_row() for i in infos], dtype=np.float32).reshape(-1, IMAGE_INFO_COLUMNS)
     _add_time(timings, "det_preprocess", time.perf_counter() - t0)
-    return PreprocessOutput(det_input, images, info_arr, params)
+    return PreprocessOutput(det_input, images, info_arr, params, np.asarray(source_index, dtype=np.int32),
+                            np.asarray(page_index, dtype=np.int32))
+
+
+def _pdf_limits(s: PipelineSettings, max_pages: int) -> PdfLimits:
+    return PdfLimits(dpi=s.pdf_dpi, max_pages=max_pages, max_page_pixels=s.pdf_max_page_pixels,
+                     timeout_s=s.pdf_render_timeout_s, max_memory_mb=s.pdf_render_max_memory_mb)
 
 
 def db_config(params: OcrParams, s: PipelineSettings) -> DBConfig:

@@ -20,6 +20,12 @@ class PipelineSettings:
     max_image_bytes: int = 32 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     min_image_side: int = 8
+    # PDF documents in image_bytes (ppocr_steps.pdf): render resolution and limits
+    pdf_dpi: float = 144.0
+    pdf_max_pages: int = 10
+    pdf_max_page_pixels: int = 25_000_000
+    pdf_render_timeout_s: float = 10.0
+    pdf_render_max_memory_mb: int = 2048
     # source-image preparation (RapidOCR/PaddleX behaviour before detection)
     max_side_limit: int = 2000
     min_side_len: int = 30

@@ -71,6 +71,9 @@ class FakeClient:
         return OcrResult([TextLine(poly, f"len{len(image)}", 0.875),
                           TextLine(poly, "日本語", 0.5, flipped=True)])
 
+    def ocr_batch(self, images: list[Any], **kwargs: Any) -> list[OcrResult]:
+        return [self.ocr(images[0], **kwargs)]
+
     def close(self) -> None:
         self.closed = True
 
@@ -169,6 +172,8 @@ def test_jsonl_in_input_order_and_failures(tree: Path, tmp_path: Path, fake: dic
     assert rc == 1
     expected = [p for p in expand_paths([str(tree)]) if p != str(bad)]
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert records[-1] == {"image": str(bad), "error": "image_bytes[0]: cannot decode image"}
+    records = records[:-1]
     assert [r["image"] for r in records] == expected
     assert [r["lines"][0]["text"] for r in records] == [f"len{s}" for s in _sizes(expected)]
     assert records[0]["lines"][0] == {"poly": [[1.0, 2.0], [30.5, 2.0], [30.5, 12.0], [1.0, 12.0]],

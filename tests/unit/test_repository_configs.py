@@ -159,11 +159,16 @@ def test_ensemble_inputs_are_the_first_steps_inputs() -> None:
     for t in ens.input:
         p = pre_inputs[t.name]
         assert (t.data_type, list(t.dims), t.optional) == (p.data_type, list(p.dims), p.optional), t.name
-    assert {t.name for t in ens.output} == {t.name for t in rec.output}
-    assert dict(last.output_map) == {t.name: t.name for t in ens.output}
-    rec_outputs = by_name(rec.output)
+    # per-line outputs come from the last step, per-image ones (source_index, page_index) from the first
+    per_image = {t.name for t in pre.output} & {t.name for t in ens.output}
+    assert per_image == {"source_index", "page_index"}
+    assert {t.name for t in ens.output} == {t.name for t in rec.output} | per_image
+    assert dict(last.output_map) == {t.name: t.name for t in rec.output}
+    assert {k: v for k, v in first.output_map.items() if k in per_image} == {n: n for n in per_image}
+    producer_outputs = {**by_name(rec.output), **{n: by_name(pre.output)[n] for n in per_image}}
     for t in ens.output:
-        assert (t.data_type, list(t.dims)) == (rec_outputs[t.name].data_type, list(rec_outputs[t.name].dims))
+        assert (t.data_type, list(t.dims)) == (producer_outputs[t.name].data_type,
+                                               list(producer_outputs[t.name].dims))
 
 
 def test_optional_inputs_are_exactly_the_request_parameters() -> None:

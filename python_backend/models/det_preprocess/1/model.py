@@ -28,7 +28,8 @@ class TritonPythonModel:
         self.metrics.images(len(blobs))
         self.metrics.stage_times(timings)
         return {"det_input": out.det_input, "images": out.images, "image_info": out.image_info,
-                "ocr_params": np.array([params_to_json(out.params)], dtype=np.object_)}
+                "ocr_params": np.array([params_to_json(out.params)], dtype=np.object_),
+                "source_index": out.source_index, "page_index": out.page_index}
 
     def execute(self, requests: list) -> list:
         return ta.execute_each(requests, self._handle, on_error=ta.count_rejections(self.metrics))
