@@ -4,8 +4,8 @@ A PDF is hostile input of a much richer kind than an image, so PDFium never runs
 process: each document is rendered by a child interpreter (`python -m ppocr_steps.pdf`) with an
 address-space limit and a wall-clock deadline; the parent kills it when the deadline passes. Before
 any page is rendered the child refuses password-protected and unreadable files, documents with more
-pages than allowed (page-count bombs) and pages whose MediaBox at the render resolution exceeds the
-pixel limit (giant-MediaBox bombs). Errors come back as InvalidInputError saying what to do.
+pages than any real document (page-count bombs) and pages whose MediaBox at the render resolution exceeds the
+pixel limit (giant-MediaBox bombs). Only the first `max_pages` pages are read. Errors come back as InvalidInputError saying what to do.
 
 Child protocol: stdin = one JSON line of limits, then the PDF bytes; stdout = one JSON line
 (`{"pages": [[h, w], ...]}` or `{"error": ..., "reason": ...}`), then the pages' BGR pixels in order.
@@ -37,7 +37,8 @@ class PdfLimits:
     """Rendering settings and limits (config.pbtxt `pdf_*` parameters of det_preprocess)."""
 
     dpi: float = 144.0
-    max_pages: int = 10
+    max_pages: int = 10  # pages read (the first ones), as PaddleX's serving API does
+    max_document_pages: int = 1000  # documents with more pages are refused (page-count bombs)
     max_page_pixels: int = 25_000_000
     timeout_s: float = 10.0
     max_memory_mb: int = 2048
@@ -68,7 +69,7 @@ def _open_error(exc: Exception) -> tuple[str, str]:
 
 
 def render_in_process(data: bytes, limits: PdfLimits, name: str = "document") -> list[np.ndarray]:
-    """Render every page of `data` to a BGR uint8 array in this process (the child's work).
+    """Render the first `limits.max_pages` pages of `data` to BGR uint8 arrays in this process (the child's work).
 
     Raises InvalidInputError (its message starting with `name`) for refused documents. Only run this unbounded in a
     process you can kill: a hostile document can make PDFium slow or hungry.
@@ -84,10 +85,10 @@ def render_in_process(data: bytes, limits: PdfLimits, name: str = "document") ->
         count = len(doc)
         if count == 0:
             raise _refuse(name, "is a PDF with no pages; send a document with at least one page", "pdf_empty")
-        if count > limits.max_pages:
-            raise _refuse(name, f"is a PDF of {count} pages; {limits.max_pages} pages fit in this request (the "
-                                f"server's pages-per-request limit less the request's other PDF pages): split the "
-                                "document and send the pages in several requests", "pdf_too_many_pages")
+        if count > limits.max_document_pages:
+            raise _refuse(name, f"is a PDF of {count} pages; documents of more than {limits.max_document_pages} "
+                                "pages are refused: split the document", "pdf_too_many_pages")
+        count = min(count, limits.max_pages)
         scale = limits.dpi / _POINTS_PER_INCH
         for i in range(count):  # every page's size is checked before any pixel is rendered
             try:

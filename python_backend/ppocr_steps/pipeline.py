@@ -138,7 +138,8 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
 
 
 def _pdf_limits(s: PipelineSettings, max_pages: int) -> PdfLimits:
-    return PdfLimits(dpi=s.pdf_dpi, max_pages=max_pages, max_page_pixels=s.pdf_max_page_pixels,
+    return PdfLimits(dpi=s.pdf_dpi, max_pages=max_pages, max_document_pages=s.pdf_max_document_pages,
+                     max_page_pixels=s.pdf_max_page_pixels,
                      timeout_s=s.pdf_render_timeout_s, max_memory_mb=s.pdf_render_max_memory_mb)
 
 

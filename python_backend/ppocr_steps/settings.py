@@ -23,6 +23,7 @@ class PipelineSettings:
     # PDF documents in image_bytes (ppocr_steps.pdf): render resolution and limits
     pdf_dpi: float = 144.0
     pdf_max_pages: int = 10
+    pdf_max_document_pages: int = 1000
     pdf_max_page_pixels: int = 25_000_000
     pdf_render_timeout_s: float = 10.0
     pdf_render_max_memory_mb: int = 2048

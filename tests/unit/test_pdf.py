@@ -46,7 +46,7 @@ def test_pages_are_rendered_at_the_dpi_with_rotation_applied() -> None:
 
 @pytest.mark.parametrize(("make", "reason", "hint"), [
     (ps.encrypted_pdf, "pdf_encrypted", "remove the password"),
-    (lambda: ps.page_count_bomb(40), "pdf_too_many_pages", "split the document"),
+    (lambda: ps.page_count_bomb(1001), "pdf_too_many_pages", "split the document"),
     (ps.giant_mediabox, "pdf_page_too_large", "send smaller pages"),
     (lambda: ps.build_pdf([ps.text_page(["X"])])[:200], "pdf_broken", "send the complete, valid file"),
     (lambda: b"%PDF-1.7\n" + b"\x00" * 50, "pdf_broken", "send the complete, valid file"),
@@ -56,6 +56,11 @@ def test_hostile_documents_are_refused_with_what_to_do(make, reason: str, hint: 
         rasterize_pdf(make(), PdfLimits(), "image_bytes[1]")
     assert info.value.reason == reason
     assert str(info.value).startswith("image_bytes[1] ")
+
+
+def test_only_the_first_max_pages_pages_are_read() -> None:
+    pages = rasterize_pdf(ps.page_count_bomb(40), PdfLimits(dpi=72, max_pages=10))
+    assert len(pages) == 10
 
 
 def test_lying_page_count_renders_only_the_real_pages() -> None:
@@ -90,7 +95,9 @@ def test_preprocess_maps_each_page_to_its_element_and_page() -> None:
 def test_pdf_pages_per_request_are_limited_across_documents() -> None:
     doc = ps.build_pdf([ps.text_page([str(i)], size=(100, 100)) for i in range(3)])
     s = PipelineSettings(pdf_max_pages=5, pdf_dpi=72)
-    with pytest.raises(InvalidInputError, match=r"image_bytes\[1\] is a PDF of 3 pages; 2 pages fit") as info:
-        preprocess([doc, doc], {}, OcrParams(), s)
+    out = preprocess([doc, doc], {}, OcrParams(), s)  # the second document: its first 2 pages
+    assert out.source_index.tolist() == [0, 0, 0, 1, 1]
+    assert out.page_index.tolist() == [0, 1, 2, 0, 1]
+    with pytest.raises(InvalidInputError, match=r"image_bytes\[2\] is a PDF, but the request already") as info:
+        preprocess([doc, doc, doc], {}, OcrParams(), s)
     assert info.value.reason == "pdf_too_many_pages"
-    assert len(preprocess([doc], {}, OcrParams(), s).page_index) == 3
