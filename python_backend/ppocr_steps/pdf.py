@@ -4,8 +4,9 @@ A PDF is hostile input of a much richer kind than an image, so PDFium never runs
 process: each document is rendered by a child interpreter (`python -m ppocr_steps.pdf`) with an
 address-space limit and a wall-clock deadline; the parent kills it when the deadline passes. Before
 any page is rendered the child refuses password-protected and unreadable files, documents with more
-pages than any real document (page-count bombs) and pages whose MediaBox at the render resolution exceeds the
-pixel limit (giant-MediaBox bombs). Only the first `max_pages` pages are read. Errors come back as InvalidInputError saying what to do.
+pages than any real document (page-count bombs) and pages whose MediaBox at the render resolution
+exceeds the pixel limit (giant-MediaBox bombs). Only the first `max_pages` pages are read. Errors
+come back as InvalidInputError saying what to do.
 
 Child protocol: stdin = one JSON line of limits, then the PDF bytes; stdout = one JSON line
 (`{"pages": [[h, w], ...]}` or `{"error": ..., "reason": ...}`), then the pages' BGR pixels in order.

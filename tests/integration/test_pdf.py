@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import pdf_samples as ps
 import pytest
-
 from helpers import norm, text_page
 
 CLI = str(Path(sys.executable).parent / "ocr-client")
