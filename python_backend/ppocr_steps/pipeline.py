@@ -95,7 +95,10 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
                                 "per request (split the batch)", "too_many_images")
     params = parse_params(raw_params, defaults)
     sources, infos, source_index, page_index = [], [], [], []
-    pages_left = s.pdf_max_pages
+    # every page is one image of the detector batch: pages and images together stay within
+    # max_images_per_request (the GPU detector's batch limit), pages within pdf_max_pages
+    num_pdfs = sum(1 for b in blobs if is_pdf(b))
+    pages_left = min(s.pdf_max_pages, s.max_images_per_request - (len(blobs) - num_pdfs))
     for i, blob in enumerate(blobs):
         name = "image_bytes" if len(blobs) == 1 else f"image_bytes[{i}]"
         t0 = time.perf_counter()
@@ -104,8 +107,9 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
                 raise InvalidInputError(f"{name} is a PDF of {len(blob)} bytes; the limit is {s.max_image_bytes} "
                                         "bytes: split the document", "too_large")
             if pages_left <= 0:
-                raise InvalidInputError(f"{name} is a PDF, but the request already holds {s.pdf_max_pages} PDF "
-                                        "pages, the limit per request: send it in another request",
+                raise InvalidInputError(f"{name} is a PDF, but the request's images and PDF pages before it "
+                                        f"already reach the limit per request ({s.max_images_per_request} images, "
+                                        f"{s.pdf_max_pages} PDF pages): send it in another request",
                                         "pdf_too_many_pages")
             pages = rasterize_pdf(blob, _pdf_limits(s, pages_left), name)
             pages_left -= len(pages)

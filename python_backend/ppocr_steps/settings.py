@@ -16,7 +16,7 @@ class PipelineSettings:
     """Tunables that are not per request. Names match config.pbtxt `parameters` keys."""
 
     # input limits
-    max_images_per_request: int = 8
+    max_images_per_request: int = 10
     max_image_bytes: int = 32 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     min_image_side: int = 8

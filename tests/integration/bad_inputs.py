@@ -512,8 +512,8 @@ def _request_cases() -> list[Case]:
     # --- request-level limits and parameters, refused by our code
     cases.append(Case("zero_images", tensors=[t(IMG, "BYTES", np.array([], dtype=np.object_))],
                       needles=(IMG, "at least one"), reason="empty"))
-    cases.append(Case("nine_images", [small] * 9, needles=(IMG, "at most 8", "split"), reason="too_many_images"))
-    cases.append(Case("sixty_four_images", [small] * 64, needles=(IMG, "at most 8"), reason="too_many_images"))
+    cases.append(Case("eleven_images", [small] * 11, needles=(IMG, "at most 10", "split"), reason="too_many_images"))
+    cases.append(Case("sixty_four_images", [small] * 64, needles=(IMG, "at most 10"), reason="too_many_images"))
     cases.append(Case("oversize_payload_32mib_plus_one", [b"\x89PNG\r\n\x1a\n" + b"\x00" * (MAX_IMAGE_BYTES - 7)],
                       needles=(IMG, "bytes", "limit"), reason="too_large"))
     cases.append(Case("second_image_corrupt", [png, png[:100]], dict(OK_PARAMS), needles=("image_bytes[1]",),

@@ -98,6 +98,16 @@ def test_pdf_pages_per_request_are_limited_across_documents() -> None:
     out = preprocess([doc, doc], {}, OcrParams(), s)  # the second document: its first 2 pages
     assert out.source_index.tolist() == [0, 0, 0, 1, 1]
     assert out.page_index.tolist() == [0, 1, 2, 0, 1]
-    with pytest.raises(InvalidInputError, match=r"image_bytes\[2\] is a PDF, but the request already") as info:
+    with pytest.raises(InvalidInputError, match=r"image_bytes\[2\] is a PDF, but .* \(10 images, 5 PDF pages\)") as info:
         preprocess([doc, doc, doc], {}, OcrParams(), s)
     assert info.value.reason == "pdf_too_many_pages"
+
+
+def test_pages_and_images_share_the_images_per_request_limit() -> None:
+    doc = ps.build_pdf([ps.text_page([str(i)], size=(100, 100)) for i in range(6)])
+    png = cv2.imencode(".png", np.full((60, 200, 3), 255, np.uint8))[1].tobytes()
+    s = PipelineSettings(max_images_per_request=4, pdf_dpi=72)  # the GPU target's detector batch
+    out = preprocess([png, doc], {}, OcrParams(), s)
+    assert out.page_index.tolist() == [-1, 0, 1, 2]
+    with pytest.raises(InvalidInputError, match="4 images, 10 PDF pages"):
+        preprocess([png, png, png, doc, doc], {}, OcrParams(), s)
