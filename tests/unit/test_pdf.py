@@ -110,4 +110,4 @@ def test_pages_and_images_share_the_images_per_request_limit() -> None:
     out = preprocess([png, doc], {}, OcrParams(), s)
     assert out.page_index.tolist() == [-1, 0, 1, 2]
     with pytest.raises(InvalidInputError, match="4 images, 10 PDF pages"):
-        preprocess([png, png, png, doc, doc], {}, OcrParams(), s)
+        preprocess([png, png, doc, doc], {}, OcrParams(), s)  # the first document fills the request
