@@ -79,13 +79,16 @@ class AsyncOcrClient(_Base):
                   limit_side_len: int | None = None, limit_type: str | None = None,
                   thresh: float | None = None, box_thresh: float | None = None,
                   unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
-                  text_rec_score_thresh: float | None = None) -> OcrResult:
+                  text_rec_score_thresh: float | None = None,
+            use_doc_orientation_classify: bool | None = None,
+            use_doc_unwarping: bool | None = None) -> OcrResult:
         """OCR one image (path, encoded bytes, or OpenCV-style ndarray) or one-page PDF."""
         results = await self.ocr_batch(
             [image], timeout=timeout, limit_side_len=limit_side_len, limit_type=limit_type,
             thresh=thresh, box_thresh=box_thresh, unclip_ratio=unclip_ratio,
             use_textline_orientation=use_textline_orientation,
-            text_rec_score_thresh=text_rec_score_thresh)
+            text_rec_score_thresh=text_rec_score_thresh,
+            use_doc_orientation_classify=use_doc_orientation_classify, use_doc_unwarping=use_doc_unwarping)
         return single_result(results)
 
     async def ocr_document(self, document: ImageInput, *, timeout: float | None = None,
@@ -98,7 +101,9 @@ class AsyncOcrClient(_Base):
                         thresh: float | None = None, box_thresh: float | None = None,
                         unclip_ratio: float | None = None,
                         use_textline_orientation: bool | None = None,
-                        text_rec_score_thresh: float | None = None) -> list[OcrResult]:
+                        text_rec_score_thresh: float | None = None,
+            use_doc_orientation_classify: bool | None = None,
+            use_doc_unwarping: bool | None = None) -> list[OcrResult]:
         """OCR several images (or PDFs) in one request; one result per image and per PDF page,
         in input order (``OcrResult.source`` and ``page`` say which)."""
         images = list(images)
@@ -107,7 +112,8 @@ class AsyncOcrClient(_Base):
         params = OcrParams(limit_side_len=limit_side_len, limit_type=limit_type, thresh=thresh,
                            box_thresh=box_thresh, unclip_ratio=unclip_ratio,
                            use_textline_orientation=use_textline_orientation,
-                           text_rec_score_thresh=text_rec_score_thresh)
+                           text_rec_score_thresh=text_rec_score_thresh,
+            use_doc_orientation_classify=use_doc_orientation_classify, use_doc_unwarping=use_doc_unwarping)
         inputs, outputs = self._prepare(images, params)
         total = self._timeout(timeout)
 

@@ -15,6 +15,7 @@ __all__ = ["IMAGE_INPUT", "LIMIT_TYPES", "OcrParams", "Tensor", "build_tensors"]
 
 IMAGE_INPUT = "image_bytes"
 LIMIT_TYPES = ("min", "max")
+_BOOLEANS = ("use_textline_orientation", "use_doc_orientation_classify", "use_doc_unwarping")
 
 
 class Tensor(NamedTuple):
@@ -36,6 +37,8 @@ class OcrParams:
     unclip_ratio: float | None = None
     use_textline_orientation: bool | None = None
     text_rec_score_thresh: float | None = None
+    use_doc_orientation_classify: bool | None = None
+    use_doc_unwarping: bool | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -57,9 +60,10 @@ class OcrParams:
                 raise OcrInvalidInputError(f"{name} must be a finite number, got {v!r}")
         if self.unclip_ratio is not None and self.unclip_ratio <= 0:
             raise OcrInvalidInputError(f"unclip_ratio must be > 0, got {self.unclip_ratio!r}")
-        flag = self.use_textline_orientation
-        if flag is not None and not isinstance(flag, (bool, np.bool_)):
-            raise OcrInvalidInputError(f"use_textline_orientation must be a bool, got {flag!r}")
+        for name in _BOOLEANS:
+            flag = getattr(self, name)
+            if flag is not None and not isinstance(flag, (bool, np.bool_)):
+                raise OcrInvalidInputError(f"{name} must be a bool, got {flag!r}")
 
     def as_kwargs(self) -> dict[str, Any]:
         """The parameters that are set, as keyword arguments for ``ocr()``."""
@@ -82,6 +86,10 @@ class OcrParams:
         if self.text_rec_score_thresh is not None:
             out.append(Tensor("text_rec_score_thresh", "FP32",
                               np.array([self.text_rec_score_thresh], dtype=np.float32)))
+        for name in _BOOLEANS[1:]:
+            flag = getattr(self, name)
+            if flag is not None:
+                out.append(Tensor(name, "BOOL", np.array([bool(flag)], dtype=np.bool_)))
         return out
 
 

@@ -15,9 +15,9 @@ __all__ = ["OPTIONAL_OUTPUT_NAMES", "OUTPUT_NAMES", "OcrResult", "TextLine", "re
 
 #: Outputs of the ``ocr`` ensemble read by the client (docs/architecture.md).
 OUTPUT_NAMES: tuple[str, ...] = ("texts", "scores", "polys", "image_index", "flipped", "source_index",
-                                 "page_index")
-#: Per-image outputs a server without PDF support lacks: then each input is one image.
-OPTIONAL_OUTPUT_NAMES: frozenset[str] = frozenset({"source_index", "page_index"})
+                                 "page_index", "angle")
+#: Per-image outputs a server without PDF and orientation support lacks: then each input is one upright image.
+OPTIONAL_OUTPUT_NAMES: frozenset[str] = frozenset({"source_index", "page_index", "angle"})
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,14 @@ class OcrResult:
     """The text lines of one image (or one page of a PDF), in reading order.
 
     ``source`` is the index of the input it comes from; ``page`` its 0-based page when that input
-    is a PDF (None for an image).
+    is a PDF (None for an image); ``angle`` how the image as sent is turned from upright (0, 90,
+    180 or 270 degrees clockwise; polygons are in the image as sent, lines in upright reading order).
     """
 
     lines: list[TextLine] = field(default_factory=list)
     source: int = 0
     page: int | None = None
+    angle: int = 0
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -158,7 +160,18 @@ def results_from_outputs(outputs: Mapping[str, NDArray[Any] | None], num_images:
         poly = [(c[0], c[1]), (c[2], c[3]), (c[4], c[5]), (c[6], c[7])]
         line = TextLine(poly=poly, text=_text(texts[i]), score=score_list[i], flipped=bool(flipped[i]))
         per_image[int(index[i])].append(line)
-    return [OcrResult(lines, source=src, page=page) for lines, (src, page) in zip(per_image, image_map, strict=True)]
+    angles = _angles(outputs.get("angle"), num_results)
+    return [OcrResult(lines, source=src, page=page, angle=angle)
+            for lines, (src, page), angle in zip(per_image, image_map, angles, strict=True)]
+
+
+def _angles(arr: NDArray[Any] | None, num_results: int) -> list[int]:
+    if arr is None:
+        return [0] * num_results
+    angles = [int(a) for a in np.asarray(arr).reshape(-1)]
+    if len(angles) != num_results or any(a not in (0, 90, 180, 270) for a in angles):
+        raise OcrServerError(f"output 'angle' holds {angles}, expected {num_results} of 0/90/180/270")
+    return angles
 
 
 def single_result(results: list[OcrResult]) -> OcrResult:

@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                        default=None, help="0/180 degree text line classifier")
     knobs.add_argument("--text-rec-score-thresh", type=float, metavar="F",
                        help="drop lines recognised with a lower score")
+    knobs.add_argument("--use-doc-orientation-classify", action=argparse.BooleanOptionalAction, default=None,
+                       help="turn pages lying at 90/180/270 degrees upright before reading them")
+    knobs.add_argument("--use-doc-unwarping", action=argparse.BooleanOptionalAction, default=None,
+                       help="unwarp curved pages (not available on this server: see the README)")
 
     health = sub.add_parser(
         "health", parents=[conn], help="check that the server and the model are ready",
@@ -99,7 +103,9 @@ def _params_from_args(args: argparse.Namespace) -> OcrParams:
     return OcrParams(limit_side_len=args.limit_side_len, limit_type=args.limit_type,
                      thresh=args.thresh, box_thresh=args.box_thresh, unclip_ratio=args.unclip_ratio,
                      use_textline_orientation=args.use_textline_orientation,
-                     text_rec_score_thresh=args.text_rec_score_thresh)
+                     text_rec_score_thresh=args.text_rec_score_thresh,
+                     use_doc_orientation_classify=args.use_doc_orientation_classify,
+                     use_doc_unwarping=args.use_doc_unwarping)
 
 
 def prediction_record(image: str, result: OcrResult) -> dict[str, Any]:

@@ -48,6 +48,8 @@ class PipelineSettings:
     rec_max_width: int = 3200
     rec_width_multiple: int = 1
     max_boxes_per_request: int = 2000
+    # page orientation classifier (ori_model) calls
+    ori_batch_size: int = 16
 
 
 def _coerce(value: str, like: Any) -> Any:

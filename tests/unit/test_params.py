@@ -41,6 +41,8 @@ def test_defaults_are_paddlex_values() -> None:
         "unclip_ratio": 1.6,
         "use_textline_orientation": True,
         "text_rec_score_thresh": 0.5,
+        "use_doc_orientation_classify": True,
+        "use_doc_unwarping": False,
     }
 
 
@@ -181,3 +183,10 @@ def test_json_is_plain_object_with_all_fields() -> None:
     obj = json.loads(params_to_json(DEFAULTS))
     assert set(obj) == {f.name for f in fields(OcrParams)}
     assert obj["limit_type"] == "min" and obj["use_textline_orientation"] is True
+
+
+def test_unwarping_is_refused_with_the_reason() -> None:
+    err = _refused({"use_doc_unwarping": True}, "use_doc_unwarping", "licence")
+    assert "use_doc_unwarping=false" in str(err)
+    assert parse_params({"use_doc_unwarping": False, "use_doc_orientation_classify": False}, DEFAULTS) \
+        .use_doc_orientation_classify is False

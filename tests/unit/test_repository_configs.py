@@ -25,6 +25,7 @@ TARGETS_DIR = ROOT / "model_repository"
 RUNTIME_MODELS = ("det_model", "cls_model", "rec_model")
 STEP_MODELS = ("det_preprocess", "det_postprocess", "rec_pipeline")
 REC_PIPELINE_OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
+DET_PREPROCESS_OWN_KEYS = {"ori_model_name", "ori_labels"}
 MODEL_SETS_DIR = ROOT / "build" / "models"
 
 ModelConfig = model_config_pb2.ModelConfig
@@ -161,7 +162,7 @@ def test_ensemble_inputs_are_the_first_steps_inputs() -> None:
         assert (t.data_type, list(t.dims), t.optional) == (p.data_type, list(p.dims), p.optional), t.name
     # per-line outputs come from the last step, per-image ones (source_index, page_index) from the first
     per_image = {t.name for t in pre.output} & {t.name for t in ens.output}
-    assert per_image == {"source_index", "page_index"}
+    assert per_image == {"source_index", "page_index", "angle"}
     assert {t.name for t in ens.output} == {t.name for t in rec.output} | per_image
     assert dict(last.output_map) == {t.name: t.name for t in rec.output}
     assert {k: v for k, v in first.output_map.items() if k in per_image} == {n: n for n in per_image}
@@ -198,7 +199,7 @@ def test_image_info_width_matches_the_package() -> None:
 
 def test_python_steps_parameters_accepted_by_settings() -> None:
     pre = parameters(load(STEPS_DIR / "det_preprocess" / "config.pbtxt"))
-    settings_from_parameters(pre)
+    settings_from_parameters(pre, ignore=DET_PREPROCESS_OWN_KEYS)
     defaults_from_parameters(pre)  # default_* validate like a request
     assert any(k.startswith("default_") for k in pre)
     settings_from_parameters(parameters(load(STEPS_DIR / "det_postprocess" / "config.pbtxt")))
@@ -238,11 +239,13 @@ def test_model_py_uses_the_config_tensor_names(step: str) -> None:
         assert t.name in constants, f"{step}/1/model.py never names tensor {t.name!r}"
 
 
-def test_rec_pipeline_own_keys_match_model_py() -> None:
-    tree = ast.parse((STEPS_DIR / "rec_pipeline" / "1" / "model.py").read_text())
+@pytest.mark.parametrize(("step", "keys"), [("rec_pipeline", REC_PIPELINE_OWN_KEYS),
+                                            ("det_preprocess", DET_PREPROCESS_OWN_KEYS)])
+def test_own_keys_match_model_py(step: str, keys: set[str]) -> None:
+    tree = ast.parse((STEPS_DIR / step / "1" / "model.py").read_text())
     values = [ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
               and any(isinstance(t, ast.Name) and t.id == "OWN_KEYS" for t in n.targets)]
-    assert values == [REC_PIPELINE_OWN_KEYS]
+    assert values == [keys]
 
 
 def step_overrides(target: str, step: str) -> dict[str, str]:
@@ -259,7 +262,7 @@ def test_target_step_overrides_are_valid_settings(target: str) -> None:
         base = parameters(load(STEPS_DIR / step / "config.pbtxt"))
         extra = step_overrides(target, step)
         assert set(extra) <= set(base), f"{target} overrides unknown {step} parameters {set(extra) - set(base)}"
-        ignore = REC_PIPELINE_OWN_KEYS if step == "rec_pipeline" else set()
+        ignore = {"rec_pipeline": REC_PIPELINE_OWN_KEYS, "det_preprocess": DET_PREPROCESS_OWN_KEYS}.get(step, set())
         settings_from_parameters({**base, **extra}, ignore=ignore)
 
 
