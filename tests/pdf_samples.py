@@ -8,7 +8,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
-__all__ = ["Page", "build_pdf", "text_page", "image_page", "encrypted_pdf", "page_count_bomb",
+__all__ = ["Page", "build_pdf", "text_page", "dense_lines", "image_page", "encrypted_pdf", "page_count_bomb",
            "giant_mediabox", "slow_page", "flate_bomb", "A4"]
 
 A4 = (595.0, 842.0)
@@ -39,6 +39,13 @@ def text_page(lines: list[str], size: tuple[float, float] = A4, font_size: float
         ops.append(f"({_escape(line)}) Tj T*".encode())
     ops.append(b"ET")
     return Page(b"\n".join(ops), size=size, rotate=rotate)
+
+
+def dense_lines(n: int = 30) -> list[str]:
+    """Lines that fill a page (the page-orientation classifier needs a page's worth of text)."""
+    words = ["TOTAL", "CASH", "CHANGE", "INVOICE", "ROUNDING", "QTY", "PRICE", "ITEM", "DATE", "TAX"]
+    return [f"{words[i % 10]} {1000 + 37 * i}.{i:02d} {words[(i * 3) % 10]} AND MORE TEXT ON LINE {i}"
+            for i in range(n)]
 
 
 def image_page(jpeg: bytes, width_px: int, height_px: int, size: tuple[float, float] = A4, rotate: int = 0) -> Page:
