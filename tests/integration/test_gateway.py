@@ -13,7 +13,6 @@ from pathlib import Path
 import cv2
 import pdf_samples as ps
 import pytest
-
 from helpers import norm, png, text_page
 from ocr_server.local_server import free_port
 

@@ -13,7 +13,7 @@ import base64
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +23,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ocr_client import (AsyncOcrClient, OcrError, OcrInvalidInputError, OcrResult, OcrTimeoutError,
-                        OcrUnavailableError)
+from ocr_client import AsyncOcrClient, OcrError, OcrInvalidInputError, OcrResult, OcrTimeoutError, OcrUnavailableError
 from ocr_server.paddlex.files import FILE_TYPE_PDF, GatewayError, LoadedFile, load_file
 from ocr_server.paddlex.schemas import ErrorResponse, OcrRequest, OcrResponse
 
@@ -94,7 +93,7 @@ class OcrGateway:
         class PaddlexRoute(APIRoute):
             """Every outcome in PaddleX's shape, counted and timed."""
 
-            def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+            def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
                 handler = super().get_route_handler()
 
                 async def route(request: Request) -> Response:
