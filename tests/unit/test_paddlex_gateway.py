@@ -57,3 +57,43 @@ def test_paddlex_fields_map_to_the_ensemble_parameters() -> None:
     assert _ocr_params(newer) == {"limit_side_len": 736, "limit_type": "min"}
     with pytest.raises(GatewayError, match="unclip_ratio"):
         _ocr_params(OcrRequest(file="x", textDetUnclipRatio=-1))
+
+
+@pytest.fixture(scope="module")
+def file_server():
+    """A local HTTP server: /page.png (200), /big.png (too large), /moved (a redirect), else 404."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "http://169.254.169.254/")
+                self.end_headers()
+                return
+            body = {"/page.png": PNG, "/big.png": PNG * 100}.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_allowed_urls_are_fetched_with_limits(file_server: str) -> None:
+    hosts = frozenset({"127.0.0.1"})
+    got = _load(file_server + "/page.png", hosts=hosts)
+    assert (got.data, got.file_type) == (PNG, FILE_TYPE_IMAGE)
+    for path, status, needle in (("/missing.png", 422, "HTTP 404"), ("/moved", 422, "redirects are not followed"),
+                                 ("/big.png", 413, "larger than")):
+        with pytest.raises(GatewayError) as info:
+            _load(file_server + path, hosts=hosts, max_bytes=1000)
+        assert info.value.status == status and needle in info.value.message
