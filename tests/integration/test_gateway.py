@@ -95,7 +95,7 @@ def test_pdf_document_one_result_per_page(gateway) -> None:
     doc = ps.build_pdf([ps.text_page(["INVOICE 2024", "TOTAL 1234.56"], font_size=20),
                         ps.image_page(jpeg, w, h, size=(w * 0.75, h * 0.75)),
                         ps.text_page(ps.dense_lines(), font_size=14, rotate=90)])
-    r = _post(gateway, {"file": base64.b64encode(doc).decode()})  # fileType inferred
+    r = _post(gateway, {"file": base64.b64encode(doc).decode(), "fileType": 1})  # as PaddleX's example sends it
     assert r.status_code == 200, r.text
     out = r.json()["result"]
     assert out["dataInfo"]["type"] == "pdf" and out["dataInfo"]["numPages"] == 3
@@ -113,8 +113,7 @@ def test_pdf_document_one_result_per_page(gateway) -> None:
     ({"fileType": 1}, 422, "file"),
     ({"file": "!!!not base64!!!"}, 422, "base64"),
     ({"file": "http://example.com/a.jpg"}, 422, "fetches no URLs"),
-    ({"file": base64.b64encode(b"%PDF-1.4 junk").decode(), "fileType": 1}, 422, "fileType 0"),
-    ({"file": base64.b64encode(png(text_page(1)[0])).decode(), "fileType": 0}, 422, "not a PDF"),
+    ({"file": base64.b64encode(b"%PDF-1.4 junk").decode(), "fileType": 1}, 422, "not a readable PDF"),
     ({"file": base64.b64encode(b"hello").decode()}, 422, "not a supported image"),
     ({"file": base64.b64encode(ps.encrypted_pdf()).decode()}, 422, "password"),
     ({"file": base64.b64encode(png(text_page(1)[0])).decode(), "useDocUnwarping": True}, 422, "use_doc_unwarping"),

@@ -1,9 +1,9 @@
-"""The `file` of a PaddleX request: base64 or an allowed URL, and its type (0: PDF, 1: image)."""
+"""The `file` of a PaddleX request: base64 or an allowed URL, and its type (0: PDF, 1: image, from its bytes)."""
 from __future__ import annotations
 
 import base64
 import binascii
-import posixpath
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -15,6 +15,7 @@ from ppocr_steps.pdf import is_pdf
 __all__ = ["GatewayError", "LoadedFile", "load_file", "FILE_TYPE_PDF", "FILE_TYPE_IMAGE"]
 
 FILE_TYPE_PDF, FILE_TYPE_IMAGE = 0, 1
+log = logging.getLogger("ocr_server.paddlex")
 
 
 class GatewayError(Exception):
@@ -79,25 +80,19 @@ async def _fetch(url: str, allowed_hosts: Collection[str], max_bytes: int, timeo
     return b"".join(chunks)
 
 
-def _url_type(url: str) -> int:
-    """PaddleX's rule: a URL whose path ends in .pdf is a PDF, anything else an image."""
-    ext = posixpath.splitext(urlsplit(url).path)[1].lower()
-    return FILE_TYPE_PDF if ext == ".pdf" else FILE_TYPE_IMAGE
-
-
 async def load_file(value: str, file_type: int | None, allowed_hosts: Collection[str], max_bytes: int,
                     fetch_timeout_s: float) -> LoadedFile:
-    """The file's bytes and type; GatewayError for what cannot be used."""
+    """The file's bytes and type; GatewayError for what cannot be used.
+
+    The bytes decide the type: PaddleX's own example client sends fileType 1 whatever the file is,
+    and the server reads a PDF as a PDF anyway; a stated type the bytes contradict is only logged.
+    """
     if _is_url(value):
         data = await _fetch(value, allowed_hosts, max_bytes, fetch_timeout_s)
-        inferred = _url_type(value)
     else:
         data = _decode_base64(value, max_bytes)
-        inferred = FILE_TYPE_PDF if is_pdf(data) else FILE_TYPE_IMAGE
-    kind = inferred if file_type is None else file_type
-    if kind == FILE_TYPE_PDF and not is_pdf(data):
-        raise GatewayError(422, "'fileType' is 0 (PDF) but the file is not a PDF; send fileType 1 for an image "
-                                "or leave fileType out")
-    if kind == FILE_TYPE_IMAGE and is_pdf(data):
-        raise GatewayError(422, "the file is a PDF but 'fileType' is 1 (image); send fileType 0 or leave it out")
+    kind = FILE_TYPE_PDF if is_pdf(data) else FILE_TYPE_IMAGE
+    if file_type is not None and file_type != kind:
+        log.info("fileType %s, but the file is %s: read as such", file_type, "a PDF" if kind == FILE_TYPE_PDF
+                 else "not a PDF")
     return LoadedFile(data, kind)

@@ -29,8 +29,8 @@ class OcrRequest(BaseModel):
 
     file: str = Field(..., description="Base64 of an image or PDF file, or its URL (URLs only from the "
                                        "hosts the gateway allows).")
-    fileType: Literal[0, 1] | None = Field(None, description="0: PDF, 1: image, null: inferred (from the URL "
-                                                             "or the file's bytes).")
+    fileType: Literal[0, 1] | None = Field(None, description="0: PDF, 1: image, null: inferred. The file's "
+                                                             "bytes decide when they say otherwise.")
     inferenceParams: InferenceParams | None = None
     useDocOrientationClassify: bool | None = None
     useDocUnwarping: bool | None = None
