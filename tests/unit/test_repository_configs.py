@@ -14,6 +14,7 @@ model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from google.protobuf import text_format  # noqa: E402
 
 from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS  # noqa: E402
+from ppocr_steps.orientation import ORI_SIZE  # noqa: E402
 from ppocr_steps.params import OcrParams  # noqa: E402
 from ppocr_steps.recognize import CLS_SHAPE, load_dictionary  # noqa: E402
 from ppocr_steps.settings import defaults_from_parameters, settings_from_parameters  # noqa: E402
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENSEMBLE_DIR = ROOT / "ensemble"
 STEPS_DIR = ROOT / "python_backend" / "models"
 TARGETS_DIR = ROOT / "model_repository"
-RUNTIME_MODELS = ("det_model", "cls_model", "rec_model")
+RUNTIME_MODELS = ("det_model", "cls_model", "rec_model", "ori_model")
 STEP_MODELS = ("det_preprocess", "det_postprocess", "rec_pipeline")
 REC_PIPELINE_OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
 DET_PREPROCESS_OWN_KEYS = {"ori_model_name", "ori_labels"}
@@ -284,6 +285,17 @@ def test_rec_pipeline_batches_fit_the_runtime_models(target: str) -> None:
     assert models["det_model"].max_batch_size == 0  # the ensemble passes whole [N,3,H,W] batches
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_det_preprocess_orientation_batches_fit_ori_model(target: str) -> None:
+    pre = {**parameters(load(STEPS_DIR / "det_preprocess" / "config.pbtxt")), **step_overrides(target, "det_preprocess")}
+    s = settings_from_parameters(pre, ignore=DET_PREPROCESS_OWN_KEYS)
+    ori = model_set(target)[pre["ori_model_name"]]
+    assert 0 < s.ori_batch_size <= ori.max_batch_size, target
+    ori_in = by_name(ori.input)["ori_input"]
+    assert list(ori_in.dims) == [ORI_SIZE, ORI_SIZE, 3] and ori_in.data_type == model_config_pb2.TYPE_UINT8
+    assert list(by_name(ori.output)["ori_probs"].dims) == [4]  # the labels 0/90/180/270
+
+
 def test_rec_pipeline_dictionary_is_a_plain_file_name() -> None:
     rec = parameters(load(STEPS_DIR / "rec_pipeline" / "config.pbtxt"))
     assert rec["dictionary"] and "/" not in rec["dictionary"]
@@ -292,7 +304,7 @@ def test_rec_pipeline_dictionary_is_a_plain_file_name() -> None:
 # ---------------------------------------------------------------- CPU runtime configs vs ONNX graphs
 
 ONNX_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 6: "TYPE_INT32", 7: "TYPE_INT64", 2: "TYPE_UINT8"}
-ROLES = {"det_model": "det", "cls_model": "cls", "rec_model": "rec"}
+ROLES = {"det_model": "det", "cls_model": "cls", "rec_model": "rec", "ori_model": "ori"}
 
 
 def _onnx_io(path: Path):
