@@ -287,7 +287,8 @@ def test_rec_pipeline_batches_fit_the_runtime_models(target: str) -> None:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_det_preprocess_orientation_batches_fit_ori_model(target: str) -> None:
-    pre = {**parameters(load(STEPS_DIR / "det_preprocess" / "config.pbtxt")), **step_overrides(target, "det_preprocess")}
+    pre = {**parameters(load(STEPS_DIR / "det_preprocess" / "config.pbtxt")),
+           **step_overrides(target, "det_preprocess")}
     s = settings_from_parameters(pre, ignore=DET_PREPROCESS_OWN_KEYS)
     ori = model_set(target)[pre["ori_model_name"]]
     assert 0 < s.ori_batch_size <= ori.max_batch_size, target
