@@ -20,11 +20,12 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
-from typing import BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, BinaryIO
 
 from ppocr_steps.errors import InvalidInputError
+
+if TYPE_CHECKING:  # the child process never imports numpy (it only starts faster without)
+    import numpy as np
 
 __all__ = ["PdfLimits", "is_pdf", "rasterize_pdf", "render_in_process", "main"]
 
@@ -70,11 +71,28 @@ def _open_error(exc: Exception) -> tuple[str, str]:
 
 
 def render_in_process(data: bytes, limits: PdfLimits, name: str = "document") -> list[np.ndarray]:
-    """Render the first `limits.max_pages` pages of `data` to BGR uint8 arrays in this process (the child's work).
+    """Render the first `limits.max_pages` pages of `data` to BGR uint8 arrays in this process.
 
-    Raises InvalidInputError (its message starting with `name`) for refused documents. Only run this unbounded in a
-    process you can kill: a hostile document can make PDFium slow or hungry.
+    Raises InvalidInputError (its message starting with `name`) for refused documents. Only run this
+    unbounded in a process you can kill: a hostile document can make PDFium slow or hungry.
     """
+    return [_to_array(raw) for raw in _render_raw(data, limits, name)]
+
+
+def _to_array(raw: _RawPage) -> np.ndarray:
+    """A rendered page's BGR uint8 array (stride and any fourth channel dropped)."""
+    import numpy as np
+
+    h, w, channels, stride, buf = raw
+    rows = np.frombuffer(buf, dtype=np.uint8, count=h * stride).reshape(h, stride)
+    return np.ascontiguousarray(rows[:, :w * channels].reshape(h, w, channels)[:, :, :3])
+
+
+# (height, width, channels, stride, pixels): what the child sends, without numpy (faster child start)
+_RawPage = tuple[int, int, int, int, bytes]
+
+
+def _render_raw(data: bytes, limits: PdfLimits, name: str) -> list[_RawPage]:
     import pypdfium2 as pdfium  # the child imports PDFium; the parent process never does
 
     try:
@@ -108,15 +126,16 @@ def render_in_process(data: bytes, limits: PdfLimits, name: str = "document") ->
                                      f"pixels at {limits.dpi:g} dpi; the limit is {limits.max_page_pixels} pixels per "
                                      "page: send smaller pages or render them to images yourself",
                               "pdf_page_too_large")
-        pages = []
+        pages: list[_RawPage] = []
         for i in range(count):
             page = doc[i]
             try:
                 bitmap = page.render(scale=scale, may_draw_forms=True, fill_color=(255, 255, 255, 255))
-                arr = np.array(bitmap.to_numpy(), copy=True)  # BGR(x) rows, stride removed
+                pages.append((bitmap.height, bitmap.width, bitmap.n_channels, bitmap.stride,
+                              bytes(bitmap.buffer)[:bitmap.height * bitmap.stride]))
+                bitmap.close()
             finally:
                 page.close()
-            pages.append(np.ascontiguousarray(arr[:, :, :3]))
         return pages
     finally:
         doc.close()
@@ -136,12 +155,12 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))  # before PDFium allocates anything
     data = stdin.read()
     try:
-        pages = render_in_process(data, limits, name="")
+        pages = _render_raw(data, limits, name="")
     except InvalidInputError as exc:
         _write_all(stdout, [json.dumps({"error": str(exc), "reason": exc.reason}).encode() + b"\n"])
         return 0
-    header = json.dumps({"pages": [list(p.shape[:2]) for p in pages]}).encode() + b"\n"
-    _write_all(stdout, [header, *(p.tobytes() for p in pages)])
+    header = json.dumps({"pages": [list(p[:4]) for p in pages]}).encode() + b"\n"
+    _write_all(stdout, [header, *(p[4] for p in pages)])
     return 0
 
 
@@ -185,10 +204,9 @@ def rasterize_pdf(data: bytes, limits: PdfLimits, name: str = "image_bytes") -> 
     if "error" in header:
         raise _refuse(name, str(header["error"]), str(header["reason"]))
     pages, offset = [], newline + 1
-    for h, w in header["pages"]:
-        size = h * w * 3
-        pages.append(np.frombuffer(out, dtype=np.uint8, count=size, offset=offset).reshape(h, w, 3))
-        offset += size
+    for h, w, channels, stride in header["pages"]:
+        pages.append(_to_array((h, w, channels, stride, out[offset:offset + h * stride])))
+        offset += h * stride
     return pages
 
 
