@@ -43,7 +43,7 @@ class PdfLimits:
     max_document_pages: int = 1000  # documents with more pages are refused (page-count bombs)
     max_page_pixels: int = 25_000_000
     timeout_s: float = 10.0
-    max_memory_mb: int = 2048
+    max_memory_mb: int = 1024
 
 
 def is_pdf(data: bytes) -> bool:

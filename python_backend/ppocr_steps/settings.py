@@ -26,7 +26,7 @@ class PipelineSettings:
     pdf_max_document_pages: int = 1000
     pdf_max_page_pixels: int = 25_000_000
     pdf_render_timeout_s: float = 10.0
-    pdf_render_max_memory_mb: int = 2048
+    pdf_render_max_memory_mb: int = 1024
     # source-image preparation (RapidOCR/PaddleX behaviour before detection)
     max_side_limit: int = 2000
     min_side_len: int = 30
