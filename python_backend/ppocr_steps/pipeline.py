@@ -21,7 +21,7 @@ from ppocr_steps.orientation import to_upright
 from ppocr_steps.params import OcrParams, parse_params
 from ppocr_steps.pdf import PdfLimits, is_pdf, rasterize_pdf
 from ppocr_steps.recognize import Infer, RecInfer, classify_and_flip, recognize_crops
-from ppocr_steps.settings import PipelineSettings
+from ppocr_steps.settings import PostprocessSettings, PreprocessSettings, RecognitionSettings
 
 __all__ = ["PreprocessOutput", "OcrLines", "preprocess", "postprocess_detection", "recognize"]
 
@@ -88,7 +88,7 @@ def _timed(infer: Callable[[np.ndarray], Any], timings: dict[str, float] | None,
 
 
 def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: OcrParams,
-               s: PipelineSettings, timings: dict[str, float] | None = None,
+               s: PreprocessSettings, timings: dict[str, float] | None = None,
                classify_orientation: Callable[[list[np.ndarray]], list[int]] | None = None) -> PreprocessOutput:
     """Decode (PDFs: render), turn pages upright, prepare the detector batch.
 
@@ -155,20 +155,20 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
                             np.asarray(page_index, dtype=np.int32), np.asarray(angles, dtype=np.int32))
 
 
-def _pdf_limits(s: PipelineSettings, max_pages: int) -> PdfLimits:
+def _pdf_limits(s: PreprocessSettings, max_pages: int) -> PdfLimits:
     return PdfLimits(dpi=s.pdf_dpi, max_pages=max_pages, max_document_pages=s.pdf_max_document_pages,
                      max_page_pixels=s.pdf_max_page_pixels,
                      timeout_s=s.pdf_render_timeout_s, max_memory_mb=s.pdf_render_max_memory_mb)
 
 
-def db_config(params: OcrParams, s: PipelineSettings) -> DBConfig:
+def db_config(params: OcrParams, s: PostprocessSettings) -> DBConfig:
     return DBConfig(thresh=params.thresh, box_thresh=params.box_thresh, unclip_ratio=params.unclip_ratio,
                     max_candidates=s.max_candidates, use_dilation=s.use_dilation, score_mode=s.score_mode,
                     min_size=s.min_box_size)
 
 
 def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: OcrParams,
-                          s: PipelineSettings, timings: dict[str, float] | None = None
+                          s: PostprocessSettings, timings: dict[str, float] | None = None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """prob_map [N,1,H,W] → boxes [K,4,2] (source pixels), box_scores [K], box_image_index [K].
 
@@ -193,7 +193,7 @@ def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: 
 
 
 def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box_image_index: np.ndarray,
-              params: OcrParams, s: PipelineSettings, labels: Sequence[str], cls_infer: Infer | None,
+              params: OcrParams, s: RecognitionSettings, labels: Sequence[str], cls_infer: Infer | None,
               rec_infer: RecInfer, timings: dict[str, float] | None = None) -> OcrLines:
     """Crops → optional 0/180 flip → recognition → filter by text_rec_score_thresh → original coordinates.
 

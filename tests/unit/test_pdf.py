@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 
 from ppocr_steps.errors import InvalidInputError
-from ppocr_steps.params import OcrParams
 from ppocr_steps.pdf import PdfLimits, is_pdf, rasterize_pdf
 from ppocr_steps.pipeline import preprocess
-from ppocr_steps.settings import PipelineSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pdf_samples as ps  # noqa: E402
+from served import served_defaults, served_settings  # noqa: E402
 
 
 def _scan_jpeg() -> tuple[bytes, int, int]:
@@ -84,8 +83,8 @@ def test_preprocess_maps_each_page_to_its_element_and_page() -> None:
     jpeg, w, h = _scan_jpeg()
     doc = ps.build_pdf([ps.text_page(["ONE"]), ps.image_page(jpeg, w, h)])
     png = cv2.imencode(".png", np.full((60, 200, 3), 255, np.uint8))[1].tobytes()
-    s = PipelineSettings(pdf_dpi=72)
-    out = preprocess([png, doc, png], {}, OcrParams(), s)
+    s = served_settings(pdf_dpi=72)
+    out = preprocess([png, doc, png], {}, served_defaults(), s)
     assert out.source_index.tolist() == [0, 1, 1, 2]
     assert out.page_index.tolist() == [-1, 0, 1, -1]
     assert out.det_input.shape[0] == out.images.shape[0] == out.image_info.shape[0] == 4
@@ -94,20 +93,20 @@ def test_preprocess_maps_each_page_to_its_element_and_page() -> None:
 
 def test_pdf_pages_per_request_are_limited_across_documents() -> None:
     doc = ps.build_pdf([ps.text_page([str(i)], size=(100, 100)) for i in range(3)])
-    s = PipelineSettings(pdf_max_pages=5, pdf_dpi=72)
-    out = preprocess([doc, doc], {}, OcrParams(), s)  # the second document: its first 2 pages
+    s = served_settings(pdf_max_pages=5, pdf_dpi=72)
+    out = preprocess([doc, doc], {}, served_defaults(), s)  # the second document: its first 2 pages
     assert out.source_index.tolist() == [0, 0, 0, 1, 1]
     assert out.page_index.tolist() == [0, 1, 2, 0, 1]
     with pytest.raises(InvalidInputError, match=r"image_bytes\[2\] is a PDF, but .* \(10 images, 5 PDF pages\)") as info:
-        preprocess([doc, doc, doc], {}, OcrParams(), s)
+        preprocess([doc, doc, doc], {}, served_defaults(), s)
     assert info.value.reason == "pdf_too_many_pages"
 
 
 def test_pages_and_images_share_the_images_per_request_limit() -> None:
     doc = ps.build_pdf([ps.text_page([str(i)], size=(100, 100)) for i in range(6)])
     png = cv2.imencode(".png", np.full((60, 200, 3), 255, np.uint8))[1].tobytes()
-    s = PipelineSettings(max_images_per_request=4, pdf_dpi=72)  # the GPU target's detector batch
-    out = preprocess([png, doc], {}, OcrParams(), s)
+    s = served_settings(max_images_per_request=4, pdf_dpi=72)  # the GPU target's detector batch
+    out = preprocess([png, doc], {}, served_defaults(), s)
     assert out.page_index.tolist() == [-1, 0, 1, 2]
     with pytest.raises(InvalidInputError, match="4 images, 10 PDF pages"):
-        preprocess([png, png, doc, doc], {}, OcrParams(), s)  # the first document fills the request
+        preprocess([png, png, doc, doc], {}, served_defaults(), s)  # the first document fills the request

@@ -11,7 +11,7 @@ from ppocr_steps import triton_adapter as ta
 from ppocr_steps.orientation import classify_angles
 from ppocr_steps.params import OcrParams, params_to_json
 from ppocr_steps.pipeline import preprocess
-from ppocr_steps.settings import defaults_from_parameters, settings_from_parameters
+from ppocr_steps.settings import PreprocessSettings, defaults_from_parameters, settings_from_parameters
 
 PARAM_INPUTS = [f for f in OcrParams.__dataclass_fields__]
 OWN_KEYS = {"ori_model_name", "ori_labels"}
@@ -20,7 +20,7 @@ OWN_KEYS = {"ori_model_name", "ori_labels"}
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         params = ta.config_parameters(ta.model_config(args))
-        self.settings = settings_from_parameters(params, ignore=OWN_KEYS)
+        self.settings = settings_from_parameters(params, PreprocessSettings, ignore=OWN_KEYS)
         self.defaults = defaults_from_parameters(params)
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         with open(os.path.join(version_dir, params["ori_labels"]), encoding="utf-8") as fh:
