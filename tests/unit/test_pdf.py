@@ -97,7 +97,8 @@ def test_pdf_pages_per_request_are_limited_across_documents() -> None:
     out = preprocess([doc, doc], {}, served_defaults(), s)  # the second document: its first 2 pages
     assert out.source_index.tolist() == [0, 0, 0, 1, 1]
     assert out.page_index.tolist() == [0, 1, 2, 0, 1]
-    with pytest.raises(InvalidInputError, match=r"image_bytes\[2\] is a PDF, but .* \(10 images, 5 PDF pages\)") as info:
+    refused = r"image_bytes\[2\] is a PDF, but .* \(10 images, 5 PDF pages\)"
+    with pytest.raises(InvalidInputError, match=refused) as info:
         preprocess([doc, doc, doc], {}, served_defaults(), s)
     assert info.value.reason == "pdf_too_many_pages"
 
