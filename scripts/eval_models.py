@@ -35,6 +35,7 @@ from bench_lib.inprocess import RUNTIME, served_settings  # noqa: E402
 from ocr_server.assemble import assemble  # noqa: E402
 
 from ppocr_steps.onnx_runtime import load_runtime_model  # noqa: E402
+from ppocr_steps.orientation import classify_angles  # noqa: E402
 from ppocr_steps.pipeline import postprocess_detection, preprocess, recognize  # noqa: E402
 from ppocr_steps.recognize import load_dictionary  # noqa: E402
 
@@ -79,13 +80,16 @@ class Variant:
                      for k, m in RUNTIME.items()}
         dictionary = configs["rec_pipeline"]["parameters"]["dictionary"]
         self.labels = load_dictionary(str(repo / "rec_pipeline" / "1" / dictionary))
+        ori_labels = configs["det_preprocess"]["parameters"]["ori_labels"]
+        self.angles = (repo / "det_preprocess" / "1" / ori_labels).read_text().split()
         self.times: list[float] = []
         self.cpu_times: list[float] = []  # CPU seconds of this process (all threads): contention hardly moves it
         self.predictions: dict[str, list[dict[str, Any]]] = {}
 
     def run(self, key: str, blob: bytes) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
-        pre = preprocess([blob], {}, self.defaults, self.settings, None)
+        pre = preprocess([blob], {}, self.defaults, self.settings, None,
+                         lambda images: classify_angles(images, self.nets["ori"], self.angles))
         boxes, _, index = postprocess_detection(self.nets["det"](pre.det_input), pre.image_info, pre.params,
                                                 self.settings, None)
         lines = recognize(pre.images, pre.image_info, boxes, index, pre.params, self.settings, self.labels,
