@@ -21,6 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["det_preprocess", "det_postprocess", "rec_pipeline"]
 RUNTIME = {"det_model": "det", "cls_model": "cls", "rec_model": "rec"}
+# Limits set once (in the first model's config) and copied into the models that must enforce them too:
+# every step and CPU runtime model can be called directly, and is bounded like the `ocr` path.
+SHARED_LIMITS = {
+    ("det_preprocess", ("max_images_per_request", "max_image_pixels", "min_image_side", "max_side_limit",
+                        "min_side_len")): ("det_postprocess", "rec_pipeline", "det_model"),
+    ("rec_pipeline", ("rec_image_height", "rec_max_width")): ("rec_model",),
+}
 
 
 def set_parameter(config_text: str, key: str, value: str, where: str) -> str:
@@ -28,6 +35,40 @@ def set_parameter(config_text: str, key: str, value: str, where: str) -> str:
     if not pattern.search(config_text):
         raise SystemExit(f"--param {where}.{key}: no parameter '{key}' in {where}/config.pbtxt")
     return pattern.sub(lambda m: m.group(1) + value + m.group(3), config_text)
+
+
+def get_parameter(config_text: str, key: str, where: str) -> str:
+    m = re.search(r'\{\s*key:\s*"' + re.escape(key) + r'"\s*value\s*\{\s*string_value:\s*"([^"]*)"', config_text)
+    if m is None:
+        raise SystemExit(f"{where}/config.pbtxt has no parameter '{key}'")
+    return m.group(1)
+
+
+def add_parameters(config_text: str, values: dict[str, str], where: str) -> str:
+    """Set `values` in the `parameters [...]` list of a config (added when absent, replaced when present)."""
+    for key, value in values.items():
+        try:
+            config_text = set_parameter(config_text, key, value, where)
+        except SystemExit:
+            start = config_text.find("parameters [")
+            end = config_text.find("\n]", start)
+            if start < 0 or end < 0:
+                raise SystemExit(f"{where}/config.pbtxt has no 'parameters [ ... ]' list to add '{key}' to") from None
+            entry = f',\n  {{ key: "{key}" value {{ string_value: "{value}" }} }}'
+            config_text = config_text[:end] + entry + config_text[end:]
+    return config_text
+
+
+def share_limits(texts: dict[str, str], target: str) -> dict[str, str]:
+    """Copy SHARED_LIMITS from their source config into the configs that enforce them as well."""
+    out = dict(texts)
+    for (source, keys), receivers in SHARED_LIMITS.items():
+        values = {key: get_parameter(texts[source], key, source) for key in keys}
+        for receiver in receivers:
+            if receiver in RUNTIME and target != "cpu":  # TensorRT: the engine profiles bound the shapes
+                continue
+            out[receiver] = add_parameters(out[receiver], values, receiver)
+    return out
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -65,10 +106,13 @@ def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[s
     unknown = set(overrides) - set(configs)
     if unknown:
         raise SystemExit(f"--param names unknown model(s) {sorted(unknown)}; models: {sorted(configs)}")
+    texts = {}
     for name, src in configs.items():
         text = src.read_text()
         for key, value in overrides.get(name, {}).items():
             text = set_parameter(text, key, value, name)
+        texts[name] = text
+    for name, text in share_limits(texts, target).items():
         (out / name / "1").mkdir(parents=True)
         (out / name / "config.pbtxt").write_text(text)
     for step in STEPS:

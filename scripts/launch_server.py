@@ -98,6 +98,25 @@ def prepare_backends(build_dir: Path) -> Path:
 NGC_TRITON = Path("/opt/tritonserver")
 
 
+# umask of tritonserver and its stubs: the Python backend's /dev/shm regions hold request pixels and
+# must not be readable by other local users (created 0644 under the usual umask 022).
+SERVER_UMASK = 0o077
+
+
+def decoder_pixel_limit(model_repository: Path) -> str | None:
+    """det_preprocess's max_image_pixels in the repository: OpenCV enforces it while decoding
+    (OPENCV_IO_MAX_IMAGE_PIXELS, read once when a stub loads cv2); None if there is no such config."""
+    path = Path(model_repository) / "det_preprocess" / "config.pbtxt"
+    if not path.exists():
+        return None
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    param = config.parameters.get("max_image_pixels")
+    return param.string_value if param is not None else None
+
+
 MALLOC_MMAP_THRESHOLD = 32 << 20   # glibc's largest: only allocations above it get their own mmap
 MALLOC_TRIM_THRESHOLD = 256 << 20  # free heap kept for the next request's buffers
 
@@ -123,7 +142,9 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [libdir, env.get("LD_LIBRARY_PATH", "")] if p)
-    env.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
+    pixel_limit = decoder_pixel_limit(opts.model_repository)
+    if pixel_limit is not None:
+        env["OPENCV_IO_MAX_IMAGE_PIXELS"] = pixel_limit
     env.setdefault("OMP_NUM_THREADS", "1")
     # glibc malloc serves buffers over 128 KiB-32 MiB (its dynamic threshold) with a fresh mmap and
     # returns them at free, so every decoded image, resized input, probability map and bitmap was
@@ -345,7 +366,7 @@ class Supervisor:
         log.info("starting tritonserver (grpc %s, http %s, metrics %s)", self.opts.grpc_port, self.opts.http_port,
                  self.opts.metrics_port)
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.stdout, stderr=subprocess.STDOUT if self.stdout
-                                     else None, preexec_fn=_set_pdeathsig)
+                                     else None, preexec_fn=_set_pdeathsig, umask=SERVER_UMASK)
         self._reset_client()
         self.wait_ready(self.startup_timeout)
         self.snapshot()
@@ -652,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         return Supervisor(opts, check_interval=args.check_interval, probe_interval=args.probe_interval,
                           probe_timeout=args.probe_timeout, probe_failures=args.probe_failures).run()
     cmd, env = server_command(opts)
-    proc = subprocess.Popen(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env, umask=SERVER_UMASK)
 
     def forward(signum: int, _frame: object) -> None:
         proc.send_signal(signum)

@@ -4,6 +4,10 @@ Requests that arrive together (dynamic batching) and share a shape are run as on
 config's input/output names are the graph's (checked at load). The time inside onnxruntime is
 exported as ocr_network_compute_seconds_total{model=...}: Triton's compute_infer of this model also
 counts the stub round trip, which is not network compute (scripts/bench.py uses this counter).
+
+Every request is checked as hostile before it is batched (ppocr_steps.runtime_inputs: the limits of the
+`ocr` path, from config.pbtxt), and one onnxruntime run holds at most `max_run_pixels` rows x H x W;
+the detector runs each image of a zero-padded batch at its own extent.
 """
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ import time
 import numpy as np
 
 from ppocr_steps import metrics as m
-from ppocr_steps.onnx_runtime import OrtModel
+from ppocr_steps.onnx_runtime import ORT_PARAMETERS, OrtModel
+from ppocr_steps.runtime_inputs import check_runtime_input, run_chunks, run_det_batch
+from ppocr_steps.settings import settings_from_parameters
 from ppocr_steps import triton_adapter as ta
 
 
@@ -29,26 +35,42 @@ class TritonPythonModel:
             raise ValueError(f"{self.model.path}: graph inputs/outputs {graph} differ from config.pbtxt "
                              f"{([self.input_name], self.output_names)} (re-run scripts/fetch_models.py)")
         self.model_name = args["model_name"]
+        self.settings = settings_from_parameters(params, ignore=ORT_PARAMETERS | {"max_run_pixels"})
+        self.max_run_pixels = int(params["max_run_pixels"])
         self.metrics = ta.create_metrics(specs=[m.NETWORK_COMPUTE])
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        results = self.model.run(batch)
+        self.metrics.network_compute(self.model_name, time.perf_counter() - t0)
+        return results
+
+    def _input(self, request: object) -> np.ndarray:
+        arr = ta.input_array(request, self.input_name)
+        check_runtime_input(self.input_name, arr, self.settings)
+        return arr
 
     def execute(self, requests: list) -> list:
         arrays = []
         for request in requests:
             try:
-                arrays.append(ta.input_array(request, self.input_name))
+                arrays.append(self._input(request))
             except Exception as exc:  # noqa: BLE001
                 arrays.append(exc)
         groups: dict[tuple, list[int]] = {}
         for i, a in enumerate(arrays):
             if isinstance(a, np.ndarray):
-                groups.setdefault((a.shape[1:], a.dtype.str), []).append(i)
+                # the detector (no dynamic batching) runs each request's images at their own extents
+                key = (i,) if self.input_name == "det_input" else (a.shape[1:], a.dtype.str)
+                groups.setdefault(key, []).append(i)
         outputs: dict[int, list[np.ndarray] | BaseException] = {}
         for members in groups.values():
             try:
                 batch = np.concatenate([arrays[i] for i in members]) if len(members) > 1 else arrays[members[0]]
-                t0 = time.perf_counter()
-                results = self.model.run(batch)
-                self.metrics.network_compute(self.model_name, time.perf_counter() - t0)
+                if self.input_name == "det_input":
+                    results = [run_det_batch(self._run, batch, self.max_run_pixels)]
+                else:
+                    results = run_chunks(self._run, batch, self.max_run_pixels)
                 start = 0
                 for i in members:
                     n = len(arrays[i])

@@ -20,6 +20,7 @@ from ppocr_steps.image_io import decode_image
 from ppocr_steps.params import OcrParams, parse_params
 from ppocr_steps.recognize import Infer, RecInfer, classify_and_flip, recognize_crops
 from ppocr_steps.settings import PipelineSettings
+from ppocr_steps.validate import check_boxes, check_image_info, check_images, check_prob_map
 
 __all__ = ["PreprocessOutput", "OcrLines", "preprocess", "postprocess_detection", "recognize"]
 
@@ -129,6 +130,8 @@ def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: 
 
     `timings`, when given, receives the seconds spent in stage 'det_postprocess'.
     """
+    check_prob_map(prob_map, s)
+    check_image_info(image_info, prob_map.shape[0], s, det_hw=(prob_map.shape[2], prob_map.shape[3]))
     t0 = time.perf_counter()
     cfg = db_config(params, s)
     all_boxes, all_scores, all_index = [], [], []
@@ -157,6 +160,9 @@ def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box
     recognition: resizing the crops for the recogniser and CTC decoding). With a pipelined
     recogniser (`submit`, see ppocr_steps.recognize) 'rec' is the time spent waiting for it.
     """
+    check_images(images, s)
+    check_image_info(image_info, images.shape[0], s, src_hw=(images.shape[1], images.shape[2]))
+    check_boxes(boxes, box_image_index, image_info, s)
     if len(boxes) == 0:
         return OcrLines.empty()
     t0 = time.perf_counter()

@@ -41,6 +41,7 @@ class PipelineSettings:
     rec_max_width: int = 3200
     rec_width_multiple: int = 1
     max_boxes_per_request: int = 2000
+    max_crop_pixels: int = 50_000_000
 
 
 def _coerce(value: str, like: Any) -> Any:

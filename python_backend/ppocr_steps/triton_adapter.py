@@ -11,13 +11,14 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-from ppocr_steps.errors import InvalidInputError
+from ppocr_steps.errors import InvalidInputError, one_line
 from ppocr_steps.metrics import OcrMetrics
 
 __all__ = ["pb_utils", "model_config", "config_parameters", "input_array", "optional_scalar", "output_dtype",
@@ -78,10 +79,11 @@ def error_response(exc: BaseException) -> Any:
     if isinstance(exc, InvalidInputError):
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
     if isinstance(exc, ModelUnavailableError):
-        log.warning("%s", exc)
+        log.warning("%s", one_line(str(exc)))
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"temporarily unavailable, retry: {exc}",
                                                                      pb_utils.TritonError.UNAVAILABLE))
-    log.exception("internal error while serving a request")
+    log.error("internal error while serving a request: %s",
+              one_line("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
     return pb_utils.InferenceResponse(
         error=pb_utils.TritonError(f"internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
 
