@@ -25,7 +25,7 @@ RUNTIME = {"det_model": "det", "cls_model": "cls", "rec_model": "rec"}
 # every step and CPU runtime model can be called directly, and is bounded like the `ocr` path.
 SHARED_LIMITS = {
     ("det_preprocess", ("max_images_per_request", "max_image_pixels", "min_image_side", "max_side_limit",
-                        "min_side_len")): ("det_postprocess", "rec_pipeline", "det_model"),
+                        "min_side_len", "max_batch_pixels")): ("det_postprocess", "rec_pipeline", "det_model"),
     ("rec_pipeline", ("rec_image_height", "rec_max_width")): ("rec_model",),
 }
 

@@ -98,11 +98,6 @@ def prepare_backends(build_dir: Path) -> Path:
 NGC_TRITON = Path("/opt/tritonserver")
 
 
-# umask of tritonserver and its stubs: the Python backend's /dev/shm regions hold request pixels and
-# must not be readable by other local users (created 0644 under the usual umask 022).
-SERVER_UMASK = 0o077
-
-
 def decoder_pixel_limit(model_repository: Path) -> str | None:
     """det_preprocess's max_image_pixels in the repository: OpenCV enforces it while decoding
     (OPENCV_IO_MAX_IMAGE_PIXELS, read once when a stub loads cv2); None if there is no such config."""
@@ -366,7 +361,7 @@ class Supervisor:
         log.info("starting tritonserver (grpc %s, http %s, metrics %s)", self.opts.grpc_port, self.opts.http_port,
                  self.opts.metrics_port)
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.stdout, stderr=subprocess.STDOUT if self.stdout
-                                     else None, preexec_fn=_set_pdeathsig, umask=SERVER_UMASK)
+                                     else None, preexec_fn=_set_pdeathsig)
         self._reset_client()
         self.wait_ready(self.startup_timeout)
         self.snapshot()
@@ -673,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         return Supervisor(opts, check_interval=args.check_interval, probe_interval=args.probe_interval,
                           probe_timeout=args.probe_timeout, probe_failures=args.probe_failures).run()
     cmd, env = server_command(opts)
-    proc = subprocess.Popen(cmd, env=env, umask=SERVER_UMASK)
+    proc = subprocess.Popen(cmd, env=env)
 
     def forward(signum: int, _frame: object) -> None:
         proc.send_signal(signum)

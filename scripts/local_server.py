@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from assemble_repository import assemble  # noqa: E402
-from launch_server import SERVER_UMASK, ServerOptions, server_command  # noqa: E402
+from launch_server import ServerOptions, server_command  # noqa: E402
 
 __all__ = ["RunningServer", "free_port", "start_server", "stop_server"]
 
@@ -64,8 +64,7 @@ def start_server(work: Path, model_set: str = "v4", overrides: dict[str, dict[st
     cmd, env = server_command(opts, build_dir=ROOT / "build")
     log_path = work / f"tritonserver_{model_set}_{opts.grpc_port}.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                umask=SERVER_UMASK)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = RunningServer(proc, opts.http_port, opts.grpc_port, opts.metrics_port, log_path, repo)
     import tritonclient.grpc as grpcclient
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from ppocr_steps.crops import crop_all
 from ppocr_steps.db_postprocess import DBConfig, detect_boxes
-from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, prepare_source
+from ppocr_steps.det_preprocess import (IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, det_input_size,
+                                        prepare_source)
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.image_io import decode_image
 from ppocr_steps.params import OcrParams, parse_params
@@ -103,6 +104,7 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
         _add_time(timings, "det_preprocess", time.perf_counter() - t1)
         sources.append(src)
         infos.append(info)
+    check_padded_batches([x.shape[:2] for x in sources], params, s)
     t0 = time.perf_counter()
     det_input, infos = build_det_batch(sources, infos, params.limit_side_len, params.limit_type, s)
     if len(sources) == 1:
@@ -115,6 +117,22 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
     info_arr = np.asarray([i.to_row() for i in infos], dtype=np.float32).reshape(-1, IMAGE_INFO_COLUMNS)
     _add_time(timings, "det_preprocess", time.perf_counter() - t0)
     return PreprocessOutput(det_input, images, info_arr, params)
+
+
+def check_padded_batches(shapes: Sequence[tuple[int, int]], params: OcrParams, s: PipelineSettings) -> None:
+    """Images of one request travel as batches zero-padded to the largest height and width (the source
+    images and the detector input): refuse a request whose padded batches would exceed max_batch_pixels,
+    as images of very different shapes do (a thin strip beside a tall one pads both to a huge square)."""
+    if len(shapes) < 2:
+        return
+    det = [det_input_size(h, w, params.limit_side_len, params.limit_type, s) for h, w in shapes]
+    for what, sizes in (("source images", shapes), ("detector input", det)):
+        padded = len(sizes) * max(h for h, _ in sizes) * max(w for _, w in sizes)
+        if padded > s.max_batch_pixels:
+            raise InvalidInputError(
+                f"image_bytes: the {len(sizes)} images have very different shapes; padded to one batch their "
+                f"{what} would hold {padded} pixels, the limit is {s.max_batch_pixels}: send them in separate "
+                "requests (or fewer per request)", "too_large")
 
 
 def db_config(params: OcrParams, s: PipelineSettings) -> DBConfig:

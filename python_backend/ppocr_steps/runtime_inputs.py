@@ -16,7 +16,7 @@ import numpy as np
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.recognize import MIN_REC_WIDTH
 from ppocr_steps.settings import PipelineSettings
-from ppocr_steps.validate import DET_MULTIPLE, det_side_bound, require_array
+from ppocr_steps.validate import DET_MULTIPLE, check_batch_pixels, det_side_bound, require_array
 
 __all__ = ["check_runtime_input", "padding_extent", "run_det_batch", "run_chunks"]
 
@@ -40,6 +40,7 @@ def check_runtime_input(name: str, arr: np.ndarray, s: PipelineSettings) -> None
             if not (DET_MULTIPLE <= side <= bound and side % DET_MULTIPLE == 0):
                 raise InvalidInputError(f"input 'det_input' is {h}x{w} (HxW); each side must be a multiple of "
                                         f"{DET_MULTIPLE} from {DET_MULTIPLE} to {bound}", "bad_tensor")
+        check_batch_pixels(name, n, h, w, s)
     elif name == "rec_input":
         h, w = arr.shape[1:3]
         if h != s.rec_image_height or not MIN_REC_WIDTH <= w <= s.rec_max_width:

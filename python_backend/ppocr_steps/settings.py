@@ -20,6 +20,7 @@ class PipelineSettings:
     max_image_bytes: int = 32 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     min_image_side: int = 8
+    max_batch_pixels: int = 33_554_432
     # source-image preparation (RapidOCR/PaddleX behaviour before detection)
     max_side_limit: int = 2000
     min_side_len: int = 30

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping
@@ -34,6 +35,32 @@ class ModelUnavailableError(RuntimeError):
     """A model called through BLS is unavailable (dead stub, reloading): Triton UNAVAILABLE."""
 
 log = logging.getLogger("ppocr_steps")
+
+
+SHM_PREFIX = "triton_python_backend_shm_region"
+
+
+def protect_shared_memory() -> None:
+    """Make this stub's /dev/shm region (its argument on the command line) readable by its owner only.
+
+    The Python backend creates it with mode 0644 whatever the umask (boost.interprocess sets the mode
+    explicitly), and it holds request tensors (pixels); tritonserver and the stub run as the owner.
+    Called at import, before the model serves any request.
+    """
+    try:
+        args = open("/proc/self/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        return
+    for arg in args:
+        name = arg.decode(errors="replace")
+        if name.startswith(SHM_PREFIX) and "/" not in name:
+            try:
+                os.chmod(os.path.join("/dev/shm", name), 0o600)
+            except OSError as exc:
+                log.warning("could not make shared memory %s private: %s", name, exc)
+
+
+protect_shared_memory()
 
 
 def model_config(args: Mapping[str, str]) -> dict[str, Any]:

@@ -14,8 +14,8 @@ import numpy as np
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.settings import PipelineSettings
 
-__all__ = ["require_array", "det_side_bound", "source_side_bound", "check_prob_map", "check_image_info",
-           "check_images", "check_boxes", "crop_sizes"]
+__all__ = ["require_array", "check_batch_pixels", "det_side_bound", "source_side_bound", "check_prob_map",
+           "check_image_info", "check_images", "check_boxes", "crop_sizes"]
 
 DET_MULTIPLE = 32  # the detector's input sides are multiples of 32 (det_preprocess._round32)
 
@@ -56,6 +56,12 @@ def _count(name: str, n: int, s: PipelineSettings) -> None:
         raise _refuse(f"input '{name}' holds {n} images; allowed 1 to {s.max_images_per_request}")
 
 
+def check_batch_pixels(name: str, n: int, h: int, w: int, s: PipelineSettings) -> None:
+    """A zero-padded batch of n images of h x w holds at most max_batch_pixels (det_preprocess's limit)."""
+    if n * h * w > s.max_batch_pixels:
+        raise _refuse(f"input '{name}' holds {n}x{h}x{w} = {n * h * w} pixels; the limit is {s.max_batch_pixels}")
+
+
 def check_prob_map(prob_map: np.ndarray, s: PipelineSettings) -> None:
     """prob_map: UINT8 [N,1,H,W] (served) or FP32 probabilities in [0, 1], N images, sides at most what
     the detector input can have."""
@@ -67,6 +73,7 @@ def check_prob_map(prob_map: np.ndarray, s: PipelineSettings) -> None:
     bound = det_side_bound(s)
     if not (1 <= h <= bound and 1 <= w <= bound):
         raise _refuse(f"input 'prob_map' is {h}x{w} (HxW); each side must be 1 to {bound}")
+    check_batch_pixels("prob_map", prob_map.shape[0], h, w, s)
 
 
 def check_image_info(info: np.ndarray, n: int, s: PipelineSettings, det_hw: tuple[int, int] | None = None,
@@ -106,6 +113,7 @@ def check_images(images: np.ndarray, s: PipelineSettings) -> None:
     side = source_side_bound(s)
     if not (1 <= h <= side and 1 <= w <= side):
         raise _refuse(f"input 'images' is {h}x{w} (HxW) per image; each side must be 1 to {side}")
+    check_batch_pixels("images", images.shape[0], h, w, s)
 
 
 def crop_sizes(quads: np.ndarray) -> np.ndarray:
