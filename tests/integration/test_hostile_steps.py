@@ -18,7 +18,7 @@ import pytest
 
 from bad_inputs import OK_PARAMS, RawTensor, text_image
 from helpers import norm, png
-from launch_server import stub_processes
+from ocr_server.launcher import stub_processes
 
 PARAMS = {"limit_side_len": 736, "limit_type": "min", "thresh": 0.3, "box_thresh": 0.5, "unclip_ratio": 1.6,
           "use_textline_orientation": True, "text_rec_score_thresh": 0.5}

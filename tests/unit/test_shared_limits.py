@@ -3,20 +3,17 @@ assembler into the configs of the later steps and CPU runtime models; the launch
 limit to OpenCV's decoder."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from google.protobuf import text_format  # noqa: E402
 
-from assemble_repository import SHARED_LIMITS, add_parameters, assemble, get_parameter  # noqa: E402
-from launch_server import decoder_pixel_limit  # noqa: E402
-
+from ocr_server.assemble import SHARED_LIMITS, add_parameters, assemble, get_parameter  # noqa: E402
+from ocr_server.launcher import decoder_pixel_limit  # noqa: E402
 from ppocr_steps.onnx_runtime import ORT_PARAMETERS  # noqa: E402
 from ppocr_steps.settings import settings_from_parameters  # noqa: E402
 
