@@ -57,11 +57,11 @@ def _box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
 
 
 def _tiff_duplicate_size_tags() -> bytes:
-    """A classic TIFF whose first IFD says 16x16 first and 16384x16384 in repeated size tags, out of
-    order (the header check and a decoder may read different ones): 256 M pixels of one strip."""
+    """A classic TIFF whose first IFD says 16384x16384 and then 16x16 in repeated size tags, out of
+    order (a header check and the decoder may read different ones): 256 M pixels of one strip."""
     e = "<"
     width, height = 16384, 16384
-    entries = [(256, 3, 16), (257, 3, 16), (256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1),
+    entries = [(256, 4, width), (257, 4, height), (256, 3, 16), (257, 3, 16), (258, 3, 8), (259, 3, 1),
                (262, 3, 1), (273, 4, 0), (277, 3, 1), (278, 4, height), (279, 4, width * height)]
     ifd = 8
     data_at = ifd + 2 + 12 * len(entries) + 4

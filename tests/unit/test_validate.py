@@ -296,7 +296,7 @@ def test_run_det_batch_runs_each_image_at_its_extent() -> None:
 
 # ------------------------------------------------------------------------------------------ decoding, logs
 def _tiff_with_repeated_size(small: int, large: int) -> bytes:
-    entries = [(256, 3, small), (257, 3, small), (256, 4, large), (257, 4, large), (258, 3, 8), (259, 3, 1),
+    entries = [(256, 4, large), (257, 4, large), (256, 3, small), (257, 3, small), (258, 3, 8), (259, 3, 1),
                (262, 3, 1), (273, 4, 0), (277, 3, 1), (278, 4, large), (279, 4, large * large)]
     data_at = 8 + 2 + 12 * len(entries) + 4
     out = bytearray(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries)))
@@ -308,6 +308,7 @@ def _tiff_with_repeated_size(small: int, large: int) -> bytes:
 
 
 def test_tiff_repeated_size_tags_use_the_largest() -> None:
+    """The large size first, the small one last (a last-wins reading saw 16x16)."""
     refused("declares 16384x16384", decode_image, _tiff_with_repeated_size(16, 16384), 50_000_000, 8, 1 << 25,
             reason="too_large")
 
