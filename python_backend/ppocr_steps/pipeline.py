@@ -14,8 +14,7 @@ import numpy as np
 
 from ppocr_steps.crops import crop_all
 from ppocr_steps.db_postprocess import DBConfig, detect_boxes
-from ppocr_steps.det_preprocess import (IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, det_input_size,
-                                        prepare_source)
+from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, det_input_size, prepare_source
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.image_io import decode_image
 from ppocr_steps.params import OcrParams, parse_params

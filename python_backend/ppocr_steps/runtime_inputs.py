@@ -9,7 +9,7 @@ onnxruntime run.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -69,7 +69,7 @@ def run_chunks(run: Run, batch: np.ndarray, max_run_pixels: int) -> list[np.ndar
     if rows >= len(batch):
         return run(batch)
     parts = [run(np.ascontiguousarray(batch[i:i + rows])) for i in range(0, len(batch), rows)]
-    return [np.concatenate(outs) for outs in zip(*parts)]
+    return [np.concatenate(outs) for outs in zip(*parts, strict=False)]
 
 
 def run_det_batch(run: Run, batch: np.ndarray, max_run_pixels: int) -> np.ndarray:

@@ -10,12 +10,13 @@ import os
 import stat
 import struct
 import time
+import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bad_inputs import OK_PARAMS, RawTensor, text_image
 from helpers import norm, png
 from ocr_server.launcher import stub_processes
@@ -56,13 +57,20 @@ def _box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
     return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
 
 
+@lru_cache(maxsize=1)
 def _tiff_duplicate_size_tags() -> bytes:
     """A classic TIFF whose first IFD says 16384x16384 and then 16x16 in repeated size tags, out of
-    order (a header check and the decoder may read different ones): 256 M pixels of one strip."""
+    order (a header check and the decoder may read different ones), with one deflate strip of 256 M
+    zero pixels (about 260 KB): a decoder that reads the large size decodes 256 M pixels."""
     e = "<"
     width, height = 16384, 16384
-    entries = [(256, 4, width), (257, 4, height), (256, 3, 16), (257, 3, 16), (258, 3, 8), (259, 3, 1),
-               (262, 3, 1), (273, 4, 0), (277, 3, 1), (278, 4, height), (279, 4, width * height)]
+    # one block of 1024 zero rows, compressed once: after a full flush each block compresses alike
+    raw = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = raw.compress(bytes(width * 1024)) + raw.flush(zlib.Z_FULL_FLUSH)
+    adler = ((width * height) % 65521) << 16 | 1  # adler32 of zeros
+    strip = b"\x78\x01" + block * (height // 1024) + raw.flush(zlib.Z_FINISH) + struct.pack(">I", adler)
+    entries = [(256, 4, width), (257, 4, height), (256, 3, 16), (257, 3, 16), (258, 3, 8), (259, 3, 8),
+               (262, 3, 1), (273, 4, 0), (277, 3, 1), (278, 4, height), (279, 4, len(strip))]
     ifd = 8
     data_at = ifd + 2 + 12 * len(entries) + 4
     out = bytearray(b"II*\x00" + struct.pack(e + "I", ifd) + struct.pack(e + "H", len(entries)))
@@ -71,7 +79,7 @@ def _tiff_duplicate_size_tags() -> bytes:
             value = data_at
         packed = struct.pack(e + "H", value) + b"\0\0" if typ == 3 else struct.pack(e + "I", value)
         out += struct.pack(e + "HHI", tag, typ, 1) + packed
-    out += b"\0\0\0\0" + b"\0" * 4096
+    out += b"\0\0\0\0" + strip
     return bytes(out)
 
 

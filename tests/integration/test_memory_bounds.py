@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bad_inputs import OK_PARAMS, text_image
 from helpers import png
 from ocr_server.launcher import rss_bytes, stub_processes

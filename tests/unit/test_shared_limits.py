@@ -11,9 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from google.protobuf import text_format  # noqa: E402
-
 from ocr_server.assemble import SHARED_LIMITS, add_parameters, assemble, get_parameter  # noqa: E402
 from ocr_server.launcher import decoder_pixel_limit  # noqa: E402
+
 from ppocr_steps.onnx_runtime import ORT_PARAMETERS  # noqa: E402
 from ppocr_steps.settings import settings_from_parameters  # noqa: E402
 

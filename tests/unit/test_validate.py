@@ -20,8 +20,16 @@ from ppocr_steps.params import MAX_PARAMS_JSON_BYTES, OcrParams, params_from_jso
 from ppocr_steps.pipeline import check_padded_batches, postprocess_detection, recognize
 from ppocr_steps.runtime_inputs import check_runtime_input, padding_extent, run_chunks, run_det_batch
 from ppocr_steps.settings import PipelineSettings
-from ppocr_steps.validate import (check_boxes, check_image_info, check_images, check_prob_map, crop_sizes,
-                                  det_side_bound, require_array, source_side_bound)
+from ppocr_steps.validate import (
+    check_boxes,
+    check_image_info,
+    check_images,
+    check_prob_map,
+    crop_sizes,
+    det_side_bound,
+    require_array,
+    source_side_bound,
+)
 
 S = PipelineSettings()
 REPO = Path(__file__).resolve().parents[2]
@@ -133,7 +141,7 @@ def test_boxes_checks() -> None:
     refused("has 2 values but 'boxes' has 1", check_boxes, good, np.array([0, 0], np.int32), info(), S)
     refused("must be int32", check_boxes, good, index.astype(np.int64), info(), S)
     many = np.repeat(good, 3, axis=0)
-    refused("holds 3 boxes; the limit is 2", check_boxes, many, np.zeros(3, np.int32), info(), 
+    refused("holds 3 boxes; the limit is 2", check_boxes, many, np.zeros(3, np.int32), info(),
             PipelineSettings(max_boxes_per_request=2), reason="too_many_boxes")
     # crops of 90x30 = 2700 px each
     refused("would hold 8100 pixels; the limit is 8000", check_boxes, many, np.zeros(3, np.int32), info(),
@@ -145,7 +153,7 @@ def test_crop_sizes_match_crop_quad() -> None:
 
     img = np.zeros((200, 300, 3), np.uint8)
     quads = np.array([box(10, 10, 100, 40), [[5, 5], [150, 30], [140, 90], [2, 60]]], np.float32)
-    for quad, (w, h) in zip(quads, crop_sizes(quads)):
+    for quad, (w, h) in zip(quads, crop_sizes(quads), strict=False):
         crop = crop_quad(img, quad)
         assert sorted(crop.shape[:2]) == sorted((h, w))
 
