@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 import struct
 import zlib
@@ -26,7 +27,7 @@ import numpy as np
 
 from ppocr_steps.errors import InvalidInputError
 
-__all__ = ["decode_image", "peek_size", "SUPPORTED_FORMATS"]
+__all__ = ["decode_image", "peek_size", "SUPPORTED_FORMATS", "decoder_limit_problem"]
 
 SUPPORTED_FORMATS = "JPEG, PNG, BMP, WebP, TIFF"
 FORMAT_NAMES = {"jpeg": "JPEG", "png": "PNG", "bmp": "BMP", "webp": "WebP", "tiff": "TIFF", "gif": "GIF"}
@@ -244,6 +245,16 @@ def peek_size(data: bytes) -> tuple[str, int, int] | None:
             return "gif", w, h
     except struct.error:
         return None
+    return None
+
+
+def decoder_limit_problem(max_pixels: int, env: dict[str, str] | None = None) -> str | None:
+    """What is wrong with OpenCV's own pixel limit (OPENCV_IO_MAX_IMAGE_PIXELS, read when cv2 loads) for
+    `max_pixels`, or None when the decoder enforces at most that."""
+    value = (os.environ if env is None else env).get("OPENCV_IO_MAX_IMAGE_PIXELS")
+    if value is None or not value.isdigit() or int(value) > max_pixels:
+        return (f"OPENCV_IO_MAX_IMAGE_PIXELS is {value!r}, not at most max_image_pixels ({max_pixels}): the decoder "
+                "does not enforce the pixel limit itself (start the server with ocr-serve / the launcher)")
     return None
 
 

@@ -259,3 +259,8 @@ def test_shared_memory_is_private(server):
     for region in regions:
         mode = stat.S_IMODE(os.stat(Path("/dev/shm") / region).st_mode)
         assert mode & 0o077 == 0, f"{region}: mode {oct(mode)}"
+
+
+def test_decoder_enforces_the_pixel_limit(server):
+    """The launcher gave OpenCV det_preprocess's max_image_pixels (else det_preprocess warns at load)."""
+    assert "OPENCV_IO_MAX_IMAGE_PIXELS" not in server.log()

@@ -340,6 +340,16 @@ def test_decoder_enforces_its_pixel_limit() -> None:
     assert "more pixels than the limit" in out.stdout
 
 
+def test_decoder_limit_problem() -> None:
+    from ppocr_steps.image_io import decoder_limit_problem
+
+    assert decoder_limit_problem(50, {"OPENCV_IO_MAX_IMAGE_PIXELS": "50"}) is None
+    assert decoder_limit_problem(50, {"OPENCV_IO_MAX_IMAGE_PIXELS": "40"}) is None
+    assert "not at most max_image_pixels (50)" in str(decoder_limit_problem(50, {"OPENCV_IO_MAX_IMAGE_PIXELS": "51"}))
+    assert decoder_limit_problem(50, {}) is not None
+    assert decoder_limit_problem(50, {"OPENCV_IO_MAX_IMAGE_PIXELS": "lots"}) is not None
+
+
 def test_one_line_escapes_control_characters() -> None:
     assert one_line("a\nFORGED\r\x1b[31m\\") == "a\\nFORGED\\r\\x1b[31m\\\\"
     assert "\n" not in one_line("key\u2028x\n") and one_line("plain text") == "plain text"

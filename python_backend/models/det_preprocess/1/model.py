@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ppocr_steps import metrics as m
+from ppocr_steps.image_io import decoder_limit_problem
 from ppocr_steps.params import OcrParams, params_to_json
 from ppocr_steps.pipeline import preprocess
 from ppocr_steps.settings import defaults_from_parameters, settings_from_parameters
@@ -17,6 +18,9 @@ class TritonPythonModel:
         params = ta.config_parameters(ta.model_config(args))
         self.settings = settings_from_parameters(params)
         self.defaults = defaults_from_parameters(params)
+        problem = decoder_limit_problem(self.settings.max_image_pixels)
+        if problem is not None:
+            ta.log.warning("%s", problem)
         self.metrics = ta.create_metrics(specs=[m.IMAGES, m.STAGE_LATENCY, m.REJECTED_INPUTS],
                                          stages=["decode", "det_preprocess"])
 
