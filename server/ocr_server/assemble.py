@@ -38,6 +38,7 @@ def set_parameter(config_text: str, key: str, value: str, where: str) -> str:
     return pattern.sub(lambda m: m.group(1) + value + m.group(3), config_text)
 
 
+<<<<<<< HEAD
 def get_parameter(config_text: str, key: str, where: str) -> str:
     m = re.search(r'\{\s*key:\s*"' + re.escape(key) + r'"\s*value\s*\{\s*string_value:\s*"([^"]*)"', config_text)
     if m is None:
@@ -70,6 +71,15 @@ def share_limits(texts: dict[str, str], target: str) -> dict[str, str]:
                 continue
             out[receiver] = add_parameters(out[receiver], values, receiver)
     return out
+=======
+def set_instance_count(config_text: str, count: int, where: str) -> str:
+    """Set the `count` of the single instance_group of a Python step's config."""
+    pattern = re.compile(r"(instance_group\s*\[\s*\{[^}]*?\bcount:\s*)(\d+)")
+    if len(pattern.findall(config_text)) != 1 or count < 1:
+        raise SystemExit(f"instance count of {where}: needs one instance_group with a count in its config.pbtxt "
+                         f"and a positive count (got {count})")
+    return pattern.sub(lambda m: m.group(1) + str(count), config_text)
+>>>>>>> main
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -96,11 +106,16 @@ def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[s
     for dotted, value in set_config.items():
         model, key = dotted.split(".", 1)
         merged.setdefault(model, {})[key] = value
+    instances: dict[str, int] = {}
     if target == "gpu":  # shapes the TensorRT profiles cover (model_repository/gpu/profiles.json)
         profiles = json.loads((ROOT / "model_repository" / "gpu" / "profiles.json").read_text())
         for model, values in profiles.get("step_parameters", {}).items():
             if isinstance(values, dict):
                 merged.setdefault(model, {}).update(values)
+        counts = json.loads((ROOT / "model_repository" / "gpu" / "step_instances.json").read_text())
+        instances = {m: int(n) for m, n in counts.items() if m != "doc"}
+        if set(instances) - set(STEPS):
+            raise SystemExit(f"step_instances.json names unknown steps {sorted(set(instances) - set(STEPS))}")
     for model, values in overrides.items():
         merged.setdefault(model, {}).update(values)
     overrides = merged
@@ -112,8 +127,13 @@ def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[s
         text = src.read_text()
         for key, value in overrides.get(name, {}).items():
             text = set_parameter(text, key, value, name)
+<<<<<<< HEAD
         texts[name] = text
     for name, text in share_limits(texts, target).items():
+=======
+        if name in instances:
+            text = set_instance_count(text, instances[name], name)
+>>>>>>> main
         (out / name / "1").mkdir(parents=True)
         (out / name / "config.pbtxt").write_text(text)
     for step in STEPS:

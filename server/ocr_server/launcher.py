@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.util
 import logging
 import os
 import re
@@ -63,8 +64,10 @@ class ServerOptions:
 
 
 def triton_dir() -> Path:
-    purelib = Path(sysconfig.get_paths()["purelib"])
-    ts = purelib / "pytriton" / "tritonserver"
+    # where pip put the wheel: a system Python (the cpu image) installs outside sysconfig's purelib
+    spec = importlib.util.find_spec("pytriton")
+    base = Path(spec.origin).parent if spec and spec.origin else Path(sysconfig.get_paths()["purelib"]) / "pytriton"
+    ts = base / "tritonserver"
     if not (ts / "bin" / "tritonserver").exists():
         raise SystemExit(f"tritonserver not found under {ts}: run scripts/setup_env.sh (installs nvidia-pytriton)")
     return ts
@@ -114,6 +117,11 @@ def decoder_pixel_limit(model_repository: Path) -> str | None:
 
 MALLOC_MMAP_THRESHOLD = 32 << 20   # glibc's largest: only allocations above it get their own mmap
 MALLOC_TRIM_THRESHOLD = 256 << 20  # free heap kept for the next request's buffers
+# Each Python-step instance moves its tensors through its own /dev/shm region, which starts at the
+# default size and grows (never shrinks) in steps: a typical page fits the first size, a 4000 px page
+# needs one or two steps. /dev/shm must hold instances x their peak (docs/kubernetes.md sizes it).
+PYTHON_SHM_DEFAULT_BYTES = 16 << 20
+PYTHON_SHM_GROWTH_BYTES = 32 << 20
 
 
 def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tuple[list[str], dict[str, str]]:
@@ -135,8 +143,9 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
     venv_bin = str(Path(sys.executable).parent)
     env = dict(os.environ)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [libdir, env.get("LD_LIBRARY_PATH", "")] if p)
+    if not opts.gpu:  # the wheel's stub links libpython; a full Triton's stub finds it, and CUDA's libs stay first
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [libdir, env.get("LD_LIBRARY_PATH", "")] if p)
     pixel_limit = decoder_pixel_limit(opts.model_repository)
     if pixel_limit is not None:
         env["OPENCV_IO_MAX_IMAGE_PIXELS"] = pixel_limit
@@ -159,6 +168,8 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
         f"--http-address={opts.host}", f"--grpc-address={opts.host}", f"--metrics-address={opts.host}",
         "--disable-auto-complete-config", "--exit-timeout-secs=10", "--strict-readiness=true",
         "--metrics-config=summary_latencies=true",  # p50/p99 of docker/grafana/dashboards/ocr.json
+        f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_DEFAULT_BYTES}",
+        f"--backend-config=python,shm-growth-byte-size={PYTHON_SHM_GROWTH_BYTES}",
         f"--log-verbose={opts.log_verbose}",
     ]
     if opts.explicit_model_control:
@@ -226,6 +237,22 @@ def stub_region(pid: int, repo: str) -> str | None:
     model of `repo`; None if it is not (or no longer exists)."""
     args = _stub_args(pid)
     return _shm_region(args) if args and args[1].startswith(repo) else None
+
+
+def serves_another_server(pid: int, server_pid: int | None) -> bool:
+    """Whether process `pid` is the child of a live tritonserver other than `server_pid`: a stub of another
+    instance, never an orphan of ours, whatever repository it serves."""
+    st = proc_stat(pid)
+    if st is None or st[1] == server_pid:
+        return False
+    parent = proc_stat(st[1])
+    if parent is None or parent[0] in ("Z", "X"):
+        return False
+    try:
+        exe = Path(f"/proc/{st[1]}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+    return exe.endswith(b"tritonserver")
 
 
 def stub_processes(server_pid: int) -> list[StubProcess]:
@@ -408,19 +435,22 @@ class Supervisor:
     def kill_orphans(self, wait: float = 3.0) -> None:
         """After the server died: stubs normally exit with it, but one that was busy can hang on forever."""
         repo = str(self.opts.model_repository).rstrip("/") + "/"
+        server_pid = self.proc.pid if self.proc is not None else None
         deadline = time.monotonic() + wait
         while True:
             left = []
             # the stubs we saw, and any other stub of this repository (one started by a reload just
-            # before the crash was never seen): with the server dead, all of them are orphans
-            orphans = stubs_of_repository(repo)
+            # before the crash was never seen): with the server dead, all of them are orphans, unless
+            # another live tritonserver runs them (an instance that was pointed at the same repository)
+            orphans = {pid: region for pid, region in stubs_of_repository(repo).items()
+                       if not serves_another_server(pid, server_pid)}
             self.shm_regions |= {region for region in orphans.values() if region}
             for pid in self.stub_pids | set(orphans):
                 st = proc_stat(pid)
                 if st is None or st[0] in ("Z", "X"):
                     continue
-                if stub_region(pid, repo) is not None:  # still ours, not a reused pid
-                    left.append(pid)
+                if stub_region(pid, repo) is not None and not serves_another_server(pid, server_pid):
+                    left.append(pid)  # still ours, not a reused pid
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -643,7 +673,8 @@ class Supervisor:
         return 0 if code in (None, 0, -signal.SIGTERM) else code
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The launcher's options (ocr-serve reads the ports from them too)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-repository", type=Path, default=ROOT / "build" / "model_repository")
     ap.add_argument("--host", default=os.environ.get("OCR_HOST", "127.0.0.1"),
@@ -659,7 +690,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-interval", type=float, default=2.0, help="seconds between probe requests")
     ap.add_argument("--probe-timeout", type=float, default=30.0, help="timeout of one probe request")
     ap.add_argument("--probe-failures", type=int, default=3, help="probe timeouts in a row that restart the server")
-    args, extra = ap.parse_known_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
     opts = ServerOptions(args.model_repository, args.http_port, args.grpc_port, args.metrics_port, args.host,
                          args.log_verbose, extra, args.gpu)
     if args.supervise:

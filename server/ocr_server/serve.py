@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ocr_server import launcher
 from ocr_server.assemble import assemble, parse_overrides
+from ocr_server.instance import RepositoryInUse, RepositoryLock, instance_repository
 from ocr_server.manifest import default_model_set, model_set_names
 from ocr_server.paths import BUILD_DIR
 
@@ -26,8 +27,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--gpu", action="store_true", help="serve the TensorRT engines (needs a GPU and built engines)")
     ap.add_argument("--param", action="append", default=[], metavar="MODEL.KEY=VALUE",
                     help="override a config.pbtxt parameter of the assembled repository (repeatable)")
-    ap.add_argument("--repository", type=Path, default=BUILD_DIR / "model_repository",
-                    help="where the model repository is assembled")
+    ap.add_argument("--repository", type=Path,
+                    help="where the model repository is assembled (default: its own directory under "
+                         "build/repositories/, named <target>-<set>-<http>-<grpc>-<metrics port>, "
+                         "removed when the server stops); a repository another server runs on is refused")
     ap.add_argument("--models-dir", type=Path, default=BUILD_DIR / "models")
     ap.add_argument("--engines-dir", type=Path, default=BUILD_DIR / "engines")
     ap.add_argument("--trace-file", type=Path,
@@ -50,6 +53,24 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             return code
     target = "gpu" if args.gpu else "cpu"
+    own = args.repository is None
+    if own:
+        ports, _ = launcher.build_parser().parse_known_args(rest)
+        args.repository = instance_repository(BUILD_DIR / "repositories", target, args.model_set,
+                                              ports.http_port, ports.grpc_port, ports.metrics_port)
+    lock = RepositoryLock(args.repository, remove_on_exit=own and not args.setup_only)
+    try:
+        lock.acquire()
+    except RepositoryInUse as exc:
+        print(f"ocr-serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _assemble_and_serve(args, rest, target)
+    finally:
+        lock.release()
+
+
+def _assemble_and_serve(args: argparse.Namespace, rest: list[str], target: str) -> int:
     repo = assemble(target, args.model_set, args.repository, parse_overrides(args.param), args.models_dir,
                     args.engines_dir)
     print(f"model repository ({target}, {args.model_set}) assembled in {repo}", file=sys.stderr)
