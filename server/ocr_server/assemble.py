@@ -38,7 +38,6 @@ def set_parameter(config_text: str, key: str, value: str, where: str) -> str:
     return pattern.sub(lambda m: m.group(1) + value + m.group(3), config_text)
 
 
-<<<<<<< HEAD
 def get_parameter(config_text: str, key: str, where: str) -> str:
     m = re.search(r'\{\s*key:\s*"' + re.escape(key) + r'"\s*value\s*\{\s*string_value:\s*"([^"]*)"', config_text)
     if m is None:
@@ -71,7 +70,8 @@ def share_limits(texts: dict[str, str], target: str) -> dict[str, str]:
                 continue
             out[receiver] = add_parameters(out[receiver], values, receiver)
     return out
-=======
+
+
 def set_instance_count(config_text: str, count: int, where: str) -> str:
     """Set the `count` of the single instance_group of a Python step's config."""
     pattern = re.compile(r"(instance_group\s*\[\s*\{[^}]*?\bcount:\s*)(\d+)")
@@ -79,7 +79,6 @@ def set_instance_count(config_text: str, count: int, where: str) -> str:
         raise SystemExit(f"instance count of {where}: needs one instance_group with a count in its config.pbtxt "
                          f"and a positive count (got {count})")
     return pattern.sub(lambda m: m.group(1) + str(count), config_text)
->>>>>>> main
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -127,13 +126,10 @@ def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[s
         text = src.read_text()
         for key, value in overrides.get(name, {}).items():
             text = set_parameter(text, key, value, name)
-<<<<<<< HEAD
         texts[name] = text
     for name, text in share_limits(texts, target).items():
-=======
         if name in instances:
             text = set_instance_count(text, instances[name], name)
->>>>>>> main
         (out / name / "1").mkdir(parents=True)
         (out / name / "config.pbtxt").write_text(text)
     for step in STEPS:
