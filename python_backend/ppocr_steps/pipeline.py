@@ -19,7 +19,7 @@ from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.image_io import decode_image
 from ppocr_steps.params import OcrParams, parse_params
 from ppocr_steps.recognize import Infer, RecInfer, classify_and_flip, recognize_crops
-from ppocr_steps.settings import PipelineSettings
+from ppocr_steps.settings import InputLimits, PostprocessSettings, PreprocessSettings, RecognitionSettings
 from ppocr_steps.validate import check_boxes, check_image_info, check_images, check_prob_map
 
 __all__ = ["PreprocessOutput", "OcrLines", "preprocess", "postprocess_detection", "recognize"]
@@ -84,7 +84,7 @@ def _timed(infer: Callable[[np.ndarray], Any], timings: dict[str, float] | None,
 
 
 def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: OcrParams,
-               s: PipelineSettings, timings: dict[str, float] | None = None) -> PreprocessOutput:
+               s: PreprocessSettings, timings: dict[str, float] | None = None) -> PreprocessOutput:
     """`timings`, when given, receives the seconds spent in stages 'decode' and 'det_preprocess'."""
     if len(blobs) == 0:
         raise InvalidInputError("image_bytes holds no image; send at least one encoded image", "empty")
@@ -118,7 +118,7 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
     return PreprocessOutput(det_input, images, info_arr, params)
 
 
-def check_padded_batches(shapes: Sequence[tuple[int, int]], params: OcrParams, s: PipelineSettings) -> None:
+def check_padded_batches(shapes: Sequence[tuple[int, int]], params: OcrParams, s: PreprocessSettings) -> None:
     """Images of one request travel as batches zero-padded to the largest height and width (the source
     images and the detector input): refuse a request whose padded batches would exceed max_batch_pixels,
     as images of very different shapes do (a thin strip beside a tall one pads both to a huge square)."""
@@ -134,21 +134,24 @@ def check_padded_batches(shapes: Sequence[tuple[int, int]], params: OcrParams, s
                 "requests (or fewer per request)", "too_large")
 
 
-def db_config(params: OcrParams, s: PipelineSettings) -> DBConfig:
+def db_config(params: OcrParams, s: PostprocessSettings) -> DBConfig:
     return DBConfig(thresh=params.thresh, box_thresh=params.box_thresh, unclip_ratio=params.unclip_ratio,
                     max_candidates=s.max_candidates, use_dilation=s.use_dilation, score_mode=s.score_mode,
                     min_size=s.min_box_size)
 
 
 def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: OcrParams,
-                          s: PipelineSettings, timings: dict[str, float] | None = None
+                          s: PostprocessSettings, timings: dict[str, float] | None = None,
+                          limits: InputLimits | None = None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """prob_map [N,1,H,W] → boxes [K,4,2] (source pixels), box_scores [K], box_image_index [K].
 
-    `timings`, when given, receives the seconds spent in stage 'det_postprocess'.
+    `timings`, when given, receives the seconds spent in stage 'det_postprocess'. `limits`, when given
+    (the served step always gives them), checks the tensors as hostile first (ppocr_steps.validate).
     """
-    check_prob_map(prob_map, s)
-    check_image_info(image_info, prob_map.shape[0], s, det_hw=(prob_map.shape[2], prob_map.shape[3]))
+    if limits is not None:
+        check_prob_map(prob_map, limits)
+        check_image_info(image_info, prob_map.shape[0], limits, det_hw=(prob_map.shape[2], prob_map.shape[3]))
     t0 = time.perf_counter()
     cfg = db_config(params, s)
     all_boxes, all_scores, all_index = [], [], []
@@ -168,8 +171,9 @@ def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: 
 
 
 def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box_image_index: np.ndarray,
-              params: OcrParams, s: PipelineSettings, labels: Sequence[str], cls_infer: Infer | None,
-              rec_infer: RecInfer, timings: dict[str, float] | None = None) -> OcrLines:
+              params: OcrParams, s: RecognitionSettings, labels: Sequence[str], cls_infer: Infer | None,
+              rec_infer: RecInfer, timings: dict[str, float] | None = None,
+              limits: InputLimits | None = None) -> OcrLines:
     """Crops → optional 0/180 flip → recognition → filter by text_rec_score_thresh → original coordinates.
 
     `timings`, when given, receives the seconds spent in stages 'crop', 'cls' (classification
@@ -177,9 +181,10 @@ def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box
     recognition: resizing the crops for the recogniser and CTC decoding). With a pipelined
     recogniser (`submit`, see ppocr_steps.recognize) 'rec' is the time spent waiting for it.
     """
-    check_images(images, s)
-    check_image_info(image_info, images.shape[0], s, src_hw=(images.shape[1], images.shape[2]))
-    check_boxes(boxes, box_image_index, image_info, s)
+    if limits is not None:
+        check_images(images, limits)
+        check_image_info(image_info, images.shape[0], limits, src_hw=(images.shape[1], images.shape[2]))
+        check_boxes(boxes, box_image_index, image_info, limits, s.max_crop_pixels)
     if len(boxes) == 0:
         return OcrLines.empty()
     t0 = time.perf_counter()

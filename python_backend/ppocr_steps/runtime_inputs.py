@@ -15,7 +15,7 @@ import numpy as np
 
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.recognize import MIN_REC_WIDTH
-from ppocr_steps.settings import PipelineSettings
+from ppocr_steps.settings import InputLimits
 from ppocr_steps.validate import DET_MULTIPLE, check_batch_pixels, det_side_bound, require_array
 
 __all__ = ["check_runtime_input", "padding_extent", "run_det_batch", "run_chunks"]
@@ -23,7 +23,7 @@ __all__ = ["check_runtime_input", "padding_extent", "run_det_batch", "run_chunks
 Run = Callable[[np.ndarray], list[np.ndarray]]
 
 
-def check_runtime_input(name: str, arr: np.ndarray, s: PipelineSettings) -> None:
+def check_runtime_input(name: str, arr: np.ndarray, s: InputLimits) -> None:
     """det_input UINT8 [N,H,W,3] (N <= max_images_per_request, sides multiples of 32 up to 2 x
     max_side_limit); rec_input UINT8 [N,48,W,3] (MIN_REC_WIDTH <= W <= rec_max_width); cls_input's
     shape is fixed by its config (Triton checks it)."""

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ppocr_steps.errors import InvalidInputError
-from ppocr_steps.settings import PipelineSettings
+from ppocr_steps.settings import InputLimits
 
 __all__ = ["require_array", "check_batch_pixels", "det_side_bound", "source_side_bound", "check_prob_map",
            "check_image_info", "check_images", "check_boxes", "crop_sizes"]
@@ -39,30 +39,30 @@ def require_array(name: str, arr: np.ndarray, dtype: type | tuple[type, ...], nd
     return arr
 
 
-def det_side_bound(s: PipelineSettings) -> int:
+def det_side_bound(s: InputLimits) -> int:
     """Largest side of a detector input det_preprocess produces (det_input_size caps at 2 x max_side_limit)."""
     return 2 * s.max_side_limit
 
 
-def source_side_bound(s: PipelineSettings) -> int:
+def source_side_bound(s: InputLimits) -> int:
     """Largest side of a source image det_preprocess produces: an image no larger than max_side_limit whose
     short side (at least min_image_side) is enlarged to min_side_len, rounded to a multiple of 32."""
     enlarged = s.max_side_limit * max(1.0, s.min_side_len / s.min_image_side)
     return int(math.ceil(enlarged / DET_MULTIPLE) * DET_MULTIPLE)
 
 
-def _count(name: str, n: int, s: PipelineSettings) -> None:
+def _count(name: str, n: int, s: InputLimits) -> None:
     if not 1 <= n <= s.max_images_per_request:
         raise _refuse(f"input '{name}' holds {n} images; allowed 1 to {s.max_images_per_request}")
 
 
-def check_batch_pixels(name: str, n: int, h: int, w: int, s: PipelineSettings) -> None:
+def check_batch_pixels(name: str, n: int, h: int, w: int, s: InputLimits) -> None:
     """A zero-padded batch of n images of h x w holds at most max_batch_pixels (det_preprocess's limit)."""
     if n * h * w > s.max_batch_pixels:
         raise _refuse(f"input '{name}' holds {n}x{h}x{w} = {n * h * w} pixels; the limit is {s.max_batch_pixels}")
 
 
-def check_prob_map(prob_map: np.ndarray, s: PipelineSettings) -> None:
+def check_prob_map(prob_map: np.ndarray, s: InputLimits) -> None:
     """prob_map: UINT8 [N,1,H,W] (served) or FP32 probabilities in [0, 1], N images, sides at most what
     the detector input can have."""
     require_array("prob_map", prob_map, (np.uint8, np.float32), 4, {1: 1})
@@ -76,7 +76,7 @@ def check_prob_map(prob_map: np.ndarray, s: PipelineSettings) -> None:
     check_batch_pixels("prob_map", prob_map.shape[0], h, w, s)
 
 
-def check_image_info(info: np.ndarray, n: int, s: PipelineSettings, det_hw: tuple[int, int] | None = None,
+def check_image_info(info: np.ndarray, n: int, s: InputLimits, det_hw: tuple[int, int] | None = None,
                      src_hw: tuple[int, int] | None = None) -> None:
     """image_info FP32 [n,9] (ppocr_steps.det_preprocess.ImageInfo) with finite values in the ranges the
     public path produces: det region inside `det_hw` (the prob map), source size inside `src_hw`."""
@@ -105,7 +105,7 @@ def check_image_info(info: np.ndarray, n: int, s: PipelineSettings, det_hw: tupl
             raise _refuse(f"{where}: scales {scale_x:g}, {scale_y:g} must be in (0, {orig_side}]")
 
 
-def check_images(images: np.ndarray, s: PipelineSettings) -> None:
+def check_images(images: np.ndarray, s: InputLimits) -> None:
     """images: UINT8 [N,H,W,3] source images, sides at most what det_preprocess produces."""
     require_array("images", images, np.uint8, 4, {3: 3})
     _count("images", images.shape[0], s)
@@ -124,8 +124,8 @@ def crop_sizes(quads: np.ndarray) -> np.ndarray:
     return np.maximum(np.stack([w, h], axis=1).astype(np.int64), 1)
 
 
-def check_boxes(boxes: np.ndarray, box_image_index: np.ndarray, image_info: np.ndarray, s: PipelineSettings
-                ) -> None:
+def check_boxes(boxes: np.ndarray, box_image_index: np.ndarray, image_info: np.ndarray, s: InputLimits,
+                max_crop_pixels: int) -> None:
     """boxes FP32 [K,4,2] inside their image's source area, box_image_index INT32 [K] naming an image;
     K and the crops' total pixels within the limits (max_boxes_per_request, max_crop_pixels)."""
     require_array("boxes", boxes, np.float32, 3, {1: 4, 2: 2})
@@ -152,6 +152,6 @@ def check_boxes(boxes: np.ndarray, box_image_index: np.ndarray, image_info: np.n
         raise _refuse(f"input 'boxes': box {i} has corners outside its image's source area "
                       f"{image_info[box_image_index[i], 3]:g}x{image_info[box_image_index[i], 2]:g} (WxH)")
     total = int(crop_sizes(boxes).prod(axis=1).sum())
-    if total > s.max_crop_pixels:
-        raise _refuse(f"input 'boxes': the crops would hold {total} pixels; the limit is {s.max_crop_pixels}",
+    if total > max_crop_pixels:
+        raise _refuse(f"input 'boxes': the crops would hold {total} pixels; the limit is {max_crop_pixels}",
                       "too_large")

@@ -42,6 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from ocr_server.paths import REPO_ROOT as ROOT
+from ocr_server.server_log import forward_lines
+from ocr_server.watchdog_metrics import WatchdogMetrics
+from ppocr_steps.metrics import PROBE_PARAMETER
+
 ADMIN_HEADER = "ocr-admin-key"
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
 ENSEMBLE = "ocr"
@@ -61,6 +65,12 @@ class ServerOptions:
     gpu: bool = False
     admin_key: str | None = None      # set: restrict RESTRICTED_APIS to callers sending it
     explicit_model_control: bool = False
+    socket_dir: Path | None = None    # set: HTTP and gRPC listen on Unix sockets there, not on host:port
+
+    def socket_path(self, protocol: str) -> Path:
+        """The Unix socket of `protocol` ("grpc" | "http"): gRPC's address gets ":<grpc-port>" appended, HTTP's not."""
+        assert self.socket_dir is not None
+        return self.socket_dir / ("http.sock" if protocol == "http" else f"grpc.sock:{self.grpc_port}")
 
 
 def triton_dir() -> Path:
@@ -107,12 +117,26 @@ def decoder_pixel_limit(model_repository: Path) -> str | None:
     path = Path(model_repository) / "det_preprocess" / "config.pbtxt"
     if not path.exists():
         return None
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
+    from ocr_server import pbtxt
 
-    config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-    param = config.parameters.get("max_image_pixels")
-    return param.string_value if param is not None else None
+    return pbtxt.parameters(pbtxt.load(path)).get("max_image_pixels")
+
+
+def listen_addresses(opts: ServerOptions) -> list[str]:
+    """HTTP and gRPC on host:port, or on Unix sockets in the owner-only `opts.socket_dir`.
+
+    tritonserver has no way to read the restricted-API key from a file, and its command line is
+    readable by every local user (`ps`). With the sockets in a directory only the service user can
+    enter, the file permissions guard the admin APIs instead of a key: no key exists (the front proxy
+    is the one TCP door for clients and forwards only the public APIs).
+    """
+    if opts.socket_dir is None:
+        return [f"--http-address={opts.host}", f"--grpc-address={opts.host}"]
+    opts.socket_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(opts.socket_dir, 0o700)
+    for protocol in ("http", "grpc"):  # a socket left by a killed server would make the bind fail
+        opts.socket_path(protocol).unlink(missing_ok=True)
+    return [f"--{protocol}-address=unix:{opts.socket_dir / protocol}.sock" for protocol in ("http", "grpc")]
 
 
 MALLOC_MMAP_THRESHOLD = 32 << 20   # glibc's largest: only allocations above it get their own mmap
@@ -165,7 +189,7 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
         f"--backend-directory={backends}",
         f"--cache-directory={ts / 'caches'}",
         f"--http-port={opts.http_port}", f"--grpc-port={opts.grpc_port}", f"--metrics-port={opts.metrics_port}",
-        f"--http-address={opts.host}", f"--grpc-address={opts.host}", f"--metrics-address={opts.host}",
+        *listen_addresses(opts), f"--metrics-address={opts.host}",
         "--disable-auto-complete-config", "--exit-timeout-secs=10", "--strict-readiness=true",
         "--metrics-config=summary_latencies=true",  # p50/p99 of docker/grafana/dashboards/ocr.json
         f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_DEFAULT_BYTES}",
@@ -174,7 +198,7 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
     ]
     if opts.explicit_model_control:
         cmd += ["--model-control-mode=explicit", "--load-model=*"]
-    if opts.admin_key:
+    if opts.admin_key and opts.socket_dir is None:
         apis = ",".join(RESTRICTED_APIS)
         cmd += [f"--http-restricted-api={apis}:{ADMIN_HEADER}={opts.admin_key}",
                 f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={opts.admin_key}"]
@@ -329,8 +353,8 @@ class Supervisor:
 
     def __init__(self, opts: ServerOptions, build_dir: Path = ROOT / "build", check_interval: float = 0.25,
                  probe_interval: float = 2.0, probe_timeout: float = 30.0, probe_failures: int = 3,
-                 startup_timeout: float = 300.0, stdout: Any = None) -> None:
-        if not opts.admin_key:
+                 startup_timeout: float = 300.0, stdout: Any = None, metrics_port: int = 0) -> None:
+        if not opts.admin_key and opts.socket_dir is None:  # with sockets, their permissions guard the admin APIs
             opts.admin_key = os.environ.get("OCR_ADMIN_KEY") or secrets.token_urlsafe(24)
         opts.explicit_model_control = True
         self.opts, self.build_dir = opts, build_dir
@@ -352,10 +376,16 @@ class Supervisor:
         self._image = probe_image()
         self.shm_regions: set[str] = set()   # /dev/shm regions of the current server's stubs
         self.stub_pids: set[int] = set()      # stub processes of the current server
+        self.progress_mark: int | None = None  # ensemble successes when the first of the timed-out probes began
+        self.metrics = WatchdogMetrics(self.is_ready, self.server_processes)
+        self.metrics_port = metrics_port
+        self.log_thread: threading.Thread | None = None
 
     # -- admin calls -------------------------------------------------------------------------
     @property
     def url(self) -> str:
+        if self.opts.socket_dir is not None:
+            return f"unix:{self.opts.socket_path('grpc')}"
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.opts.host, self.opts.host)
         return f"[{host}]:{self.opts.grpc_port}" if ":" in host else f"{host}:{self.opts.grpc_port}"
 
@@ -376,7 +406,7 @@ class Supervisor:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {f"triton-grpc-protocol-{ADMIN_HEADER}": str(self.opts.admin_key)}
+        return {f"triton-grpc-protocol-{ADMIN_HEADER}": self.opts.admin_key} if self.opts.admin_key else {}
 
     def model_states(self) -> dict[str, str]:
         index = self.client().get_model_repository_index(headers=self.headers, client_timeout=10)
@@ -387,8 +417,14 @@ class Supervisor:
         cmd, env = server_command(self.opts, self.build_dir)
         log.info("starting tritonserver (grpc %s, http %s, metrics %s)", self.opts.grpc_port, self.opts.http_port,
                  self.opts.metrics_port)
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.stdout, stderr=subprocess.STDOUT if self.stdout
-                                     else None, preexec_fn=_set_pdeathsig)
+        # its own session: a Ctrl-C in the terminal reaches only the launcher, which stops the server in order
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     preexec_fn=_set_pdeathsig, start_new_session=True)
+        assert self.proc.stdout is not None
+        sink: Any = self.stdout or sys.stderr
+        self.log_thread = forward_lines(self.proc.stdout, getattr(sink, "buffer", sink),
+                                        drop_cuda_noise=not self.opts.gpu,
+                                        drop_socket_noise=self.opts.socket_dir is not None)
         self._reset_client()
         self.wait_ready(self.startup_timeout)
         self.snapshot()
@@ -491,6 +527,7 @@ class Supervisor:
     def restart_server(self, why: str, grace: float = 15.0) -> None:
         self.paused.set()
         self.restarts += 1
+        self.metrics.restarts.inc()
         log.error("restarting tritonserver: %s", why)
         self.stop_server(grace=grace)
         self.kill_orphans()
@@ -515,6 +552,7 @@ class Supervisor:
         with self.lock:
             self.unhealthy.clear()
             self.probe_timeouts = 0
+            self.progress_mark = None
             self.epoch += 1
 
     # -- healing -----------------------------------------------------------------------------
@@ -538,6 +576,8 @@ class Supervisor:
         """
         self.paused.set()
         self.heals += 1
+        for model in models:
+            self.metrics.heals.labels(model).inc()
         t0 = time.monotonic()
         log.warning("healing %s: %s", ", ".join(sorted(models)), why)
         assert self.proc is not None
@@ -592,18 +632,23 @@ class Supervisor:
             t.set_data_from_numpy(value)
             inputs.append(t)
         epoch = self.epoch
+        completed = self.completed_requests()
         try:
             with grpcclient.InferenceServerClient(self.url) as c:
-                c.infer(ENSEMBLE, inputs, client_timeout=self.probe_timeout)
+                c.infer(ENSEMBLE, inputs, client_timeout=self.probe_timeout, parameters={PROBE_PARAMETER: True})
         except InferenceServerException as exc:
+            if not self.stopping.is_set():
+                self.metrics.probe_failures.inc()
             message = str(exc)
             timed_out = "Deadline" in message or "DEADLINE_EXCEEDED" in str(exc.status())
             found = {model_of_instance(i) for i in UNHEALTHY_RE.findall(message)}
             with self.lock:
-                if self.paused.is_set() or self.epoch != epoch:  # about a server being healed or already healed
-                    return
+                if self.paused.is_set() or self.epoch != epoch or self.stopping.is_set():
+                    return  # about a server being healed, already healed, or being stopped
                 if timed_out:
                     self.probe_timeouts += 1
+                    if self.progress_mark is None:
+                        self.progress_mark = completed
                 else:
                     self.unhealthy |= found
             if timed_out:
@@ -614,6 +659,7 @@ class Supervisor:
         with self.lock:
             if self.epoch == epoch:
                 self.probe_timeouts = 0
+                self.progress_mark = None
 
     def probe_loop(self) -> None:
         while not self.stopping.wait(self.probe_interval):
@@ -623,6 +669,45 @@ class Supervisor:
                 self.probe_once()
             except Exception as exc:  # noqa: BLE001
                 log.warning("probe error: %s", exc)
+
+    # -- liveness by progress, readiness and usage for the metrics ----------------------------------
+    def completed_requests(self) -> int | None:
+        """Requests the ensemble has answered successfully so far (statistics API), None if it cannot tell.
+
+        A probe that times out behind a backlog says nothing about a server that keeps answering the
+        requests ahead of it: the watchdog restarts only when this count stood still meanwhile.
+        """
+        try:
+            stats = self.client().get_inference_statistics(ENSEMBLE, client_timeout=5)
+            return sum(int(m.inference_stats.success.count) for m in stats.model_stats)
+        except Exception:  # noqa: BLE001 - no answer is no evidence of progress
+            return None
+
+    def making_progress(self) -> bool:
+        with self.lock:
+            mark = self.progress_mark
+        now = self.completed_requests()
+        return mark is not None and now is not None and now > mark
+
+    def is_ready(self) -> bool:
+        """tritonserver runs, is not being healed or restarted, and says it is ready."""
+        import tritonclient.grpc as grpcclient
+
+        proc = self.proc
+        if proc is None or proc.poll() is not None or self.paused.is_set() or self.stopping.is_set():
+            return False
+        try:
+            with grpcclient.InferenceServerClient(self.url) as c:
+                return bool(c.is_server_ready(client_timeout=2))
+        except Exception:  # noqa: BLE001 - no answer in time: not ready
+            return False
+
+    def server_processes(self) -> list[tuple[int, str]]:
+        """(pid, name) of tritonserver and its live stubs (named by model) for the CPU/memory metrics."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return []
+        return [(proc.pid, "tritonserver")] + [(s.pid, s.model) for s in stub_processes(proc.pid) if s.alive]
 
     # -- main loop ---------------------------------------------------------------------------
     def check(self) -> None:
@@ -639,7 +724,13 @@ class Supervisor:
         if unhealthy:
             self.heal(unhealthy, "probe: stub is not healthy")
         elif timeouts >= self.probe_failures:
-            self.restart_server(f"{timeouts} probes in a row timed out")
+            if self.making_progress():
+                log.warning("%d probes in a row timed out, but requests are completing: busy, not stuck", timeouts)
+                with self.lock:
+                    self.probe_timeouts = 0
+                    self.progress_mark = None
+            else:
+                self.restart_server(f"{timeouts} probes in a row timed out and no request completed meanwhile")
 
     def run(self) -> int:
         def stop(signum: int, _frame: object) -> None:
@@ -648,6 +739,11 @@ class Supervisor:
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        if self.metrics_port:
+            try:
+                self.metrics.serve(self.metrics_port, self.opts.host)
+            except OSError as exc:  # serving matters more than the watchdog's own metrics
+                log.error("watchdog metrics not exported on %s:%d: %s", self.opts.host, self.metrics_port, exc)
         for attempt in range(1, 4):  # a server that dies while starting gets two more chances
             try:
                 self.start_server()
@@ -667,6 +763,8 @@ class Supervisor:
             except Exception as exc:  # noqa: BLE001 - the watchdog itself must not die
                 log.exception("watchdog check failed: %s", exc)
         code = self.stop_server()
+        if self.log_thread is not None:
+            self.log_thread.join(timeout=5)  # the server's last lines
         self.kill_orphans()
         self.remove_stale_shm()
         log.info("stopped (restarts: %d, heals: %d)", self.restarts, self.heals)
@@ -689,28 +787,42 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--check-interval", type=float, default=0.25, help="seconds between stub-process checks")
     ap.add_argument("--probe-interval", type=float, default=2.0, help="seconds between probe requests")
     ap.add_argument("--probe-timeout", type=float, default=30.0, help="timeout of one probe request")
-    ap.add_argument("--probe-failures", type=int, default=3, help="probe timeouts in a row that restart the server")
+    ap.add_argument("--probe-failures", type=int, default=3,
+                    help="probe timeouts in a row that restart the server, if no request completed meanwhile")
+    ap.add_argument("--watchdog-metrics-port", type=int, default=int(os.environ.get("OCR_WATCHDOG_METRICS_PORT", 8003)),
+                    help="port of the watchdog's own metrics (heals, restarts, probe failures, readiness, CPU and "
+                         "memory of the server's processes) on --host; 0: not exported")
+    ap.add_argument("--socket-dir", type=Path, default=os.environ.get("OCR_SOCKET_DIR") or None,
+                    help="tritonserver's HTTP and gRPC listen on Unix sockets in this owner-only directory "
+                         "(<dir>/grpc.sock:<grpc-port>, <dir>/http.sock) instead of --host: only the "
+                         "service user (and the front proxy) can reach them, so no admin key is needed")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     opts = ServerOptions(args.model_repository, args.http_port, args.grpc_port, args.metrics_port, args.host,
-                         args.log_verbose, extra, args.gpu)
+                         args.log_verbose, extra, args.gpu, socket_dir=args.socket_dir)
     if args.supervise:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(levelname)s %(message)s",
                             stream=sys.stderr)
         return Supervisor(opts, check_interval=args.check_interval, probe_interval=args.probe_interval,
-                          probe_timeout=args.probe_timeout, probe_failures=args.probe_failures).run()
+                          probe_timeout=args.probe_timeout, probe_failures=args.probe_failures,
+                          metrics_port=args.watchdog_metrics_port).run()
     cmd, env = server_command(opts)
-    proc = subprocess.Popen(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    log_thread = forward_lines(proc.stdout, sys.stderr.buffer, drop_cuda_noise=not opts.gpu,
+                               drop_socket_noise=opts.socket_dir is not None)
 
     def forward(signum: int, _frame: object) -> None:
         proc.send_signal(signum)
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    return proc.wait()
+    code = proc.wait()
+    log_thread.join(timeout=5)
+    return code
 
 
 if __name__ == "__main__":

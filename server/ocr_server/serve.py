@@ -11,18 +11,26 @@ import os
 import sys
 from pathlib import Path
 
-from ocr_server import launcher
-from ocr_server.assemble import assemble, parse_overrides
+from ocr_server import launcher, pbtxt
+from ocr_server.assemble import assemble, describe_parameters, effective_configs, parse_overrides, request_defaults
 from ocr_server.instance import RepositoryInUse, RepositoryLock, instance_repository
 from ocr_server.manifest import default_model_set, model_set_names
 from ocr_server.paths import BUILD_DIR
 
 
+def defaults_epilog(model_set: str) -> str:
+    """The per-request defaults of the set served without --param, as `ocr-serve --help` shows them."""
+    defaults = request_defaults(effective_configs("cpu", model_set))
+    listed = "\n".join(f"  {name} = {value}" for name, value in defaults.items())
+    return (f"per-request defaults served for model set {model_set} (a request's own values win; change them "
+            f"with --param det_preprocess.default_<name>=VALUE):\n{listed}")
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    ap = argparse.ArgumentParser(prog="ocr-serve", description=__doc__,
+    served_set = os.environ.get("OCR_MODEL_SET") or default_model_set()
+    ap = argparse.ArgumentParser(prog="ocr-serve", description=__doc__, epilog=defaults_epilog(served_set),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-set", choices=model_set_names(),
-                    default=os.environ.get("OCR_MODEL_SET") or default_model_set(),
+    ap.add_argument("--model-set", choices=model_set_names(), default=served_set,
                     help="model set of server/ocr_server/models.json (env OCR_MODEL_SET; default: its default_set)")
     ap.add_argument("--gpu", action="store_true", help="serve the TensorRT engines (needs a GPU and built engines)")
     ap.add_argument("--param", action="append", default=[], metavar="MODEL.KEY=VALUE",
@@ -75,6 +83,7 @@ def _assemble_and_serve(args: argparse.Namespace, rest: list[str], target: str) 
                     args.engines_dir)
     print(f"model repository ({target}, {args.model_set}) assembled in {repo}", file=sys.stderr)
     if args.setup_only:
+        print(describe_parameters(pbtxt.load_repository(repo)))
         return 0
     launch = ["--model-repository", str(repo)]
     if not args.no_supervise:

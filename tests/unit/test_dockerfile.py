@@ -26,7 +26,8 @@ NGC = "nvcr.io/nvidia/"
 # distribution -> the module its import check must import
 MODULES = {"numpy": "numpy", "opencv-python-headless": "cv2", "pyclipper": "pyclipper", "tritonclient": "tritonclient",
            "grpcio": "grpc", "protobuf": "google.protobuf", "onnx": "onnx", "onnxruntime": "onnxruntime",
-           "ppocr-steps": "ppocr_steps", "ocr-server": "ocr_server", "nvidia-pytriton": "pytriton"}
+           "ppocr-steps": "ppocr_steps", "ocr-server": "ocr_server", "nvidia-pytriton": "pytriton",
+           "prometheus-client": "prometheus_client"}
 # modules an NGC base image brings itself
 BASE_MODULES = {"nvcr.io/nvidia/tensorrt": {"tensorrt"}, "nvcr.io/nvidia/tritonserver": set()}
 # pins that differ from requirements/server.txt because the NGC images run Python 3.10

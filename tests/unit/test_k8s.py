@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 # the oldest release with every API used (policy/v1, autoscaling/v2) among the bundled schemas, and the newest
 K8S_VERSIONS = ("1.25.0", None)
-PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002, "paddlex": 8080}
+PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002, "watchdog": 8003, "paddlex": 8080}
 DRAIN_SECONDS = 30        # the launcher's drain of in-flight requests at SIGTERM
 SHM_PER_INSTANCE = 256 << 20  # /dev/shm budget of one Python-backend instance (docs/kubernetes.md)
 
@@ -100,7 +100,7 @@ def test_probes_ports_and_rollout(rendered):
         for port in svc["spec"]["ports"]:
             assert port["targetPort"] in PORTS and port["port"] == PORTS[port["targetPort"]]
     assert {p["name"] for p in services["ppocr-triton"]["spec"]["ports"]} == {"http", "grpc", "paddlex"}
-    assert [p["name"] for p in services["ppocr-triton-metrics"]["spec"]["ports"]] == ["metrics"]
+    assert [p["name"] for p in services["ppocr-triton-metrics"]["spec"]["ports"]] == ["metrics", "watchdog"]
     headless = services["ppocr-triton-headless"]["spec"]
     assert headless["clusterIP"] == "None" and not headless.get("publishNotReadyAddresses")
     pdb = _one(objs, "PodDisruptionBudget")
@@ -108,7 +108,7 @@ def test_probes_ports_and_rollout(rendered):
     monitor = _one(objs, "ServiceMonitor")
     metrics_labels = services["ppocr-triton-metrics"]["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= metrics_labels.items()
-    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics", "watchdog"]
 
 
 def test_non_root_read_only_with_writable_memory_dirs(rendered):

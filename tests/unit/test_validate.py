@@ -7,19 +7,20 @@ import os
 import struct
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from served import served_defaults, served_settings
 
 from ppocr_steps.errors import InvalidInputError, one_line
 from ppocr_steps.image_io import decode_image
-from ppocr_steps.params import MAX_PARAMS_JSON_BYTES, OcrParams, params_from_json, params_to_json
+from ppocr_steps.params import MAX_PARAMS_JSON_BYTES, params_from_json, params_to_json
 from ppocr_steps.pipeline import check_padded_batches, postprocess_detection, recognize
 from ppocr_steps.runtime_inputs import check_runtime_input, padding_extent, run_chunks, run_det_batch
-from ppocr_steps.settings import PipelineSettings
+from ppocr_steps.settings import limits_from_parameters
 from ppocr_steps.validate import (
     check_boxes,
     check_image_info,
@@ -31,7 +32,9 @@ from ppocr_steps.validate import (
     source_side_bound,
 )
 
-S = PipelineSettings()
+S = served_settings()
+C = S.max_crop_pixels
+L = limits_from_parameters({k: str(v) for k, v in asdict(S).items()})
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -58,7 +61,7 @@ def test_bounds_follow_the_settings() -> None:
     assert det_side_bound(S) == 2 * S.max_side_limit
     # an image max_side_limit long whose short side (min_image_side) is enlarged to min_side_len
     assert source_side_bound(S) >= S.max_side_limit * S.min_side_len / S.min_image_side
-    assert source_side_bound(PipelineSettings(min_side_len=8, min_image_side=8)) == 2016  # 2000 up to 32
+    assert source_side_bound(replace(S, min_side_len=8, min_image_side=8)) == 2016  # 2000 up to 32
 
 
 def test_source_bound_covers_what_prepare_source_makes() -> None:
@@ -88,7 +91,7 @@ def test_prob_map_checks() -> None:
     refused("each side must be 1 to 4000", check_prob_map, np.zeros((1, 1, 4001, 32), np.uint8), S)
     refused("outside \\[0, 1\\]", check_prob_map, np.full((1, 1, 8, 8), np.nan, np.float32), S)
     refused("outside \\[0, 1\\]", check_prob_map, np.full((1, 1, 8, 8), 2.0, np.float32), S)
-    small = PipelineSettings(max_batch_pixels=1000)
+    small = replace(S, max_batch_pixels=1000)
     refused("the limit is 1000", check_prob_map, np.zeros((2, 1, 32, 32), np.uint8), small)
 
 
@@ -130,22 +133,22 @@ def test_images_checks() -> None:
 def test_boxes_checks() -> None:
     good = np.array([box(10, 10, 100, 40)], np.float32)
     index = np.array([0], np.int32)
-    check_boxes(good, index, info(), S)
-    check_boxes(np.zeros((0, 4, 2), np.float32), np.zeros(0, np.int32), info(), S)
+    check_boxes(good, index, info(), S, C)
+    check_boxes(np.zeros((0, 4, 2), np.float32), np.zeros(0, np.int32), info(), S, C)
     refused("box 0 has corners outside", check_boxes, np.array([box(0, 0, 20_000, 20_000)], np.float32), index,
-            info(), S)
-    refused("outside", check_boxes, np.array([box(-1, 0, 10, 10)], np.float32), index, info(), S)
-    refused("NaN or infinite", check_boxes, np.array([box(0, 0, np.nan, 10)], np.float32), index, info(), S)
-    refused("image indices 0 to 0", check_boxes, good, np.array([1], np.int32), info(), S)
-    refused("image indices 0 to 0", check_boxes, good, np.array([-1], np.int32), info(), S)
-    refused("has 2 values but 'boxes' has 1", check_boxes, good, np.array([0, 0], np.int32), info(), S)
-    refused("must be int32", check_boxes, good, index.astype(np.int64), info(), S)
+            info(), S, C)
+    refused("outside", check_boxes, np.array([box(-1, 0, 10, 10)], np.float32), index, info(), S, C)
+    refused("NaN or infinite", check_boxes, np.array([box(0, 0, np.nan, 10)], np.float32), index, info(), S, C)
+    refused("image indices 0 to 0", check_boxes, good, np.array([1], np.int32), info(), S, C)
+    refused("image indices 0 to 0", check_boxes, good, np.array([-1], np.int32), info(), S, C)
+    refused("has 2 values but 'boxes' has 1", check_boxes, good, np.array([0, 0], np.int32), info(), S, C)
+    refused("must be int32", check_boxes, good, index.astype(np.int64), info(), S, C)
     many = np.repeat(good, 3, axis=0)
     refused("holds 3 boxes; the limit is 2", check_boxes, many, np.zeros(3, np.int32), info(),
-            PipelineSettings(max_boxes_per_request=2), reason="too_many_boxes")
+            replace(S, max_boxes_per_request=2), C, reason="too_many_boxes")
     # crops of 90x30 = 2700 px each
     refused("would hold 8100 pixels; the limit is 8000", check_boxes, many, np.zeros(3, np.int32), info(),
-            PipelineSettings(max_crop_pixels=8000), reason="too_large")
+            S, 8000, reason="too_large")
 
 
 def test_crop_sizes_match_crop_quad() -> None:
@@ -159,22 +162,23 @@ def test_crop_sizes_match_crop_quad() -> None:
 
 
 def test_steps_validate_before_working() -> None:
-    params = OcrParams()
-    refused("holds 9 images", postprocess_detection, np.zeros((9, 1, 32, 32), np.uint8), info(rows=9), params, S)
+    params = served_defaults()
+    refused("holds 9 images", postprocess_detection, np.zeros((9, 1, 32, 32), np.uint8), info(rows=9), params, S,
+            limits=L)
     refused("has 1 rows but there are 2", postprocess_detection, np.zeros((2, 1, 64, 256), np.uint8), info(),
-            params, S)
+            params, S, limits=L)
 
     def never(_batch):
         raise AssertionError("no model call for a refused request")
 
     images = np.zeros((1, 64, 256, 3), np.uint8)
     refused("outside", recognize, images, info(), np.array([box(0, 0, 20_000, 20_000)], np.float32),
-            np.array([0], np.int32), params, S, ["blank", "a", " "], never, never)
+            np.array([0], np.int32), params, S, ["blank", "a", " "], never, never, limits=L)
 
 
 # ------------------------------------------------------------------------------------------ ocr_params
 def test_params_json_round_trip() -> None:
-    p = OcrParams(unclip_ratio=2.0, limit_type="max")
+    p = served_defaults(unclip_ratio=2.0, limit_type="max")
     assert params_from_json(params_to_json(p)) == p
 
 
@@ -204,18 +208,18 @@ def test_params_json_refused(data, match) -> None:
     ({"x\nFORGED": 1}, "unknown parameter 'x\\\\nFORGED'"),
 ])
 def test_params_json_values_refused(changes, match) -> None:
-    data = json.dumps({**asdict(OcrParams()), **changes}).encode()
+    data = json.dumps({**asdict(served_defaults()), **changes}).encode()
     refused(match, params_from_json, data, reason="bad_parameter")
 
 
 def test_params_json_nan_refused() -> None:
-    data = json.dumps({**asdict(OcrParams()), "thresh": float("nan")}).encode()  # json writes NaN
+    data = json.dumps({**asdict(served_defaults()), "thresh": float("nan")}).encode()  # json writes NaN
     refused("thresh", params_from_json, data)
 
 
 # ------------------------------------------------------------------------------------------ padded batches
 def test_padded_batches_limit() -> None:
-    params = OcrParams()
+    params = served_defaults()
     check_padded_batches([(1872, 7488)], params, S)                 # one image: never padded
     check_padded_batches([(2000, 2000)] * 8, params, S)             # 8 large pages of one shape
     check_padded_batches([(2000, 1000), (1000, 2000)], params, S)   # portrait + landscape
@@ -223,7 +227,7 @@ def test_padded_batches_limit() -> None:
                   [(1872, 7488), (7488, 32)], params, S, reason="too_large")
     assert "separate requests" in str(err)
     refused("detector input would hold", check_padded_batches, [(64, 64), (64, 64)], params,
-            PipelineSettings(max_batch_pixels=64 * 64 * 2))
+            replace(S, max_batch_pixels=64 * 64 * 2))
 
 
 def test_preprocess_refuses_the_padding_bomb() -> None:
@@ -231,8 +235,8 @@ def test_preprocess_refuses_the_padding_bomb() -> None:
 
     blobs = [cv2.imencode(".png", np.full(shape, 255, np.uint8))[1].tobytes() for shape in
              [(8, 2000, 3), (2000, 8, 3)]]
-    refused("very different shapes", preprocess, blobs, {}, OcrParams(), S, reason="too_large")
-    out = preprocess(blobs[:1], {}, OcrParams(), S)  # each alone is fine
+    refused("very different shapes", preprocess, blobs, {}, served_defaults(), S, reason="too_large")
+    out = preprocess(blobs[:1], {}, served_defaults(), S)  # each alone is fine
     assert out.images.shape[0] == 1
 
 
@@ -245,7 +249,7 @@ def test_runtime_det_input_checks() -> None:
     refused("holds 9 images", check_runtime_input, "det_input", np.zeros((9, 32, 32, 3), np.uint8), S)
     refused("holds no rows", check_runtime_input, "det_input", np.zeros((0, 32, 32, 3), np.uint8), S)
     refused("limit is 2047", check_runtime_input, "det_input", np.zeros((2, 32, 32, 3), np.uint8),
-            PipelineSettings(max_batch_pixels=2047))
+            replace(S, max_batch_pixels=2047))
     refused("must be uint8", check_runtime_input, "det_input", np.zeros((1, 32, 32, 3), np.float32), S)
 
 

@@ -7,7 +7,7 @@ from ppocr_steps import metrics as m
 from ppocr_steps.image_io import decoder_limit_problem
 from ppocr_steps.params import OcrParams, params_to_json
 from ppocr_steps.pipeline import preprocess
-from ppocr_steps.settings import defaults_from_parameters, settings_from_parameters
+from ppocr_steps.settings import PreprocessSettings, defaults_from_parameters, settings_from_parameters
 from ppocr_steps import triton_adapter as ta
 
 PARAM_INPUTS = [f for f in OcrParams.__dataclass_fields__]
@@ -16,7 +16,7 @@ PARAM_INPUTS = [f for f in OcrParams.__dataclass_fields__]
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         params = ta.config_parameters(ta.model_config(args))
-        self.settings = settings_from_parameters(params)
+        self.settings = settings_from_parameters(params, PreprocessSettings)
         self.defaults = defaults_from_parameters(params)
         problem = decoder_limit_problem(self.settings.max_image_pixels)
         if problem is not None:
