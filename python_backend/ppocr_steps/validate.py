@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.settings import InputLimits
 
@@ -78,9 +79,10 @@ def check_prob_map(prob_map: np.ndarray, s: InputLimits) -> None:
 
 def check_image_info(info: np.ndarray, n: int, s: InputLimits, det_hw: tuple[int, int] | None = None,
                      src_hw: tuple[int, int] | None = None) -> None:
-    """image_info FP32 [n,9] (ppocr_steps.det_preprocess.ImageInfo) with finite values in the ranges the
-    public path produces: det region inside `det_hw` (the prob map), source size inside `src_hw`."""
-    require_array("image_info", info, np.float32, 2, {1: 9})
+    """image_info FP32 [n,IMAGE_INFO_COLUMNS] (ppocr_steps.det_preprocess.ImageInfo) with finite values in
+    the ranges the public path produces: det region inside `det_hw` (the prob map), source size inside
+    `src_hw`, a right angle."""
+    require_array("image_info", info, np.float32, 2, {1: IMAGE_INFO_COLUMNS})
     if info.shape[0] != n:
         raise _refuse(f"input 'image_info' has {info.shape[0]} rows but there are {n} images; send one row per image")
     if not np.isfinite(info).all():
@@ -88,7 +90,7 @@ def check_image_info(info: np.ndarray, n: int, s: InputLimits, det_hw: tuple[int
     side = source_side_bound(s)
     orig_side = s.max_image_pixels // max(1, s.min_image_side)
     for i, row in enumerate(info.tolist()):
-        orig_h, orig_w, src_h, src_w, pad_top, det_h, det_w, scale_x, scale_y = row
+        orig_h, orig_w, src_h, src_w, pad_top, det_h, det_w, scale_x, scale_y, angle = row
         where = f"input 'image_info' row {i}"
         if not (1 <= orig_h <= orig_side and 1 <= orig_w <= orig_side and orig_h * orig_w <= s.max_image_pixels):
             raise _refuse(f"{where}: original size {orig_w:g}x{orig_h:g} is outside 1..{orig_side} per side and "
@@ -103,6 +105,8 @@ def check_image_info(info: np.ndarray, n: int, s: InputLimits, det_hw: tuple[int
                           f"{det_hw[1]}x{det_hw[0]}")
         if not (0 < scale_x <= orig_side and 0 < scale_y <= orig_side):
             raise _refuse(f"{where}: scales {scale_x:g}, {scale_y:g} must be in (0, {orig_side}]")
+        if angle not in (0, 90, 180, 270):
+            raise _refuse(f"{where}: angle {angle:g} must be 0, 90, 180 or 270")
 
 
 def check_images(images: np.ndarray, s: InputLimits) -> None:

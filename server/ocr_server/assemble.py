@@ -26,7 +26,7 @@ from ocr_server.manifest import model_set as manifest_set
 from ocr_server.paths import REPO_ROOT as ROOT
 
 STEPS = ["det_preprocess", "det_postprocess", "rec_pipeline"]
-RUNTIME = {"det_model": "det", "cls_model": "cls", "rec_model": "rec"}
+RUNTIME = {"det_model": "det", "cls_model": "cls", "rec_model": "rec", "ori_model": "ori"}
 # Limits set once (in their source model's config) and copied into the models that also enforce them
 # (ppocr_steps.settings.InputLimits): every step and CPU runtime model can be called directly, and is
 # bounded like the `ocr` path.
@@ -149,6 +149,7 @@ def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[s
     for step in STEPS:
         shutil.copy(ROOT / "python_backend" / "models" / step / "1" / "model.py", out / step / "1" / "model.py")
     link_or_copy(models_dir / model_set / "dict.txt", out / "rec_pipeline" / "1" / "dict.txt")
+    link_or_copy(models_dir / model_set / "ori_labels.txt", out / "det_preprocess" / "1" / "ori_labels.txt")
     for model, role in RUNTIME.items():
         if target == "cpu":
             shutil.copy(ROOT / "model_repository" / "cpu" / "onnx_model.py", out / model / "1" / "model.py")

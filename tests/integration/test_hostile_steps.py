@@ -19,8 +19,12 @@ import numpy as np
 import pytest
 from bad_inputs import OK_PARAMS, RawTensor, text_image
 from helpers import norm, png
+from ocr_server import pbtxt
 from ocr_server.launcher import stub_processes
 
+LIMITS = pbtxt.parameters(pbtxt.load(Path(__file__).resolve().parents[2] / "python_backend" / "models"
+                                     / "det_preprocess" / "config.pbtxt"))
+TOO_MANY = int(LIMITS["max_images_per_request"]) + 1  # images: one more than a request may hold
 PARAMS = {"limit_side_len": 736, "limit_type": "min", "thresh": 0.3, "box_thresh": 0.5, "unclip_ratio": 1.6,
           "use_textline_orientation": True, "text_rec_score_thresh": 0.5}
 
@@ -49,7 +53,7 @@ def _i32(name: str, data: object) -> RawTensor:
 def _info(rows: int = 1, **changes: float) -> RawTensor:
     """image_info of a 64x256 image served as is: orig, src, pad, det region, scales."""
     row = {"orig_h": 64, "orig_w": 256, "src_h": 64, "src_w": 256, "pad_top": 0, "det_h": 64, "det_w": 256,
-           "scale_x": 1, "scale_y": 1, **changes}
+           "scale_x": 1, "scale_y": 1, "angle": 0, **changes}
     return _f32("image_info", [list(row.values())] * rows)
 
 
@@ -119,7 +123,7 @@ def cases() -> list[Hostile]:
     deep = b"[" * 3000 + b"]" * 3000
     return [
         # det_preprocess: the public path's own checks, reached directly
-        Hostile("pre_nine_images", "det_preprocess", [_blobs([page] * 9)], "at most 8"),
+        Hostile("pre_too_many_images", "det_preprocess", [_blobs([page] * TOO_MANY)], f"at most {TOO_MANY - 1}"),
         Hostile("pre_no_image", "det_preprocess", [_blobs([])], "holds no image"),
         Hostile("pre_unclip_1e11", "det_preprocess", [_blobs([page]), _scalar("unclip_ratio", "FP32", 1e11)],
                 "unclip_ratio"),
@@ -154,8 +158,9 @@ def cases() -> list[Hostile]:
                 _ok_post_inputs(image_info=_info(src_h=20000, src_w=20000)), "source size"),
         Hostile("post_prob_map_too_tall", "det_postprocess",
                 _ok_post_inputs(prob_map=_u8("prob_map", (1, 1, 4032, 32))), "each side"),
-        Hostile("post_nine_images", "det_postprocess",
-                _ok_post_inputs(prob_map=_u8("prob_map", (9, 1, 32, 32)), image_info=_info(rows=9)), "1 to 8"),
+        Hostile("post_too_many_images", "det_postprocess",
+                _ok_post_inputs(prob_map=_u8("prob_map", (TOO_MANY, 1, 32, 32)), image_info=_info(rows=TOO_MANY)),
+                f"1 to {TOO_MANY - 1}"),
         # rec_pipeline
         Hostile("rec_box_20000", "rec_pipeline", _ok_rec_inputs(boxes=_f32("boxes", [_box(0, 0, 20000, 20000)])),
                 "outside"),
@@ -178,7 +183,8 @@ def cases() -> list[Hostile]:
         # runtime models
         Hostile("det_model_not_multiple_of_32", "det_model", [_u8("det_input", (1, 33, 64, 3))], "multiple of 32"),
         Hostile("det_model_too_large", "det_model", [_u8("det_input", (1, 32, 4032, 3))], "multiple of 32"),
-        Hostile("det_model_nine_images", "det_model", [_u8("det_input", (9, 32, 32, 3))], "1 to 8"),
+        Hostile("det_model_too_many_images", "det_model", [_u8("det_input", (TOO_MANY, 32, 32, 3))],
+                f"1 to {TOO_MANY - 1}"),
         Hostile("rec_model_20000_wide", "rec_model", [_u8("rec_input", (1, 48, 20000, 3))], "width"),
         Hostile("rec_model_too_narrow", "rec_model", [_u8("rec_input", (1, 48, 4, 3))], "width"),
         # refused by Triton core before any Python runs (config dims, max_batch_size): still a client error

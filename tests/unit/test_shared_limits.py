@@ -14,6 +14,7 @@ from ppocr_steps.onnx_runtime import ORT_PARAMETERS
 from ppocr_steps.settings import INPUT_LIMIT_KEYS, STEP_SETTINGS, limits_from_parameters, settings_from_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
+OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name", "ori_model_name", "ori_labels"}  # not settings
 OVERRIDES = {"det_preprocess": {"max_images_per_request": "3", "max_image_pixels": "1234567"},
              "rec_pipeline": {"rec_max_width": "1600"}}
 
@@ -37,8 +38,7 @@ def test_effective_configs_share_the_limits(target: str) -> None:
             assert {k: params[receiver][k] for k in keys} == {k: params[source][k] for k in keys}, receiver
     assert params["det_postprocess"]["max_images_per_request"] == "3"
     for step, cls in STEP_SETTINGS.items():  # every step still reads its settings and its limits
-        settings_from_parameters(params[step], cls, ignore=set(INPUT_LIMIT_KEYS) | {"dictionary", "cls_model_name",
-                                                                                     "rec_model_name"})
+        settings_from_parameters(params[step], cls, ignore=set(INPUT_LIMIT_KEYS) | OWN_KEYS)
         if step != "det_preprocess":
             assert limits_from_parameters(params[step]).max_image_pixels == 1234567
     if target == "cpu":

@@ -34,6 +34,7 @@ from ppocr_steps.validate import (
 
 S = served_settings()
 C = S.max_crop_pixels
+N = S.max_images_per_request + 1  # one image too many
 L = limits_from_parameters({k: str(v) for k, v in asdict(S).items()})
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,7 +49,7 @@ def refused(match: str, fn, *args, reason: str | None = None, **kwargs) -> Inval
 
 def info(rows: int = 1, **changes: float) -> np.ndarray:
     row = {"orig_h": 64, "orig_w": 256, "src_h": 64, "src_w": 256, "pad_top": 0, "det_h": 64, "det_w": 256,
-           "scale_x": 1.0, "scale_y": 1.0, **changes}
+           "scale_x": 1.0, "scale_y": 1.0, "angle": 0.0, **changes}
     return np.array([list(row.values())] * rows, np.float32)
 
 
@@ -86,7 +87,7 @@ def test_require_array() -> None:
 def test_prob_map_checks() -> None:
     check_prob_map(np.zeros((1, 1, 64, 256), np.uint8), S)
     check_prob_map(np.zeros((1, 1, 64, 256), np.float32), S)
-    refused("holds 9 images; allowed 1 to 8", check_prob_map, np.zeros((9, 1, 32, 32), np.uint8), S)
+    refused(f"holds {N} images; allowed 1 to {N - 1}", check_prob_map, np.zeros((N, 1, 32, 32), np.uint8), S)
     refused("holds 0 images", check_prob_map, np.zeros((0, 1, 32, 32), np.uint8), S)
     refused("each side must be 1 to 4000", check_prob_map, np.zeros((1, 1, 4001, 32), np.uint8), S)
     refused("outside \\[0, 1\\]", check_prob_map, np.full((1, 1, 8, 8), np.nan, np.float32), S)
@@ -119,12 +120,13 @@ def test_image_info_rows_and_source_area() -> None:
     refused("has 2 rows but there are 1 images", check_image_info, info(rows=2), 1, S)
     refused("must be 1..100 x 1..50", check_image_info, info(), 1, S, src_hw=(50, 100))
     refused("must be float32", check_image_info, info().astype(np.float64), 1, S)
-    refused("size 9 in dimension 1", check_image_info, info()[:, :8], 1, S)
+    refused("size 10 in dimension 1", check_image_info, info()[:, :9], 1, S)
+    refused("angle 45 must be 0, 90, 180 or 270", check_image_info, info(angle=45), 1, S)
 
 
 def test_images_checks() -> None:
     check_images(np.zeros((1, 64, 256, 3), np.uint8), S)
-    refused("holds 9 images", check_images, np.zeros((9, 8, 8, 3), np.uint8), S)
+    refused(f"holds {N} images", check_images, np.zeros((N, 8, 8, 3), np.uint8), S)
     refused("8x20000 \\(HxW\\) per image; each side must be 1 to", check_images,
             np.zeros((1, 8, 20_000, 3), np.uint8), S)
     refused("size 3 in dimension 3", check_images, np.zeros((1, 8, 8, 4), np.uint8), S)
@@ -163,7 +165,7 @@ def test_crop_sizes_match_crop_quad() -> None:
 
 def test_steps_validate_before_working() -> None:
     params = served_defaults()
-    refused("holds 9 images", postprocess_detection, np.zeros((9, 1, 32, 32), np.uint8), info(rows=9), params, S,
+    refused(f"holds {N} images", postprocess_detection, np.zeros((N, 1, 32, 32), np.uint8), info(rows=N), params, S,
             limits=L)
     refused("has 1 rows but there are 2", postprocess_detection, np.zeros((2, 1, 64, 256), np.uint8), info(),
             params, S, limits=L)
@@ -221,7 +223,7 @@ def test_params_json_nan_refused() -> None:
 def test_padded_batches_limit() -> None:
     params = served_defaults()
     check_padded_batches([(1872, 7488)], params, S)                 # one image: never padded
-    check_padded_batches([(2000, 2000)] * 8, params, S)             # 8 large pages of one shape
+    check_padded_batches([(2000, 2000)] * (N - 1), params, S)       # the most large pages of one shape
     check_padded_batches([(2000, 1000), (1000, 2000)], params, S)   # portrait + landscape
     err = refused("very different shapes.*source images would hold 112140288 pixels", check_padded_batches,
                   [(1872, 7488), (7488, 32)], params, S, reason="too_large")
@@ -246,7 +248,7 @@ def test_runtime_det_input_checks() -> None:
     refused("multiple of 32", check_runtime_input, "det_input", np.zeros((1, 33, 64, 3), np.uint8), S)
     refused("multiple of 32 from 32 to 4000", check_runtime_input, "det_input", np.zeros((1, 32, 4032, 3), np.uint8),
             S)
-    refused("holds 9 images", check_runtime_input, "det_input", np.zeros((9, 32, 32, 3), np.uint8), S)
+    refused(f"holds {N} images", check_runtime_input, "det_input", np.zeros((N, 32, 32, 3), np.uint8), S)
     refused("holds no rows", check_runtime_input, "det_input", np.zeros((0, 32, 32, 3), np.uint8), S)
     refused("limit is 2047", check_runtime_input, "det_input", np.zeros((2, 32, 32, 3), np.uint8),
             replace(S, max_batch_pixels=2047))
