@@ -14,7 +14,8 @@ import numpy as np
 
 from ppocr_steps.crops import crop_all
 from ppocr_steps.db_postprocess import DBConfig, detect_boxes
-from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, det_input_size, prepare_source
+from ppocr_steps.det_preprocess import (IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, det_input_size, prepare_source,
+                                        source_size)
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.image_io import decode_image
 from ppocr_steps.orientation import to_upright
@@ -136,13 +137,16 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
         t0 = time.perf_counter()
         angles = classify_orientation(decoded)
         _add_time(timings, "doc_ori", time.perf_counter() - t0)
+    # before any source image is made: the padded batches of images of very different shapes are refused
+    upright = [img.shape[:2] if angle in (0, 180) else img.shape[1::-1] for img, angle in zip(decoded, angles,
+                                                                                             strict=True)]
+    check_padded_batches([source_size(h, w, s) for h, w in upright], params, s)
     t0 = time.perf_counter()
     sources, infos = [], []
     for img, angle in zip(decoded, angles, strict=True):
         src, info = prepare_source(to_upright(img, angle), s)
         sources.append(src)
         infos.append(replace(info, angle=float(angle)))
-    check_padded_batches([x.shape[:2] for x in sources], params, s)
     det_input, infos = build_det_batch(sources, infos, params.limit_side_len, params.limit_type, s)
     if len(sources) == 1:
         images = sources[0][None]

@@ -11,7 +11,7 @@ import stat
 import struct
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,11 +22,12 @@ from helpers import norm, png
 from ocr_server import pbtxt
 from ocr_server.launcher import stub_processes
 
+from ppocr_steps.settings import defaults_from_parameters
+
 LIMITS = pbtxt.parameters(pbtxt.load(Path(__file__).resolve().parents[2] / "python_backend" / "models"
                                      / "det_preprocess" / "config.pbtxt"))
 TOO_MANY = int(LIMITS["max_images_per_request"]) + 1  # images: one more than a request may hold
-PARAMS = {"limit_side_len": 736, "limit_type": "min", "thresh": 0.3, "box_thresh": 0.5, "unclip_ratio": 1.6,
-          "use_textline_orientation": True, "text_rec_score_thresh": 0.5}
+PARAMS = asdict(defaults_from_parameters(LIMITS))  # the served defaults: a valid ocr_params
 
 
 def _json(value: object) -> RawTensor:

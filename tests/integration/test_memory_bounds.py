@@ -46,6 +46,7 @@ def read_real_image(server) -> None:
     with OcrClient(server.grpc_url, timeout=60) as client:
         assert len(client.ocr(text_image(), **OK_PARAMS).lines) == 2
         assert len(client.ocr(text_image()).lines) >= 2  # default parameters: words may split
+        assert len(client.ocr_batch([text_image(), text_image()])) == 2  # a multi-image request too
 
 
 @pytest.fixture(scope="module")

@@ -66,10 +66,12 @@ def test_bounds_follow_the_settings() -> None:
 
 
 def test_source_bound_covers_what_prepare_source_makes() -> None:
-    from ppocr_steps.det_preprocess import prepare_source
+    from ppocr_steps.det_preprocess import prepare_source, source_size
 
-    for shape in [(8, 2000), (2000, 8), (8, 1999), (30, 2000), (2000, 2000), (8, 8)]:
+    for shape in [(8, 2000), (2000, 8), (8, 1999), (30, 2000), (2000, 2000), (8, 8), (31, 250), (29, 240),
+                  (3000, 17), (640, 480), (100, 801), (2001, 2001), (4000, 9), (12, 97)]:
         src, row = prepare_source(np.zeros((*shape, 3), np.uint8), S)
+        assert source_size(*shape, S) == src.shape[:2], shape  # the size is known before the image is made
         assert max(src.shape[:2]) <= source_side_bound(S), shape
         check_image_info(np.array([row.to_row()], np.float32), 1, S)
 
