@@ -12,8 +12,13 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["OrtModel", "OvModel", "RuntimeModel", "RUNTIMES", "PRECISIONS", "PERFORMANCE_HINTS",
-           "load_runtime_model"]
+__all__ = ["OrtModel", "OvModel", "RuntimeModel", "RUNTIMES", "PRECISIONS", "PERFORMANCE_HINTS", "ORT_PARAMETERS",
+           "OV_PARAMETERS", "load_runtime_model"]
+
+# config.pbtxt parameters of a CPU runtime model that each runtime reads (load_runtime_model)
+ORT_PARAMETERS = {"onnx_file", "intra_op_threads", "allow_spinning", "cpu_mem_arena"}
+OV_PARAMETERS = {"openvino_file", "intra_op_threads", "inference_precision", "performance_hint", "num_streams",
+                 "cpu_pinning"}
 
 RUNTIMES = ("onnxruntime", "openvino")
 #: OpenVINO inference precisions; set explicitly because its CPU plugin picks bf16 where the CPU has it.
@@ -47,16 +52,19 @@ class OrtModel(_Callable):
 
     `allow_spinning` False stops idle worker threads from busy-waiting: several sessions (det, cls,
     rec in separate stubs) share the cores, and spinning threads steal them from each other.
+    `cpu_mem_arena` False gives each run's buffers back when it ends (the arena keeps the largest run's
+    memory for the life of the process).
     """
 
     def __init__(self, path: str, intra_op_threads: int = 0, inter_op_threads: int = 1,
-                 allow_spinning: bool = False) -> None:
+                 allow_spinning: bool = False, cpu_mem_arena: bool = True) -> None:
         import onnxruntime as ort  # imported lazily: only the CPU runtime models need it
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
+        opts.enable_cpu_mem_arena = cpu_mem_arena
         if intra_op_threads > 0:
             opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = inter_op_threads
@@ -108,9 +116,7 @@ class OvModel(_Callable):
         return [np.array(result[i]) for i in range(len(self.output_names))]
 
 
-_REQUIRED = {"onnxruntime": ("onnx_file", "intra_op_threads", "allow_spinning"),
-             "openvino": ("openvino_file", "intra_op_threads", "inference_precision", "performance_hint",
-                          "num_streams", "cpu_pinning")}
+_REQUIRED = {"onnxruntime": ORT_PARAMETERS, "openvino": OV_PARAMETERS}
 
 
 def _flag(params: Mapping[str, str], key: str) -> bool:
@@ -125,7 +131,7 @@ def load_runtime_model(version_dir: str, params: Mapping[str, str]) -> OrtModel 
     being their one source): `runtime` (onnxruntime | openvino), the graph of that runtime in the
     model's version directory (`onnx_file`, `openvino_file`: fetch_models.py writes a copy edited for
     each) and its settings: `intra_op_threads` (threads of either runtime; 0: the runtime decides),
-    `allow_spinning` (onnxruntime), `inference_precision`, `performance_hint`, `num_streams` and
+    `allow_spinning` and `cpu_mem_arena` (onnxruntime), `inference_precision`, `performance_hint`, `num_streams` and
     `cpu_pinning` (OpenVINO)."""
     runtime = params.get("runtime", "")
     if runtime not in _REQUIRED:
@@ -136,7 +142,7 @@ def load_runtime_model(version_dir: str, params: Mapping[str, str]) -> OrtModel 
     threads = int(params["intra_op_threads"])
     if runtime == "onnxruntime":
         return OrtModel(os.path.join(version_dir, params["onnx_file"]), threads,
-                        allow_spinning=_flag(params, "allow_spinning"))
+                        allow_spinning=_flag(params, "allow_spinning"), cpu_mem_arena=_flag(params, "cpu_mem_arena"))
     return OvModel(os.path.join(version_dir, params["openvino_file"]), params["inference_precision"],
                    params["performance_hint"], int(params["num_streams"]), threads,
                    cpu_pinning=_flag(params, "cpu_pinning"))

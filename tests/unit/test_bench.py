@@ -416,13 +416,17 @@ SERVED_CONFIGS = {
                                        "max_boxes_per_request": "100"}},
     "rec_pipeline": {"parameters": {**step_parameters("rec_pipeline"), "rec_batch_size": "8"}},
     "det_model": {"parameters": {"runtime": "onnxruntime", "onnx_file": "model.onnx", "intra_op_threads": "1",
-                                 "allow_spinning": "false"}},
+                                 "allow_spinning": "false",
+                                 "cpu_mem_arena": "false"}},
     "cls_model": {"parameters": {"runtime": "onnxruntime", "onnx_file": "model.onnx", "intra_op_threads": "0",
-                                 "allow_spinning": "false"}},
+                                 "allow_spinning": "false",
+                                 "cpu_mem_arena": "true"}},
     "rec_model": {"parameters": {"runtime": "onnxruntime", "onnx_file": "model.onnx", "intra_op_threads": "2",
-                                 "allow_spinning": "false"}},
+                                 "allow_spinning": "false",
+                                 "cpu_mem_arena": "true"}},
     "ori_model": {"parameters": {"runtime": "onnxruntime", "onnx_file": "model.onnx", "intra_op_threads": "0",
-                                 "allow_spinning": "false"}},
+                                 "allow_spinning": "false",
+                                 "cpu_mem_arena": "true"}},
 }
 
 

@@ -48,7 +48,8 @@ def net_dir(tmp_path: Path) -> Path:
 
 def _params(**extra: str) -> dict[str, str]:
     return {"onnx_file": "model.onnx", "openvino_file": "model.openvino.onnx", "intra_op_threads": "1",
-            "allow_spinning": "false", "performance_hint": "LATENCY", "num_streams": "1", "cpu_pinning": "false",
+            "allow_spinning": "false", "cpu_mem_arena": "true", "performance_hint": "LATENCY", "num_streams": "1",
+            "cpu_pinning": "false",
             **extra}
 
 
