@@ -1,0 +1,1 @@
+"""The OCR server runtime (launcher, repository assembly, model fetching, the public front)."""
