@@ -44,8 +44,10 @@ class AsyncOcrClient(_Base):
 
     def __init__(self, url: str | None = None, protocol: str = "grpc", model_name: str = "ocr",
                  timeout: float = 30.0, retries: int = 3,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes)
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *, auth_token: str | None = None,
+                 ssl: bool = False, root_certificates: str | None = None) -> None:
+        super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes, auth_token, ssl,
+                         root_certificates)
         self._client: Any = None
         self._closed = False
 
@@ -70,9 +72,14 @@ class AsyncOcrClient(_Base):
             mod = protocol_module(self.protocol, aio=True)
             if self.protocol == "grpc":
                 self._client = mod.InferenceServerClient(
-                    self.url, channel_args=grpc_channel_args(self.max_message_bytes))
+                    self.url, channel_args=grpc_channel_args(self.max_message_bytes), **self._tls_kwargs())
             else:  # deadlines come from asyncio.wait_for, not the session
-                self._client = mod.InferenceServerClient(self.url, conn_timeout=None)
+                tls: dict[str, Any] = {}
+                if self.ssl:
+                    import ssl
+
+                    tls = {"ssl": True, "ssl_context": ssl.create_default_context(cafile=self.root_certificates)}
+                self._client = mod.InferenceServerClient(self.url, conn_timeout=None, **tls)
         return self._client
 
     async def ocr(self, image: ImageInput, *, timeout: float | None = None,
@@ -107,8 +114,9 @@ class AsyncOcrClient(_Base):
 
         async def attempt(remaining: float) -> list[OcrResult]:
             client = self._triton()
-            kw = {"client_timeout": remaining} if self.protocol == "grpc" else {}
-            res = await _translate(client.infer(self.model_name, inputs, outputs=outputs, **kw),
+            kw: dict[str, Any] = {"client_timeout": remaining} if self.protocol == "grpc" else {}
+            res = await _translate(client.infer(self.model_name, inputs, outputs=outputs,
+                                                headers=self.headers, **kw),
                                    remaining)
             return results_from_outputs(read_outputs(res), len(images))
 

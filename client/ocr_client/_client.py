@@ -34,7 +34,8 @@ class _Base:
     """Settings shared by the sync and async clients."""
 
     def __init__(self, url: str | None, protocol: str, model_name: str, timeout: float,
-                 retries: int, max_message_bytes: int) -> None:
+                 retries: int, max_message_bytes: int, auth_token: str | None = None,
+                 ssl: bool = False, root_certificates: str | None = None) -> None:
         self.protocol = protocol
         self.url = resolve_url(url, protocol)
         if timeout <= 0:
@@ -45,6 +46,22 @@ class _Base:
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.max_message_bytes = int(max_message_bytes)
+        if auth_token is not None and (not auth_token or any(c.isspace() for c in auth_token)):
+            raise ValueError("auth_token must be a non-empty token without whitespace")
+        self.headers: dict[str, str] = {"authorization": f"Bearer {auth_token}"} if auth_token else {}
+        self.ssl = bool(ssl or root_certificates)
+        self.root_certificates = root_certificates
+
+    def _tls_kwargs(self) -> dict[str, Any]:
+        """tritonclient's TLS arguments (sync clients): the system's CAs, or ``root_certificates`` (a PEM file)."""
+        if not self.ssl:
+            return {}
+        if self.protocol == "grpc":
+            return {"ssl": True, "root_certificates": self.root_certificates}
+        import gevent.ssl
+
+        options = {"ca_certs": self.root_certificates} if self.root_certificates else {}
+        return {"ssl": True, "ssl_options": options, "ssl_context_factory": gevent.ssl.create_default_context}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(url={self.url!r}, protocol={self.protocol!r}, "
@@ -78,13 +95,18 @@ class OcrClient(_Base):
 
     ``url`` is ``host:port`` (default ``localhost:8001`` for gRPC, ``:8000`` for
     HTTP). ``timeout`` (seconds) is the default deadline of every call, retries
-    on UNAVAILABLE included. Not thread-safe: use one client per thread.
+    on UNAVAILABLE included. ``auth_token`` is sent as ``authorization: Bearer <token>``
+    (the public front's ``--auth-token-file``); ``ssl`` turns on TLS, verified against
+    the system's CAs or ``root_certificates`` (a PEM file; implies ``ssl``).
+    Not thread-safe: use one client per thread.
     """
 
     def __init__(self, url: str | None = None, protocol: str = "grpc", model_name: str = "ocr",
                  timeout: float = 30.0, retries: int = 3,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes)
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *, auth_token: str | None = None,
+                 ssl: bool = False, root_certificates: str | None = None) -> None:
+        super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes, auth_token, ssl,
+                         root_certificates)
         self._clients: dict[float, Any] = {}  # gRPC: one under key 0.0; HTTP: one per timeout
         self._closed = False
 
@@ -117,13 +139,13 @@ class OcrClient(_Base):
             mod = protocol_module(self.protocol, aio=False)
             if self.protocol == "grpc":
                 client = mod.InferenceServerClient(
-                    self.url, channel_args=grpc_channel_args(self.max_message_bytes))
+                    self.url, channel_args=grpc_channel_args(self.max_message_bytes), **self._tls_kwargs())
             else:
                 if len(self._clients) >= _HTTP_CLIENT_CACHE:
                     oldest = next(iter(self._clients))
                     self._clients.pop(oldest).close()
                 client = mod.InferenceServerClient(
-                    self.url, connection_timeout=timeout, network_timeout=timeout)
+                    self.url, connection_timeout=timeout, network_timeout=timeout, **self._tls_kwargs())
             self._clients[key] = client
         return client
 
@@ -160,9 +182,10 @@ class OcrClient(_Base):
             client = self._triton(total)
             if self.protocol == "grpc":
                 res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs,
-                                                      client_timeout=remaining))
+                                                      client_timeout=remaining, headers=self.headers))
             else:
-                res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs))
+                res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs,
+                                                      headers=self.headers))
             return results_from_outputs(read_outputs(res), len(images))
 
         return retry_sync(attempt, retries=self.retries, timeout=total)

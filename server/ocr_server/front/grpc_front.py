@@ -8,11 +8,12 @@ keep the generated servicer's UNIMPLEMENTED answer.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from .policy import (
@@ -100,7 +101,7 @@ def check_infer_request(req: service_pb2.ModelInferRequest, spec: ModelSpec, lim
     return images
 
 
-class GrpcFront(service_pb2_grpc.GRPCInferenceServiceServicer):
+class GrpcFront:
     def __init__(self, state: FrontState, channel: grpc.aio.Channel) -> None:
         self.state = state
         self.upstream = service_pb2_grpc.GRPCInferenceServiceStub(channel)
@@ -206,6 +207,38 @@ class GrpcFront(service_pb2_grpc.GRPCInferenceServiceServicer):
         await context.abort(code, message)
 
 
+# the methods clients may call, with their message types; the rest (repository, shared memory,
+# statistics, trace, logging, streaming) is not registered, so gRPC answers UNIMPLEMENTED
+METHODS = {
+    "ServerLive": (service_pb2.ServerLiveRequest, service_pb2.ServerLiveResponse),
+    "ServerReady": (service_pb2.ServerReadyRequest, service_pb2.ServerReadyResponse),
+    "ModelReady": (service_pb2.ModelReadyRequest, service_pb2.ModelReadyResponse),
+    "ServerMetadata": (service_pb2.ServerMetadataRequest, service_pb2.ServerMetadataResponse),
+    "ModelMetadata": (service_pb2.ModelMetadataRequest, service_pb2.ModelMetadataResponse),
+    "ModelConfig": (service_pb2.ModelConfigRequest, service_pb2.ModelConfigResponse),
+    "ModelInfer": (service_pb2.ModelInferRequest, service_pb2.ModelInferResponse),
+}
+
+
+def _parser(message: Any) -> Callable[[bytes], Any]:
+    """Parse a request, or None if the bytes are not that message (gRPC would answer INTERNAL)."""
+    def parse(data: bytes) -> Any:
+        try:
+            return message.FromString(data)
+        except DecodeError:
+            return None
+    return parse
+
+
+def _guarded(method: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], name: str
+             ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if request is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {name}Request message")
+        return await method(request, context)
+    return handle
+
+
 def build_grpc_server(state: FrontState, address: str, credentials: grpc.ServerCredentials | None
                       ) -> tuple[grpc.aio.Server, grpc.aio.Channel]:
     """The front's gRPC server on `address` (not started) and its channel to Triton."""
@@ -214,7 +247,13 @@ def build_grpc_server(state: FrontState, address: str, credentials: grpc.ServerC
     channel = grpc.aio.insecure_channel(state.upstream.grpc, options=[
         ("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", -1)])
     server = grpc.aio.server(options=options)
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(GrpcFront(state, channel), server)
+    front = GrpcFront(state, channel)
+    handlers = {name: grpc.unary_unary_rpc_method_handler(_guarded(getattr(front, name), name),
+                                                          request_deserializer=_parser(req),
+                                                          response_serializer=resp.SerializeToString)
+                for name, (req, resp) in METHODS.items()}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("inference.GRPCInferenceService",
+                                                                          handlers),))
     if credentials is None:
         server.add_insecure_port(address)
     else:
