@@ -13,7 +13,7 @@ case " ${ARGS[*]-} " in *" --model-set "*) ;; *) ARGS=(--model-set "$SET" "${ARG
 case " ${ARGS[*]} " in
   *" --dry-run "*|*" --help "*|*" -h "*) ;;
   *) # always: fetch_models.py skips a set that is current and regenerates one made by older graph
-     # edits (scripts/onnx_edits.py), which must not be built into engines
-     python3 scripts/fetch_models.py --model-set "$SET";;
+     # edits (server/ocr_server/onnx_edits.py), which must not be built into engines
+     ocr-fetch-models --model-set "$SET";;
 esac
 exec env PYTHON=python3 scripts/build_engines.sh "${ARGS[@]}"

@@ -15,11 +15,11 @@ STEP_PARAMS="$(python3 -m trt_build step-params)"
 PARAMS=()
 for kv in $STEP_PARAMS; do PARAMS+=(--param "$kv"); done
 # shellcheck disable=SC2086
-python3 scripts/assemble_repository.py --target gpu --model-set "$SET" --out build/model_repository \
+python3 server/ocr_server/assemble.py --target gpu --model-set "$SET" --out build/model_repository \
   --models-dir build/models --engines-dir build/engines "${PARAMS[@]}" ${OCR_ASSEMBLE_ARGS:-}
 
 # 3. serve; glibc keeps per-request buffers on the heap instead of a fresh mmap each time (page
-# faults on every image: see scripts/launch_server.py, which sets the same for the embedded server)
+# faults on every image: see server/ocr_server/launcher.py, which sets the same for the embedded server)
 export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-33554432}" MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-268435456}"
 # (summary latencies feed the p50/p99 panels of docker/grafana/dashboards/ocr.json)
 exec tritonserver --model-repository="$PWD/build/model_repository" \

@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_lib import data, load, metrics, peer, report, tritonstats  # noqa: E402
 from bench_lib import inprocess  # noqa: E402
+from ocr_server.manifest import model_set_names  # noqa: E402
 
 SHARED = Path(os.environ.get("OCR_SHARED_DIR", ROOT.parent / "shared"))
 ENSEMBLE = "ocr"
@@ -61,10 +61,7 @@ def log(msg: str) -> None:
 
 # ----------------------------------------------------------------------------------------- arguments
 def model_sets() -> list[str]:
-    try:
-        return sorted(json.loads((ROOT / "scripts" / "models.json").read_text())["sets"])
-    except (OSError, KeyError, ValueError):
-        return ["v4", "v5"]
+    return model_set_names()
 
 
 def parse_concurrency(text: str) -> list[int]:
@@ -435,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             url = args.url
             result["server_mode"] = {"mode": "url", "url": url}
         else:
-            from assemble_repository import parse_overrides
+            from ocr_server.assemble import parse_overrides
             from bench_lib.server import start_server
 
             overrides = parse_overrides(args.param)

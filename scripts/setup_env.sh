@@ -32,9 +32,12 @@ install_if_changed() {  # name, requirements file: pip-install it unless already
 }
 install_if_changed server "$ROOT/requirements/server.txt"
 # Our own packages, editable: the Triton stub uses this venv, so model.py imports them from here.
-if ! "$PY" -c 'import ppocr_steps, ocr_client' 2>/dev/null; then
+# Reinstalled when a pyproject changes (new console scripts, package data).
+own="$(stamp_of "$ROOT/python_backend/pyproject.toml" "$ROOT/client/pyproject.toml" "$ROOT/server/pyproject.toml")"
+if [ "$(cat "$VENV/.stamp-own" 2>/dev/null || true)" != "$own" ] || ! "$PY" -c 'import ppocr_steps, ocr_client, ocr_server' 2>/dev/null; then
   "$PY" -m pip install -q --disable-pip-version-check --no-deps -e "$ROOT/python_backend" -e "$ROOT/client" \
-    >"$VENV/.pip-own.log" 2>&1 || { cat "$VENV/.pip-own.log" >&2; exit 1; }
+    -e "$ROOT/server" >"$VENV/.pip-own.log" 2>&1 || { cat "$VENV/.pip-own.log" >&2; exit 1; }
+  echo "$own" > "$VENV/.stamp-own"
 fi
 if [ "$MODE" = "test" ]; then
   install_if_changed test "$ROOT/requirements/test.txt"
@@ -54,6 +57,6 @@ if [ "$MODE" = "test" ]; then
     fi
   fi
 fi
-"$PY" -c 'import ppocr_steps, ocr_client, numpy, cv2, onnxruntime, tritonclient.grpc' \
+"$PY" -c 'import ppocr_steps, ocr_client, ocr_server, numpy, cv2, onnxruntime, tritonclient.grpc' \
   || { echo "setup: the venv $VENV is incomplete; delete it and run again" >&2; exit 1; }
-"$PY" "$ROOT/scripts/fetch_models.py" >&2
+"$VENV/bin/ocr-fetch-models" >&2

@@ -27,7 +27,7 @@ class TritonPythonModel:
         graph = ([self.model.input_name], self.model.output_names)
         if graph != ([self.input_name], self.output_names):
             raise ValueError(f"{self.model.path}: graph inputs/outputs {graph} differ from config.pbtxt "
-                             f"{([self.input_name], self.output_names)} (re-run scripts/fetch_models.py)")
+                             f"{([self.input_name], self.output_names)} (re-run server/ocr_server/fetch_models.py)")
         self.model_name = args["model_name"]
         self.metrics = ta.create_metrics(specs=[m.NETWORK_COMPUTE])
 

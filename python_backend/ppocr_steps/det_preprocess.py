@@ -5,7 +5,7 @@ Coordinates: the *source* image is the decoded image after the optional whole-im
 behaviour). Detection runs on the source image resized to multiples of 32; crops are cut from the
 source image; output polygons are mapped back to the original image with `ImageInfo`.
 The detector input is the resized image itself (UINT8 NHWC): normalisation is part of the
-detector graph (scripts/onnx_edits.py), so no Python code touches every pixel of it.
+detector graph (server/ocr_server/onnx_edits.py), so no Python code touches every pixel of it.
 """
 from __future__ import annotations
 

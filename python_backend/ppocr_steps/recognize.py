@@ -3,7 +3,7 @@
 The model calls are injected, so this module runs with onnxruntime in tests and through Triton
 BLS in the server: the classifier `cls_infer(batch) -> probs [N,2]`, the recogniser
 `rec_infer(batch) -> (char_ids [N,T], char_probs [N,T])`, the greedy-CTC inputs the recogniser
-graph computes from its softmax (scripts/onnx_edits.py). Crops of all images of a request are
+graph computes from its softmax (server/ocr_server/onnx_edits.py). Crops of all images of a request are
 batched together: sorted by aspect ratio (less padding), in chunks of at most the model's batch
 size; zero crops means zero model calls.
 
@@ -71,7 +71,7 @@ def crop_batch(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarr
     """UINT8 [N,height,width,3] model input: each crop resized to `height` keeping its aspect ratio
     (at most `width` wide), right-padded with grey CROP_PAD.
 
-    The networks normalise inside the graph, x / 127.5 - 1 per channel (scripts/onnx_edits.py), as
+    The networks normalise inside the graph, x / 127.5 - 1 per channel (server/ocr_server/onnx_edits.py), as
     PaddleOCR does in Python; PaddleOCR pads with 0 after normalising, i.e. grey 127.5, and
     CROP_PAD = 128 normalises to 1/127.5 (measured on the dev split: the same texts, boxes and
     H-means as the FP32 input padded with 0). A quarter of the FP32 bytes to copy to the model.

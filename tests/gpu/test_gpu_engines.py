@@ -1,6 +1,6 @@
 """Build real FP16 engines on this GPU, run the FP16 gate, check the manifest (marked gpu).
 
-Slow (minutes per model set). Uses build/models/<set> (python scripts/fetch_models.py) and writes into
+Slow (minutes per model set). Uses build/models/<set> (ocr-fetch-models) and writes into
 a temporary engines directory, so it never touches build/engines.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ pytestmark = pytest.mark.gpu
 def built(request, tmp_path_factory):
     model_set = request.param
     if not (ROOT / "build" / "models" / model_set / "rec.onnx").exists():
-        pytest.skip(f"models not fetched: python scripts/fetch_models.py --model-set {model_set}")
+        pytest.skip(f"models not fetched: ocr-fetch-models --model-set {model_set}")
     out = tmp_path_factory.mktemp("engines")
-    res = subprocess.run([sys.executable, "-m", "trt_build", "build", "--model-set", model_set, "--out", str(out),
+    res = subprocess.run([sys.executable, "-m", "ocr_server.engines", "build", "--model-set", model_set, "--out", str(out),
                           "--calib-pages", "6", "--calib-crops", "128", "--timing-cache",
                           str(out / "timing.cache")],
                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=3600)
@@ -33,7 +33,7 @@ def built(request, tmp_path_factory):
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT / "scripts" / "trt")}
+    return dict(os.environ)
 
 
 def test_engines_pass_the_fp16_gate(built):
@@ -51,7 +51,7 @@ def test_engines_pass_the_fp16_gate(built):
 
 def test_preflight_accepts_the_fresh_engines(built):
     model_set, out, _ = built
-    res = subprocess.run([sys.executable, "-m", "trt_build", "check", "--model-set", model_set, "--engines", str(out)],
+    res = subprocess.run([sys.executable, "-m", "ocr_server.engines", "check", "--model-set", model_set, "--engines", str(out)],
                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
 
@@ -62,11 +62,10 @@ def test_engines_match_onnxruntime_on_a_page(built):
     rec_char_probs (FP32)."""
     np = pytest.importorskip("numpy")
     pytest.importorskip("cv2")
-    sys.path.insert(0, str(ROOT / "scripts" / "trt"))
-    from trt_build.calibration import synthetic_calibration
-    from trt_build.fp16_gate import OrtRunner, compare_det, compare_rec
-    from trt_build.profiles import load_profiles
-    from trt_build.runner import TrtRunner
+    from ocr_server.engines.calibration import synthetic_calibration
+    from ocr_server.engines.fp16_gate import OrtRunner, compare_det, compare_rec
+    from ocr_server.engines.profiles import load_profiles
+    from ocr_server.engines.runner import TrtRunner
     model_set, out, _ = built
     profiles = load_profiles()
     calib = synthetic_calibration(profiles, max_pages=1)

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from helpers import EVALDATA  # noqa: E402
-from local_server import RunningServer, start_server, stop_server  # noqa: E402,F401
+from ocr_server.local_server import RunningServer, start_server, stop_server  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""A supervised server behind the public front (scripts/launch_server.py --supervise), for the front's tests."""
+"""A supervised server behind the public front (`ocr-launch --supervise`), for the front's tests."""
 from __future__ import annotations
 
 import os
@@ -9,10 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from local_server import free_port  # noqa: E402
+from ocr_server.local_server import free_port
+from ocr_server.paths import REPO_ROOT as ROOT
 
 
 @dataclass
@@ -55,13 +53,13 @@ class Fronted:
 
 
 def start_fronted(work: Path, extra: list[str] | None = None, timeout: float = 180.0) -> Fronted:
-    from assemble_repository import assemble
+    from ocr_server.assemble import assemble
 
     work.mkdir(parents=True, exist_ok=True)
     repo = assemble("cpu", "v4", work / "repo", {}, ROOT / "build" / "models", ROOT / "build" / "engines")
     ports = [free_port() for _ in range(5)]
     log_path = work / f"launcher_{ports[1]}.log"
-    cmd = [sys.executable, str(ROOT / "scripts" / "launch_server.py"), "--supervise", "--model-repository", str(repo),
+    cmd = [sys.executable, "-m", "ocr_server.launcher", "--supervise", "--model-repository", str(repo),
            "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--internal-http-port", str(ports[2]),
            "--internal-grpc-port", str(ports[3]), "--metrics-port", str(ports[4]), *(extra or [])]
     proc = subprocess.Popen(cmd, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)

@@ -16,7 +16,7 @@ import pytest
 
 from bad_inputs import OK_PARAMS, Case, cases, text_image
 from helpers import norm, png
-from launch_server import stub_processes
+from ocr_server.launcher import stub_processes
 
 CASES = cases()
 EXPECTED_TEXT = {norm("TOTAL 1234.56"), norm("CASH 99.10")}
@@ -145,7 +145,7 @@ def test_limits_are_configurable(tmp_path):
     """A server with small limits refuses what the default one accepts, naming the limit."""
     from ocr_client import OcrClient, OcrInvalidInputError
 
-    from local_server import start_server, stop_server
+    from ocr_server.local_server import start_server, stop_server
 
     overrides = {"det_preprocess": {"max_images_per_request": "2", "max_image_bytes": "200000",
                                     "max_image_pixels": "250000", "min_image_side": "16"},

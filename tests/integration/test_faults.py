@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from local_server import RunningServer, free_port
+from ocr_server.local_server import RunningServer, free_port
 from helpers import norm, png, text_page
-from launch_server import (ADMIN_HEADER, UNHEALTHY_RE, ServerOptions, model_of_instance, proc_stat, server_command,
+from ocr_server.launcher import (ADMIN_HEADER, UNHEALTHY_RE, ServerOptions, model_of_instance, proc_stat, server_command,
                            stub_processes)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,14 +77,14 @@ def wait_until(predicate, timeout: float, interval: float = 0.05) -> float:
 
 @pytest.fixture(scope="module")
 def supervised(tmp_path_factory: pytest.TempPathFactory):
-    from assemble_repository import assemble
+    from ocr_server.assemble import assemble
 
     tmp = tmp_path_factory.mktemp("supervised")
     repo = assemble("cpu", "v4", tmp / "repo", {}, ROOT / "build" / "models", ROOT / "build" / "engines")
     ports = [free_port(), free_port(), free_port()]
     log_path = tmp / "supervisor.log"
     env = dict(os.environ, OCR_ADMIN_KEY=ADMIN_KEY)
-    cmd = [sys.executable, str(ROOT / "scripts" / "launch_server.py"), "--supervise", "--model-repository", str(repo),
+    cmd = [sys.executable, "-m", "ocr_server.launcher", "--supervise", "--model-repository", str(repo),
            "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
            "--probe-interval", "1", "--no-front"]
     proc = subprocess.Popen(cmd, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)

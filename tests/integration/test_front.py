@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from front_helpers import ROOT, front_ready, start_fronted, stop_fronted
+from front_helpers import front_ready, start_fronted, stop_fronted
 from helpers import png, text_page
-from local_server import free_port
+from ocr_server.local_server import free_port
 
 INTERNAL_MODELS = ["det_preprocess", "det_model", "det_postprocess", "rec_pipeline", "cls_model", "rec_model"]
 CLI = str(Path(sys.executable).parent / "ocr-client")
@@ -241,7 +241,7 @@ def test_auth_and_tls(fronted, tmp_path):
                 f"--upstream-http=127.0.0.1:{fronted.internal_http}"]
     proc = subprocess.Popen([sys.executable, "-m", "ocr_server.front", *upstream, f"--http-port={hp}",
                              f"--grpc-port={gp}", f"--tls-cert={cert}", f"--tls-key={key}",
-                             f"--auth-token-file={token_file}"], cwd=ROOT / "server",
+                             f"--auth-token-file={token_file}"],
                             stdout=log_path.open("w"), stderr=subprocess.STDOUT)
     context = ssl.create_default_context(cafile=str(cert))
     try:

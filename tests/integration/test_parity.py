@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from helpers import SHARED
-from local_server import start_server, stop_server
+from ocr_server.local_server import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 ZH_MIXED = SHARED / "evaldata_unlabeled" / "zh_mixed"

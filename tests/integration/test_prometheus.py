@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from local_server import free_port
+from ocr_server.local_server import free_port
 from helpers import png, raw_infer, text_page
 
 ROOT = Path(__file__).resolve().parents[2]

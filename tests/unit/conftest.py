@@ -6,6 +6,7 @@ OpenCV and encoded with `cv2.imencode`; probability maps are numpy arrays with f
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 from ppocr_steps.settings import PipelineSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Test doubles (a fake `tensorrt` module) live beside the tests, not in the product package.
+sys.path.insert(0, str(REPO_ROOT / "tests" / "fakes"))
 MODELS_DIR = REPO_ROOT / "build" / "models"
 
 

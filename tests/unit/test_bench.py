@@ -402,7 +402,7 @@ def test_inprocess_reference_reads_a_page_with_the_served_files(tmp_path, models
     src = models_dir / "v4"
     files = {"det_model": "det.onnx", "cls_model": "cls.onnx", "rec_model": "rec.onnx", "rec_pipeline": "dict.txt"}
     if not all((src / f).exists() for f in files.values()):
-        pytest.skip(f"{src} not fetched (python scripts/fetch_models.py)")
+        pytest.skip(f"{src} not fetched (ocr-fetch-models)")
     for model, name in files.items():  # the layout of an assembled repository
         (tmp_path / model / "1").mkdir(parents=True)
         (tmp_path / model / "1" / ("dict.txt" if name == "dict.txt" else "model.onnx")).symlink_to(src / name)

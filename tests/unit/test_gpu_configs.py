@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts" / "trt"))
 
 text_format = pytest.importorskip("google.protobuf.text_format")
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 
-from trt_build.layout import MODEL_SETS, RUNTIME_MODELS  # noqa: E402
-from trt_build.profiles import load_profiles  # noqa: E402
+from ocr_server.engines.layout import MODEL_SETS, RUNTIME_MODELS  # noqa: E402
+from ocr_server.engines.profiles import load_profiles  # noqa: E402
 
 GPU = ROOT / "model_repository" / "gpu"
 CONFIGS = sorted(GPU.glob("**/config.pbtxt"))
@@ -163,7 +162,7 @@ def _onnx_io(path: Path):
 def test_configs_match_onnx_graphs(configs, model_set, model):
     onnx_path = ROOT / "build" / "models" / model_set / f"{RUNTIME_MODELS[model]}.onnx"
     if not onnx_path.exists():
-        pytest.skip(f"{onnx_path} not fetched (python scripts/fetch_models.py --model-set {model_set})")
+        pytest.skip(f"{onnx_path} not fetched (ocr-fetch-models --model-set {model_set})")
     cfg = configs[model]
     inputs, outputs = _onnx_io(onnx_path)
     for tensors, graph in ((cfg.input, inputs), (cfg.output, outputs)):
@@ -179,13 +178,13 @@ def test_configs_match_onnx_graphs(configs, model_set, model):
 def test_assembled_gpu_repository_stays_within_the_profiles(tmp_path, profiles):
     """The GPU repository the server would load (assemble_repository.py --target gpu, fake plans) keeps
     every shape the pipeline can send inside the engine profiles."""
-    assemble = ROOT / "scripts" / "assemble_repository.py"
+    assemble = ROOT / "server" / "ocr_server" / "assemble.py"
     if not assemble.exists() or not (ROOT / "python_backend" / "models").exists():
-        pytest.skip("scripts/assemble_repository.py or the python steps are not present")
+        pytest.skip("server/ocr_server/assemble.py or the python steps are not present")
     pytest.importorskip("cv2")
     import importlib.util
 
-    from trt_build import stats
+    from ocr_server.engines import stats
     models_dir, engines_dir = tmp_path / "models", tmp_path / "engines"
     (models_dir / "v4").mkdir(parents=True)
     (models_dir / "v4" / "dict.txt").write_text("a\n")
@@ -210,7 +209,7 @@ def test_assembled_gpu_repository_stays_within_the_profiles(tmp_path, profiles):
     bad = stats.uncovered(stats.extreme_shapes(ctx), profiles)
     assert not bad, ("the assembled GPU repository lets the pipeline send shapes the engines cannot run; apply "
                      "the GPU step_parameters of model_repository/gpu/profiles.json when assembling --target gpu "
-                     "(python -m trt_build step-params prints them as MODEL.KEY=VALUE for --param):\n  "
+                     "(python -m ocr_server.engines step-params prints them as MODEL.KEY=VALUE for --param):\n  "
                      + "\n  ".join(bad))
 
 

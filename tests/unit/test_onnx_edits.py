@@ -1,4 +1,4 @@
-"""The graph edits of scripts/onnx_edits.py, on small graphs and on the fetched models."""
+"""The graph edits of server/ocr_server/onnx_edits.py, on small graphs and on the fetched models."""
 from __future__ import annotations
 
 import json
@@ -13,9 +13,9 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-from onnx_edits import (fuse_affine_activations, greedy_ctc_outputs, uint8_image_input,  # noqa: E402
+from ocr_server.onnx_edits import (fuse_affine_activations, greedy_ctc_outputs, uint8_image_input,  # noqa: E402
                         uint8_prob_map_output)
+from ocr_server.paths import MODEL_MANIFEST  # noqa: E402
 from ppocr_steps.onnx_runtime import OrtModel  # noqa: E402
 
 
@@ -118,8 +118,8 @@ def test_fetched_graphs_give_the_wheels_results(models_dir: Path, model_set: str
     """The served det/rec graphs compute what the wheels' graphs + the former Python code computed."""
     d = models_dir / model_set
     if not (d / "original" / "rec.onnx").exists():
-        pytest.skip(f"build/models/{model_set} not fetched (python scripts/fetch_models.py)")
-    norm = json.loads((ROOT / "scripts" / "models.json").read_text())["sets"][model_set]["det_normalize"]
+        pytest.skip(f"build/models/{model_set} not fetched (ocr-fetch-models)")
+    norm = json.loads(MODEL_MANIFEST.read_text())["sets"][model_set]["det_normalize"]
 
     def run(path: Path, x: np.ndarray) -> list[np.ndarray]:
         return OrtModel(str(path)).run(x)

@@ -2,7 +2,7 @@
 
 Mirrors the ensemble: det_preprocess -> det_model -> det_postprocess -> rec_pipeline (cls + rec),
 with the per-request parameters travelling as JSON between the steps as they do in the ensemble.
-Skipped when build/models/v4 has not been fetched (scripts/fetch_models.py).
+Skipped when build/models/v4 has not been fetched (server/ocr_server/fetch_models.py).
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class Run:
 def load_models(directory: Path) -> Models:
     needed = [directory / f for f in ("det.onnx", "cls.onnx", "rec.onnx", "dict.txt")]
     if not all(p.exists() for p in needed):
-        pytest.skip(f"{directory} not fetched (python scripts/fetch_models.py)")
+        pytest.skip(f"{directory} not fetched (ocr-fetch-models)")
     return Models(OrtModel(str(directory / "det.onnx"), 2), OrtModel(str(directory / "cls.onnx"), 2),
                   OrtModel(str(directory / "rec.onnx"), 2), load_dictionary(str(directory / "dict.txt")))
 

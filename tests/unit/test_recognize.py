@@ -40,7 +40,7 @@ def test_load_dictionary_without_trailing_newline(tmp_path) -> None:
 def test_load_real_dictionary_matches_model_classes(models_dir) -> None:
     path = models_dir / "v4" / "dict.txt"
     if not path.exists():
-        pytest.skip("build/models/v4 not fetched (scripts/fetch_models.py)")
+        pytest.skip("build/models/v4 not fetched (server/ocr_server/fetch_models.py)")
     labels = load_dictionary(str(path))
     assert labels[0] == "blank" and labels[-1] == " "
     assert len(labels) == 6625  # PP-OCRv4 rec output classes

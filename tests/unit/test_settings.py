@@ -99,7 +99,7 @@ def test_score_modes_accepted(mode: str) -> None:
 
 @pytest.mark.parametrize("key", ["det_mean", "det_std"])
 def test_detector_normalisation_is_not_a_step_parameter(key: str) -> None:
-    """mean/std belong to the model set and live in the detector graph (scripts/models.json)."""
+    """mean/std belong to the model set and live in the detector graph (server/ocr_server/models.json)."""
     with pytest.raises(ValueError, match=f"unknown config parameter '{key}'"):
         settings_from_parameters({key: "0.5"})
 

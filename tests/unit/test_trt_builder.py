@@ -10,13 +10,12 @@ from types import SimpleNamespace
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts" / "trt"))
 
-from trt_build import fake_tensorrt  # noqa: E402
-from trt_build.builder import BuildError, build_with_python, build_with_trtexec, import_tensorrt  # noqa: E402
-from trt_build.commands import plan_builds  # noqa: E402
-from trt_build.fake_tensorrt import FakeCuda, FakeLayer, FakeParserError, FakeTensor, network_io  # noqa: E402
-from trt_build.profiles import load_profiles  # noqa: E402
+import fake_tensorrt  # noqa: E402
+from ocr_server.engines.builder import BuildError, build_with_python, build_with_trtexec, import_tensorrt  # noqa: E402
+from ocr_server.engines.commands import plan_builds  # noqa: E402
+from fake_tensorrt import FakeCuda, FakeLayer, FakeParserError, FakeTensor, network_io  # noqa: E402
+from ocr_server.engines.profiles import load_profiles  # noqa: E402
 
 
 @pytest.fixture()
@@ -38,8 +37,8 @@ def spec(tmp_path):
 
 
 def test_modules_do_not_import_tensorrt_at_import_time():
-    code = ("import sys; sys.path.insert(0, 'scripts/trt'); import pkgutil, importlib, trt_build; "
-            "[importlib.import_module('trt_build.' + m.name) for m in pkgutil.iter_modules(trt_build.__path__) "
+    code = ("import sys, pkgutil, importlib, ocr_server.engines; "
+            "[importlib.import_module('ocr_server.engines.' + m.name) for m in pkgutil.iter_modules(ocr_server.engines.__path__) "
             "if m.name not in ('__main__', 'fake_tensorrt')]; assert 'tensorrt' not in sys.modules, 'eager import'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
@@ -140,7 +139,7 @@ def test_fallback_pins_sensitive_layers(fake_trt, spec):
 
 
 def test_sensitive_nodes_follow_decomposed_layernorm():
-    from trt_build.precision import select_sensitive_nodes
+    from ocr_server.engines.precision import select_sensitive_nodes
     n = lambda op, name, ins, outs: SimpleNamespace(op_type=op, name=name, input=ins, output=outs)  # noqa: E731
     graph = [n("Conv", "conv", ["x"], ["a"]), n("ReduceMean", "rm0", ["a"], ["m"]), n("Sub", "sub", ["a", "m"], ["d"]),
              n("Pow", "pow", ["d", "two"], ["d2"]), n("ReduceMean", "rm1", ["d2"], ["v"]),
@@ -152,10 +151,10 @@ def test_sensitive_nodes_follow_decomposed_layernorm():
 
 def test_sensitive_nodes_of_the_real_rec_graph():
     pytest.importorskip("onnx")
-    from trt_build.precision import sensitive_onnx_nodes
+    from ocr_server.engines.precision import sensitive_onnx_nodes
     onnx_path = ROOT / "build" / "models" / "v4" / "rec.onnx"
     if not onnx_path.exists():
-        pytest.skip("models not fetched (python scripts/fetch_models.py --model-set v4)")
+        pytest.skip("models not fetched (ocr-fetch-models --model-set v4)")
     names = sensitive_onnx_nodes(onnx_path)
     assert any("ReduceMean" in x for x in names) and any("Softmax" in x for x in names)
     assert not any("Conv" in x for x in names)
@@ -192,7 +191,7 @@ def test_trtexec_errors_are_logged_and_raised(spec, tmp_path, caplog):
 
 def test_trt_runner_moves_data_through_the_engine(fake_trt, tmp_path):
     import numpy as np
-    from trt_build.runner import TrtRunner
+    from ocr_server.engines.runner import TrtRunner
     _, state = fake_trt
     state.cuda = cuda = FakeCuda()
     state.infer = lambda x: 255 - x[:, None, :, :, 0]  # det: uint8 NHWC in, UINT8 [N,1,H,W] map out
@@ -212,7 +211,7 @@ def test_trt_runner_moves_data_through_the_engine(fake_trt, tmp_path):
 
 def test_trt_runner_returns_the_rec_outputs_in_order(fake_trt, tmp_path):
     import numpy as np
-    from trt_build.runner import TrtRunner
+    from ocr_server.engines.runner import TrtRunner
     _, state = fake_trt
     state.inputs, state.outputs = network_io(load_profiles()["rec_model"])
     state.cuda = cuda = FakeCuda()
@@ -230,9 +229,9 @@ def test_trt_runner_returns_the_rec_outputs_in_order(fake_trt, tmp_path):
 
 
 def test_build_set_gate_fallback_and_manifest(fake_trt, tmp_path, monkeypatch):
-    from trt_build import build_set as bs
-    from trt_build.environment import GpuInfo
-    from trt_build.fp16_gate import GateResult
+    from ocr_server.engines import build_set as bs
+    from ocr_server.engines.environment import GpuInfo
+    from ocr_server.engines.fp16_gate import GateResult
     profiles = load_profiles()
     models = tmp_path / "models"
     for role in ("det", "cls", "rec"):
@@ -248,7 +247,7 @@ def test_build_set_gate_fallback_and_manifest(fake_trt, tmp_path, monkeypatch):
         built.append((spec.model, spec.pin_sensitive))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"P" + spec.model.encode())
-        from trt_build.builder import BuildResult
+        from ocr_server.engines.builder import BuildResult
         return BuildResult(spec.model, out, 1.5, out.stat().st_size, "python",
                            list(spec.fp32_layers) if spec.pin_sensitive else [])
 
@@ -279,8 +278,8 @@ def test_build_set_gate_fallback_and_manifest(fake_trt, tmp_path, monkeypatch):
 
 
 def test_cli_build_then_check_and_preflight_with_fake_gpu(fake_trt, tmp_path, monkeypatch, capsys):
-    """`trt_build build` (Python API path, gate skipped) on a fake T4 + fake TensorRT, then check/preflight."""
-    from trt_build.cli import main
+    """`ocr_server.engines build` (Python API path, gate skipped) on a fake T4 + fake TensorRT, then check/preflight."""
+    from ocr_server.engines.cli import main
     trt, state = fake_trt
     bindir = tmp_path / "bin"
     bindir.mkdir()

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts" / "trt"))
 
-from trt_build.profiles import load_profiles, shape_spec  # noqa: E402
+from ocr_server.engines.profiles import load_profiles, shape_spec  # noqa: E402
 
 
 def _dry_run(*args: str) -> str:
@@ -60,7 +59,7 @@ def test_dry_run_prints_complete_trtexec_builds(model_set):
 def test_dry_run_without_fetched_models(tmp_path):
     out = _dry_run("--model-set", "v5", "--models-dir", str(tmp_path / "nothing"), "--workspace", "4096",
                    "--gpu-target", "sm_75")
-    assert out.count("not fetched yet: run python scripts/fetch_models.py --model-set v5") == 3
+    assert out.count("not fetched yet: run ocr-fetch-models --model-set v5") == 3
     assert len(_commands(out)) == 3 and "--memPoolSize=workspace:4096" in out and "compute capability sm_75" in out
 
 

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts" / "trt"))
 
-from trt_build import environment  # noqa: E402
-from trt_build.cli import main  # noqa: E402
-from trt_build.environment import EnvironmentError_, find_trtexec, gpu_info, tensorrt_version  # noqa: E402
-from trt_build.layout import RUNTIME_MODELS  # noqa: E402
-from trt_build.manifest import EngineManifest, ModelEntry  # noqa: E402
-from trt_build.preflight import PreflightError, preflight  # noqa: E402
-from trt_build.profiles import load_profiles  # noqa: E402
+from ocr_server.engines import environment  # noqa: E402
+from ocr_server.engines.cli import main  # noqa: E402
+from ocr_server.engines.environment import EnvironmentError_, find_trtexec, gpu_info, tensorrt_version  # noqa: E402
+from ocr_server.engines.layout import RUNTIME_MODELS  # noqa: E402
+from ocr_server.engines.manifest import EngineManifest, ModelEntry  # noqa: E402
+from ocr_server.engines.preflight import PreflightError, preflight  # noqa: E402
+from ocr_server.engines.profiles import load_profiles  # noqa: E402
 
 
 def _exe(directory: Path, name: str, body: str) -> Path:
@@ -125,10 +124,10 @@ def test_preflight_cli_fails_fast_without_gpu(no_gpu, capsys):
 
 
 def test_preflight_cli_on_this_machine_exits_quickly():
-    """On a machine without a GPU the real CLI (python -m trt_build preflight) exits 1 with the reason."""
-    res = subprocess.run([sys.executable, "-m", "trt_build", "preflight", "--model-set", "v4"], cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT / "scripts" / "trt"), "PATH": "/usr/bin:/bin"},
+    """On a machine without a GPU the real CLI (python -m ocr_server.engines preflight) exits 1 with the reason."""
+    res = subprocess.run([sys.executable, "-m", "ocr_server.engines", "preflight", "--model-set", "v4"], cwd=ROOT,
+                         env={"PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, timeout=60)
     if res.returncode == 0:
         pytest.skip("this machine has a GPU, TensorRT and matching engines")
-    assert res.returncode == 1 and "trt_build preflight:" in res.stderr
+    assert res.returncode == 1 and "ocr-engines preflight:" in res.stderr

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts" / "trt"))
 
-from trt_build.fp16_gate import (  # noqa: E402
+from ocr_server.engines.fp16_gate import (  # noqa: E402
     OrtRunner,
     Tolerances,
     compare_cls,
@@ -21,7 +20,7 @@ from trt_build.fp16_gate import (  # noqa: E402
     run_gate,
     smoke_max_shape,
 )
-from trt_build.profiles import load_profiles  # noqa: E402
+from ocr_server.engines.profiles import load_profiles  # noqa: E402
 
 RNG = np.random.default_rng(0)
 
@@ -92,8 +91,8 @@ def test_rec_identical_passes_and_changed_text_fails():
 def test_run_gate_with_onnxruntime_reference():
     onnx = ROOT / "build" / "models" / "v4" / "cls.onnx"
     if not onnx.exists():
-        pytest.skip("models not fetched (python scripts/fetch_models.py --model-set v4)")
-    from trt_build.calibration import CalibrationSet
+        pytest.skip("models not fetched (ocr-fetch-models --model-set v4)")
+    from ocr_server.engines.calibration import CalibrationSet
     ref = OrtRunner(onnx)
     calib = CalibrationSet(cls=[RNG.integers(0, 256, (8, 48, 192, 3), dtype=np.uint8)])
     assert run_gate("cls_model", ref, ref, calib).passed
@@ -107,9 +106,9 @@ def test_onnxruntime_reference_of_the_served_graphs(model_set):
     """The reference runs the served graphs as the engines do: uint8 NHWC pixels in, rec's two outputs."""
     models = ROOT / "build" / "models" / model_set
     if not (models / "rec.onnx").exists():
-        pytest.skip(f"models not fetched (python scripts/fetch_models.py --model-set {model_set})")
+        pytest.skip(f"models not fetched (ocr-fetch-models --model-set {model_set})")
     profiles = load_profiles()
-    from trt_build.calibration import CalibrationSet
+    from ocr_server.engines.calibration import CalibrationSet
     page = np.full((1, 64, 96, 3), 255, np.uint8)
     page[0, 20:40, 10:80] = 0
     det = OrtRunner(models / "det.onnx", outputs=profiles["det_model"].outputs)
@@ -141,7 +140,7 @@ def test_smoke_max_shape_reports_problems():
 
 def test_synthetic_calibration_fits_the_profiles():
     pytest.importorskip("cv2")
-    from trt_build.calibration import synthetic_calibration
+    from ocr_server.engines.calibration import synthetic_calibration
     profiles = load_profiles()
     calib = synthetic_calibration(profiles, max_pages=3)
     assert len(calib.det) == 3 and calib.cls and calib.rec
@@ -155,8 +154,8 @@ def test_synthetic_calibration_fits_the_profiles():
 
 def test_evaldata_calibration_fits_the_profiles():
     pytest.importorskip("cv2")
-    from trt_build.calibration import load_calibration
-    from trt_build.layout import find_evaldata
+    from ocr_server.engines.calibration import load_calibration
+    from ocr_server.engines.layout import find_evaldata
     evaldata = find_evaldata()
     if evaldata is None:
         pytest.skip("no evaluation data")

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts" / "trt"))
 
-from trt_build.cli import main  # noqa: E402
-from trt_build.layout import RUNTIME_MODELS  # noqa: E402
-from trt_build.manifest import (  # noqa: E402
+from ocr_server.engines.cli import main  # noqa: E402
+from ocr_server.engines.layout import RUNTIME_MODELS  # noqa: E402
+from ocr_server.engines.manifest import (  # noqa: E402
     EngineManifest,
     EngineMismatchError,
     ModelEntry,
@@ -20,8 +19,8 @@ from trt_build.manifest import (  # noqa: E402
     normalize_compute_capability,
     normalize_trt_version,
 )
-from trt_build.preflight import check_engines  # noqa: E402
-from trt_build.profiles import load_profiles  # noqa: E402
+from ocr_server.engines.preflight import check_engines  # noqa: E402
+from ocr_server.engines.profiles import load_profiles  # noqa: E402
 
 
 def _manifest(**kw) -> EngineManifest:

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts" / "trt"))
 
-from trt_build.layout import RUNTIME_MODELS, find_evaldata  # noqa: E402
-from trt_build.profiles import ProfileError, load_profiles, shape_spec  # noqa: E402
+from ocr_server.engines.layout import RUNTIME_MODELS, find_evaldata  # noqa: E402
+from ocr_server.engines.profiles import ProfileError, load_profiles, shape_spec  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +66,7 @@ def test_covers_and_reason(profiles):
 
 @pytest.fixture(scope="module")
 def ctx(profiles):
-    stats = pytest.importorskip("trt_build.stats")
+    stats = pytest.importorskip("ocr_server.engines.stats")
     pytest.importorskip("cv2")
     try:
         return stats.pipeline_settings(overrides=profiles.step_parameters)
@@ -78,7 +77,7 @@ def ctx(profiles):
 def test_det_shape_arithmetic_matches_build_det_batch(ctx):
     """stats._det_shape reproduces det_preprocess.build_det_batch without allocating large planes."""
     import numpy as np
-    from trt_build import stats
+    from ocr_server.engines import stats
     det = ctx.mods["det"]
     cases = [([(720, 1280)], 736, "min"), ([(1000, 754), (600, 900)], 736, "min"), ([(40, 1200)], 736, "min"),
              ([(1200, 300)], 4096, "min"), ([(900, 1400)], 960, "max")]
@@ -90,7 +89,7 @@ def test_det_shape_arithmetic_matches_build_det_batch(ctx):
 
 
 def test_profiles_cover_dev_split(ctx, profiles):
-    from trt_build import stats
+    from ocr_server.engines import stats
     evaldata = find_evaldata()
     if evaldata is None:
         pytest.skip("no evaluation data (shared/evaldata or $OCR_EVALDATA)")
@@ -100,7 +99,7 @@ def test_profiles_cover_dev_split(ctx, profiles):
 
 
 def test_profiles_cover_synthetic_extremes(ctx, profiles):
-    from trt_build import stats
+    from ocr_server.engines import stats
     bad = stats.uncovered(stats.extreme_shapes(ctx), profiles)
     assert bad == [], ("shapes the pipeline accepts but the GPU engines cannot run; clamp the pipeline "
                        "(python_backend/models/*/config.pbtxt parameters or the GPU step_parameters in "
@@ -110,7 +109,7 @@ def test_profiles_cover_synthetic_extremes(ctx, profiles):
 
 
 def test_step_batch_sizes_fit_the_engines(profiles):
-    from trt_build.stats import step_parameters
+    from ocr_server.engines.stats import step_parameters
     params = step_parameters(overrides=profiles.step_parameters)
     if not params:
         pytest.skip("python step configs not present")
@@ -127,7 +126,7 @@ def test_step_batch_sizes_fit_the_engines(profiles):
 
 def test_step_overrides_name_known_parameters(profiles):
     """Every GPU step override names a step and a parameter that exist (assemble refuses unknown keys)."""
-    from trt_build.stats import _PARAM_RE
+    from ocr_server.engines.stats import _PARAM_RE
     for step, kv in profiles.step_parameters.items():
         cfg = ROOT / "python_backend" / "models" / step / "config.pbtxt"
         if not cfg.exists():
@@ -139,7 +138,7 @@ def test_step_overrides_name_known_parameters(profiles):
 def test_opt_shapes_come_from_the_dev_distribution(ctx, profiles):
     """opt lies within the inter-quartile range of the dev-split call shapes, per dimension."""
     import numpy as np
-    from trt_build import stats
+    from ocr_server.engines import stats
     evaldata = find_evaldata()
     if evaldata is None:
         pytest.skip("no evaluation data")

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from launch_server import ServerOptions, Supervisor  # noqa: E402
+from ocr_server.launcher import ServerOptions, Supervisor  # noqa: E402
 
 NOT_HEALTHY = "in ensemble 'ocr', internal error: det_preprocess: Stub process 'det_preprocess_0_0' is not healthy."
 

@@ -1,6 +1,6 @@
 """Graph edits that move per-pixel and per-timestep work from the Python steps into the networks.
 
-Applied by scripts/fetch_models.py to the wheels' graphs (after the input/output renaming), so that
+Applied by server/ocr_server/fetch_models.py to the wheels' graphs (after the input/output renaming), so that
 onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
 
 * detector: the input becomes the resized image itself, UINT8 [N, H, W, 3] in the image's channel

@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trt_build.layout import repo_root
-from trt_build.profiles import Profiles
+from ocr_server.engines.profiles import Profiles
 
 __all__ = ["CalibrationSet", "load_calibration", "synthetic_calibration"]
 
@@ -39,9 +37,6 @@ class CalibrationSet:
 
 
 def _steps() -> Any | None:
-    backend = str(repo_root() / "python_backend")
-    if backend not in sys.path:
-        sys.path.insert(0, backend)
     try:
         from ppocr_steps import crops, det_preprocess, recognize, settings  # noqa: PLC0415
     except ImportError:

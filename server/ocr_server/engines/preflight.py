@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trt_build.environment import EnvironmentError_, gpu_info, tensorrt_version
-from trt_build.layout import RUNTIME_MODELS, engine_dir_for
-from trt_build.manifest import EngineManifest, EngineMismatchError, check_manifest, sha256_file
-from trt_build.profiles import Profiles
+from ocr_server.engines.environment import EnvironmentError_, gpu_info, tensorrt_version
+from ocr_server.engines.layout import RUNTIME_MODELS, engine_dir_for
+from ocr_server.engines.manifest import EngineManifest, EngineMismatchError, check_manifest, sha256_file
+from ocr_server.engines.profiles import Profiles
 
 __all__ = ["PreflightError", "PreflightReport", "check_engines", "preflight"]
 

@@ -5,10 +5,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from trt_build.commands import BuildSpec, format_command, trtexec_argv
-from trt_build.manifest import sha256_file
-from trt_build.precision import sensitive_onnx_nodes
-from trt_build.profiles import Profiles
+from ocr_server.engines.commands import BuildSpec, format_command, trtexec_argv
+from ocr_server.engines.manifest import sha256_file
+from ocr_server.engines.precision import sensitive_onnx_nodes
+from ocr_server.engines.profiles import Profiles
 
 __all__ = ["render_plan"]
 
@@ -46,7 +46,7 @@ def render_plan(specs: Sequence[BuildSpec], profiles: Profiles, trtexec: str | N
     for spec in specs:
         p = spec.profile
         status = (f"sha256 {sha256_file(spec.onnx)}" if spec.onnx.exists() else
-                  f"not fetched yet: run python scripts/fetch_models.py --model-set {spec.model_set}")
+                  f"not fetched yet: run ocr-fetch-models --model-set {spec.model_set}")
         lines += ["", f"# {spec.model}: {_rel(spec.onnx)} ({status})",
                   f"#   {p.input} {p.dtype} {p.layout}: min {list(p.min)} opt {list(p.opt)} max {list(p.max)}"
                   f" -> {', '.join(p.outputs)}",

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trt_build.builder import BuildError, BuildResult, build_with_python, build_with_trtexec
-from trt_build.commands import BuildSpec
-from trt_build.environment import GpuInfo
-from trt_build.fp16_gate import GateResult, Tolerances
-from trt_build.manifest import MANIFEST_NAME, EngineManifest, ModelEntry, normalize_trt_version, sha256_file
-from trt_build.precision import sensitive_onnx_nodes
-from trt_build.profiles import Profiles
+from ocr_server.engines.builder import BuildError, BuildResult, build_with_python, build_with_trtexec
+from ocr_server.engines.commands import BuildSpec
+from ocr_server.engines.environment import GpuInfo
+from ocr_server.engines.fp16_gate import GateResult, Tolerances
+from ocr_server.engines.manifest import MANIFEST_NAME, EngineManifest, ModelEntry, normalize_trt_version, sha256_file
+from ocr_server.engines.precision import sensitive_onnx_nodes
+from ocr_server.engines.profiles import Profiles
 
 __all__ = ["BuildOptions", "build_set", "make_gate", "Gate"]
 
@@ -121,8 +121,8 @@ def build_set(specs: Sequence[BuildSpec], profiles: Profiles, gpu: GpuInfo, trt_
 
 def make_gate(calib: Any, tolerances: Tolerances, smoke: bool, profiles: Profiles) -> Gate:
     """The real gate: TensorRT engine vs onnxruntime FP32 on `calib` (+ one run at the max shape)."""
-    from trt_build.fp16_gate import OrtRunner, run_gate, smoke_max_shape  # noqa: PLC0415
-    from trt_build.runner import TrtRunner  # noqa: PLC0415
+    from ocr_server.engines.fp16_gate import OrtRunner, run_gate, smoke_max_shape  # noqa: PLC0415
+    from ocr_server.engines.runner import TrtRunner  # noqa: PLC0415
 
     def gate(model: str, plan: Path, onnx: Path) -> GateResult:
         p = profiles[model]

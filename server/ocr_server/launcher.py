@@ -7,7 +7,7 @@ This is what `scripts/serve.sh` executes and what the integration tests start. I
     and this interpreter's LIBDIR on LD_LIBRARY_PATH (the stub links libpython),
   * forwards SIGINT/SIGTERM and exits with the server's status.
 
-Unless --no-front, clients talk to the public front (server/ocr_server/front, docs/front.md) on
+Unless --no-front, clients talk to the public front (ocr_server.front, docs/front.md) on
 --host/--http-port/--grpc-port: it checks every request before Triton sees it and serves only the
 `ocr` model; tritonserver's own HTTP/gRPC frontends listen on loopback ports only. On SIGTERM/SIGINT
 the front is drained first (readiness false, new requests UNAVAILABLE/503, in-flight requests get up
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from ocr_server.paths import REPO_ROOT as ROOT
 ADMIN_HEADER = "ocr-admin-key"
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
 ENSEMBLE = "ocr"
@@ -94,9 +94,6 @@ class FrontSettings:
         return cmd + ([] if self.request_log else ["--no-request-log"])
 
 
-FRONT_PACKAGE_DIR = ROOT / "server"  # `python -m ocr_server.front` from here finds the package uninstalled
-
-
 class FrontProcess:
     """The front as a child process: started beside tritonserver, drained before it stops."""
 
@@ -108,7 +105,7 @@ class FrontProcess:
         log.info("starting the front (grpc %s, http %s on %s)", self.settings.grpc_port, self.settings.http_port,
                  self.settings.host)
         # a session of its own: a terminal's Ctrl-C reaches the launcher only, which drains in order
-        self.proc = subprocess.Popen(self.settings.command(self.upstream), cwd=FRONT_PACKAGE_DIR, stdout=self.stdout,
+        self.proc = subprocess.Popen(self.settings.command(self.upstream), stdout=self.stdout,
                                      stderr=subprocess.STDOUT if self.stdout else None, preexec_fn=_set_pdeathsig,
                                      start_new_session=True)
 

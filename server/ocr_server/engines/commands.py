@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trt_build.layout import RUNTIME_MODELS
-from trt_build.profiles import ModelProfile, Profiles, shape_spec
+from ocr_server.engines.layout import RUNTIME_MODELS
+from ocr_server.engines.profiles import ModelProfile, Profiles, shape_spec
 
 __all__ = ["BuildSpec", "plan_builds", "trtexec_argv", "format_command", "PRECISIONS"]
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Assemble a Triton model repository for one target and model set.
 
-    python scripts/assemble_repository.py --target cpu --model-set v4 --out build/model_repository
+    python server/ocr_server/assemble.py --target cpu --model-set v4 --out build/model_repository
 
 Sources: ensemble/ocr (the public ensemble), python_backend/models/* (the Python steps),
 model_repository/<target>/* (det_model, cls_model, rec_model for that target), build/models/<set>
-(fetched ONNX + dictionary, scripts/fetch_models.py) and, for --target gpu, build/engines/<set>
+(fetched ONNX + dictionary, server/ocr_server/fetch_models.py) and, for --target gpu, build/engines/<set>
 (TensorRT plans, scripts/build_engines.sh). `--param MODEL.KEY=VALUE` overrides a config
 `parameters` entry in the assembled copy (unknown keys are refused).
 """
@@ -18,7 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from ocr_server.manifest import default_model_set, model_set_names
+from ocr_server.paths import MODEL_MANIFEST, REPO_ROOT as ROOT
 STEPS = ["det_preprocess", "det_postprocess", "rec_pipeline"]
 RUNTIME = {"det_model": "det", "cls_model": "cls", "rec_model": "rec"}
 
@@ -32,7 +33,7 @@ def set_parameter(config_text: str, key: str, value: str, where: str) -> str:
 
 def link_or_copy(src: Path, dst: Path) -> None:
     if not src.exists():
-        raise SystemExit(f"missing {src}: run scripts/fetch_models.py (or scripts/build_engines.sh for gpu)")
+        raise SystemExit(f"missing {src}: run server/ocr_server/fetch_models.py (or scripts/build_engines.sh for gpu)")
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists() or dst.is_symlink():
         dst.unlink()
@@ -49,7 +50,7 @@ def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[s
         configs[step] = ROOT / "python_backend" / "models" / step / "config.pbtxt"
     for model in RUNTIME:
         configs[model] = ROOT / "model_repository" / target / model / "config.pbtxt"
-    set_config = json.loads((ROOT / "scripts" / "models.json").read_text())["sets"][model_set].get("config", {})
+    set_config = json.loads(MODEL_MANIFEST.read_text())["sets"][model_set].get("config", {})
     merged: dict[str, dict[str, str]] = {}
     for dotted, value in set_config.items():
         model, key = dotted.split(".", 1)
@@ -97,7 +98,7 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", choices=["cpu", "gpu"], default="cpu")
-    ap.add_argument("--model-set", choices=["v4", "v5"], default="v4")
+    ap.add_argument("--model-set", choices=model_set_names(), default=default_model_set())
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "model_repository")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "build" / "models")
     ap.add_argument("--engines-dir", type=Path, default=ROOT / "build" / "engines")

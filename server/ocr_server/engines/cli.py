@@ -1,4 +1,4 @@
-"""Command line: build | check | preflight | gate | profiles | step-params (`python -m trt_build <cmd> --help`)."""
+"""Command line: build | check | preflight | gate | profiles | step-params (`ocr-engines <cmd> --help`)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trt_build.layout import (
+from ocr_server.engines.layout import (
     MODEL_SETS,
     RUNTIME_MODELS,
     default_engines_dir,
@@ -17,25 +17,27 @@ from trt_build.layout import (
     engine_dir_for,
     find_evaldata,
 )
+from ocr_server.manifest import default_model_set
 
 if TYPE_CHECKING:
-    from trt_build.commands import BuildSpec
-    from trt_build.profiles import Profiles
+    from ocr_server.engines.commands import BuildSpec
+    from ocr_server.engines.profiles import Profiles
 
 __all__ = ["main"]
 
-log = logging.getLogger("trt_build")
+log = logging.getLogger("ocr_server.engines")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-set", choices=MODEL_SETS, default="v4", help="model set (default v4)")
+    p.add_argument("--model-set", choices=MODEL_SETS, default=default_model_set(),
+                   help="model set (default: the manifest's default_set)")
     p.add_argument("--profiles", type=Path, default=default_profiles_path(), help="profiles.json")
     p.add_argument("--models-dir", type=Path, default=default_models_dir(), help="fetched ONNX root (build/models)")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="trt_build", description=__doc__)
+    ap = argparse.ArgumentParser(prog="ocr-engines", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     b = sub.add_parser("build", help="build FP16 engines + FP16 gate + manifest",
@@ -80,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--calib-dir", type=Path)
 
     sp = sub.add_parser("step-params", help="print the GPU target's python-step overrides, one MODEL.KEY=VALUE "
-                                            "per line (for scripts/assemble_repository.py --param)")
+                                            "per line (for server/ocr_server/assemble.py --param)")
     sp.add_argument("--profiles", type=Path, default=default_profiles_path())
 
     s = sub.add_parser("profiles", help="print the profiles and the dev-set shape distribution behind opt")
@@ -90,10 +92,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from trt_build.commands import plan_builds  # noqa: PLC0415
-    from trt_build.dryrun import render_plan  # noqa: PLC0415
-    from trt_build.environment import find_trtexec  # noqa: PLC0415
-    from trt_build.profiles import load_profiles  # noqa: PLC0415
+    from ocr_server.engines.commands import plan_builds  # noqa: PLC0415
+    from ocr_server.engines.dryrun import render_plan  # noqa: PLC0415
+    from ocr_server.engines.environment import find_trtexec  # noqa: PLC0415
+    from ocr_server.engines.profiles import load_profiles  # noqa: PLC0415
     profiles = load_profiles(args.profiles)
     specs = plan_builds(args.model_set, profiles, args.models_dir, args.out,
                         [m.strip() for m in args.models.split(",") if m.strip()], args.precision, args.workspace,
@@ -102,7 +104,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     builder = "trtexec" if trtexec else "python"
     calib = args.calib_dir or find_evaldata()
     gate_desc = ("skipped (--skip-fp16-gate)" if args.skip_fp16_gate else
-                 f"engine vs onnxruntime FP32 on {calib or 'synthetic pages'}; tolerances in trt_build/fp16_gate.py")
+                 f"engine vs onnxruntime FP32 on {calib or 'synthetic pages'}; tolerances in ocr_server.engines/fp16_gate.py")
     if args.dry_run:
         sys.stdout.write(render_plan(specs, profiles, trtexec, builder, gate_desc, args.gpu_target,
                                      args.show_fallback))
@@ -116,9 +118,9 @@ def _real_build(args: argparse.Namespace, profiles: Profiles, specs: list[BuildS
                 calib_dir: Path | None) -> int:
     import time  # noqa: PLC0415
 
-    from trt_build.build_set import BuildOptions, build_set, make_gate  # noqa: PLC0415
-    from trt_build.environment import gpu_info, has_module, tensorrt_version  # noqa: PLC0415
-    from trt_build.manifest import normalize_compute_capability  # noqa: PLC0415
+    from ocr_server.engines.build_set import BuildOptions, build_set, make_gate  # noqa: PLC0415
+    from ocr_server.engines.environment import gpu_info, has_module, tensorrt_version  # noqa: PLC0415
+    from ocr_server.engines.manifest import normalize_compute_capability  # noqa: PLC0415
     gpu = gpu_info()
     trt_version, where = tensorrt_version()
     print(f"GPU {gpu.name} (compute {gpu.compute_capability}); TensorRT {trt_version} ({where})", flush=True)
@@ -128,7 +130,7 @@ def _real_build(args: argparse.Namespace, profiles: Profiles, specs: list[BuildS
                          "on the GPU model that will serve (engines are architecture-specific)")
     missing = [str(s.onnx) for s in specs if not s.onnx.exists()]
     if missing:
-        raise SystemExit(f"missing ONNX files {missing}: run python scripts/fetch_models.py --model-set "
+        raise SystemExit(f"missing ONNX files {missing}: run ocr-fetch-models --model-set "
                          f"{args.model_set}")
     python_ok = has_module("tensorrt")
     if trtexec is None and not python_ok:
@@ -141,8 +143,8 @@ def _real_build(args: argparse.Namespace, profiles: Profiles, specs: list[BuildS
         if lacking:
             raise SystemExit(f"the FP16 gate needs {lacking} (pip install onnxruntime opencv-python-headless numpy; "
                              "tensorrt comes with the NGC TensorRT image) - or pass --skip-fp16-gate")
-        from trt_build.calibration import load_calibration  # noqa: PLC0415
-        from trt_build.fp16_gate import Tolerances  # noqa: PLC0415
+        from ocr_server.engines.calibration import load_calibration  # noqa: PLC0415
+        from ocr_server.engines.fp16_gate import Tolerances  # noqa: PLC0415
         calib = load_calibration(profiles, calib_dir, args.calib_pages, args.calib_crops)
         print(f"FP16 gate calibration: {calib.describe()}", flush=True)
         gate = make_gate(calib, Tolerances(), not args.no_max_shape_run, profiles)
@@ -159,9 +161,9 @@ def _real_build(args: argparse.Namespace, profiles: Profiles, specs: list[BuildS
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from trt_build.environment import gpu_info, tensorrt_version  # noqa: PLC0415
-    from trt_build.preflight import check_engines  # noqa: PLC0415
-    from trt_build.profiles import load_profiles  # noqa: PLC0415
+    from ocr_server.engines.environment import gpu_info, tensorrt_version  # noqa: PLC0415
+    from ocr_server.engines.preflight import check_engines  # noqa: PLC0415
+    from ocr_server.engines.profiles import load_profiles  # noqa: PLC0415
     profiles = load_profiles(args.profiles)
     trt_version = args.trt_version or tensorrt_version()[0]
     if args.gpu_name and args.compute_capability:
@@ -176,8 +178,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_preflight(args: argparse.Namespace) -> int:
-    from trt_build.preflight import preflight  # noqa: PLC0415
-    from trt_build.profiles import load_profiles  # noqa: PLC0415
+    from ocr_server.engines.preflight import preflight  # noqa: PLC0415
+    from ocr_server.engines.profiles import load_profiles  # noqa: PLC0415
     report = preflight(args.engines, args.model_set, load_profiles(args.profiles), args.models_dir,
                        args.allow_other_gpu_model)
     print(f"GPU preflight OK: {report.summary()}")
@@ -185,10 +187,10 @@ def _cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
-    from trt_build.build_set import make_gate  # noqa: PLC0415
-    from trt_build.calibration import load_calibration  # noqa: PLC0415
-    from trt_build.fp16_gate import Tolerances  # noqa: PLC0415
-    from trt_build.profiles import load_profiles  # noqa: PLC0415
+    from ocr_server.engines.build_set import make_gate  # noqa: PLC0415
+    from ocr_server.engines.calibration import load_calibration  # noqa: PLC0415
+    from ocr_server.engines.fp16_gate import Tolerances  # noqa: PLC0415
+    from ocr_server.engines.profiles import load_profiles  # noqa: PLC0415
     profiles = load_profiles(args.profiles)
     calib = load_calibration(profiles, args.calib_dir or find_evaldata())
     print(f"calibration: {calib.describe()}")
@@ -203,7 +205,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
-    from trt_build.profiles import load_profiles  # noqa: PLC0415
+    from ocr_server.engines.profiles import load_profiles  # noqa: PLC0415
     profiles = load_profiles(args.profiles)
     for m, p in profiles.models.items():
         print(f"{m:10s} {p.input:10s} {p.dtype} {p.layout} min {list(p.min)} opt {list(p.opt)} max {list(p.max)}"
@@ -213,7 +215,7 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     if evaldata is None:
         print("no evaluation data found (set --evaldata): opt derivation skipped")
         return 0
-    from trt_build import stats  # noqa: PLC0415
+    from ocr_server.engines import stats  # noqa: PLC0415
     ctx = stats.pipeline_settings(overrides=profiles.step_parameters)
     samples = stats.dev_set_shapes(evaldata, ctx)
     print(f"dev split {evaldata}: {len(samples)} calls (chunks of <= {ctx.cls_batch} cls / {ctx.rec_batch} rec; "
@@ -229,7 +231,7 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_step_params(args: argparse.Namespace) -> int:
-    from trt_build.profiles import load_profiles  # noqa: PLC0415
+    from ocr_server.engines.profiles import load_profiles  # noqa: PLC0415
     for item in load_profiles(args.profiles).step_overrides():
         print(item)
     return 0
@@ -244,13 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(levelname)s %(message)s")
-    from trt_build.builder import BuildError  # noqa: PLC0415
-    from trt_build.environment import EnvironmentError_  # noqa: PLC0415
-    from trt_build.manifest import EngineMismatchError  # noqa: PLC0415
-    from trt_build.preflight import PreflightError  # noqa: PLC0415
-    from trt_build.profiles import ProfileError  # noqa: PLC0415
+    from ocr_server.engines.builder import BuildError  # noqa: PLC0415
+    from ocr_server.engines.environment import EnvironmentError_  # noqa: PLC0415
+    from ocr_server.engines.manifest import EngineMismatchError  # noqa: PLC0415
+    from ocr_server.engines.preflight import PreflightError  # noqa: PLC0415
+    from ocr_server.engines.profiles import ProfileError  # noqa: PLC0415
     try:
         return _COMMANDS[args.cmd](args)
     except (BuildError, EnvironmentError_, EngineMismatchError, PreflightError, ProfileError) as exc:
-        print(f"trt_build {args.cmd}: {exc}", file=sys.stderr)
+        print(f"ocr-engines {args.cmd}: {exc}", file=sys.stderr)
         return 1

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trt_build.layout import repo_root
-from trt_build.profiles import Profiles
+from ocr_server.engines.layout import repo_root
+from ocr_server.engines.profiles import Profiles
 
 __all__ = ["ShapeSample", "step_parameters", "repository_step_parameters", "pipeline_settings", "dev_set_shapes",
            "extreme_shapes",
@@ -66,9 +65,6 @@ def repository_step_parameters(repository: Path) -> dict[str, str]:
 
 
 def _import_steps() -> dict[str, Any]:
-    backend = str(repo_root() / "python_backend")
-    if backend not in sys.path:
-        sys.path.insert(0, backend)
     try:
         from ppocr_steps import det_preprocess, recognize, settings  # noqa: PLC0415
         from ppocr_steps.params import OcrParams  # noqa: PLC0415

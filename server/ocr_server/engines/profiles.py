@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trt_build.layout import RUNTIME_MODELS, default_profiles_path
+from ocr_server.engines.layout import RUNTIME_MODELS, default_profiles_path
 
 __all__ = ["ModelProfile", "Profiles", "ProfileError", "load_profiles", "shape_spec"]
 

@@ -4,21 +4,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ocr_server.manifest import model_set_names
+from ocr_server.paths import REPO_ROOT
+
 __all__ = ["MODEL_SETS", "RUNTIME_MODELS", "repo_root", "default_models_dir", "default_engines_dir",
            "default_profiles_path", "engine_dir_for", "find_evaldata"]
 
-MODEL_SETS = ("v4", "v5")
+MODEL_SETS = tuple(model_set_names())
 # runtime model name (Triton) -> ONNX file role in build/models/<set>/<role>.onnx
 RUNTIME_MODELS = {"det_model": "det", "cls_model": "cls", "rec_model": "rec"}
 
 
 def repo_root() -> Path:
-    """The repository root (this file is scripts/trt/trt_build/layout.py)."""
-    return Path(__file__).resolve().parents[3]
+    """The repository root (where build/, model_repository/ and python_backend/ are)."""
+    return REPO_ROOT
 
 
 def default_models_dir() -> Path:
-    """Fetched, renamed ONNX files: build/models/<set>/{det,cls,rec}.onnx (scripts/fetch_models.py)."""
+    """Fetched, renamed ONNX files: build/models/<set>/{det,cls,rec}.onnx (server/ocr_server/fetch_models.py)."""
     return repo_root() / "build" / "models"
 
 

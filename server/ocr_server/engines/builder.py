@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trt_build.commands import BuildSpec, format_command, trtexec_argv
-from trt_build.precision import pin_fp32_layers
+from ocr_server.engines.commands import BuildSpec, format_command, trtexec_argv
+from ocr_server.engines.precision import pin_fp32_layers
 
 __all__ = ["BuildError", "BuildResult", "build_with_trtexec", "build_with_python", "import_tensorrt",
            "onnx_io_summary", "is_error_line"]
@@ -147,7 +147,7 @@ def _check_network_io(trt: Any, spec: BuildSpec, ins: list[Any], outs: list[Any]
         got = [f"{t.name} {dt}{list(sh)}" for t, dt, sh in zip(ins, dtypes, shapes)]
         raise BuildError(f"{spec.onnx} has inputs {got} and outputs {[t.name for t in outs]}, expected {p.input} "
                          f"{p.dtype} {p.layout} within {list(p.min)}..{list(p.max)} and {list(p.outputs)}: re-run "
-                         f"scripts/fetch_models.py --model-set {spec.model_set} (it renames and edits the graphs)")
+                         f"server/ocr_server/fetch_models.py --model-set {spec.model_set} (it renames and edits the graphs)")
 
 
 def build_with_python(spec: BuildSpec, out_path: Path) -> BuildResult:

@@ -1,6 +1,6 @@
 """A small stand-in for the `tensorrt` module, for unit tests on machines without TensorRT.
 
-Covers what trt_build calls: Logger/ILogger, Builder, OnnxParser (success or scripted errors),
+Covers what ocr_server.engines calls: Logger/ILogger, Builder, OnnxParser (success or scripted errors),
 network layers, builder config, optimization profiles, Runtime/engine/context (TensorRT 10
 name-based I/O). `install()` puts it in sys.modules['tensorrt']; every call is recorded in
 `calls` so tests can assert what the code asked TensorRT to do. The default network is the
@@ -127,7 +127,7 @@ class FakeCuda:
         pass
 
 
-# the served graphs' non-float outputs (scripts/onnx_edits.py)
+# the served graphs' non-float outputs (server/ocr_server/onnx_edits.py)
 _OUTPUT_TYPES = {"prob_map": _DataType.UINT8, "rec_char_ids": _DataType.INT32}
 
 

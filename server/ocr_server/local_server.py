@@ -1,8 +1,8 @@
 """Start a real tritonserver in the background on free loopback ports, and stop it.
 
 Used by the integration tests (tests/integration/conftest.py), the benchmark (scripts/bench.py) and
-anything else that needs a throw-away server: assemble a CPU repository (scripts/assemble_repository.py)
-with optional parameter overrides, launch it the way serve.sh does (scripts/launch_server.py) and
+anything else that needs a throw-away server: assemble a CPU repository (server/ocr_server/assemble.py)
+with optional parameter overrides, launch it the way serve.sh does (server/ocr_server/launcher.py) and
 wait until the `ocr` model is ready.
 """
 from __future__ import annotations
@@ -15,11 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from assemble_repository import assemble  # noqa: E402
-from launch_server import ServerOptions, server_command  # noqa: E402
+from ocr_server.assemble import assemble
+from ocr_server.launcher import ServerOptions, server_command
+from ocr_server.paths import REPO_ROOT as ROOT
 
 __all__ = ["RunningServer", "free_port", "start_server", "stop_server"]
 

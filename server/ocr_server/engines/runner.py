@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trt_build.builder import BuildError, import_tensorrt
+from ocr_server.engines.builder import BuildError, import_tensorrt
 
 __all__ = ["CudaRuntime", "TrtRunner"]
 

