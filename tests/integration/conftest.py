@@ -1,7 +1,6 @@
 """A real tritonserver (embedded CPU target) started once per test session on free ports."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -51,7 +50,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def fronted(tmp_path_factory: pytest.TempPathFactory):
     """A supervised server behind the public front (the way serve.sh runs it)."""
-    from front_helpers import start_fronted, stop_fronted
+    from ocr_server.local_server import start_fronted, stop_fronted
 
     srv = start_fronted(tmp_path_factory.mktemp("fronted"))
     yield srv

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from front_helpers import front_ready, start_fronted, stop_fronted
 from helpers import png, text_page
-from ocr_server.local_server import free_port
+from ocr_server.local_server import free_port, start_fronted, stop_fronted
 
 INTERNAL_MODELS = ["det_preprocess", "det_model", "det_postprocess", "rec_pipeline", "cls_model", "rec_model"]
 CLI = str(Path(sys.executable).parent / "ocr-client")
@@ -74,7 +73,7 @@ def test_client_library_reads_through_the_front(fronted, protocol):
     with OcrClient(url, protocol=protocol, timeout=120) as c:
         assert c.is_live() and c.is_ready()
         result = c.ocr(blob)
-    assert [line.text for line in result.lines] == direct_texts(f"127.0.0.1:{fronted.internal_grpc}", blob)
+    assert [line.text for line in result.lines] == direct_texts(fronted.internal_grpc_url, blob)
     assert len(result.lines) >= 3
 
 
@@ -83,7 +82,7 @@ def test_cli_through_the_front(fronted, tmp_path):
 
     img, _ = text_page(2, seed=6)
     cv2.imwrite(str(tmp_path / "a.png"), img)
-    texts = direct_texts(f"127.0.0.1:{fronted.internal_grpc}", png(img))
+    texts = direct_texts(fronted.internal_grpc_url, png(img))
     out = tmp_path / "out.jsonl"
     proc = subprocess.run([CLI, "infer", "--url", fronted.http_url, "--protocol", "http", "--jsonl", str(out),
                            str(tmp_path / "a.png")], capture_output=True, text=True, timeout=300)
@@ -167,7 +166,7 @@ def test_one_log_line_per_request_with_its_id(fronted):
     import tritonclient.grpc as grpcclient
 
     blob = png(text_page(2, seed=3)[0])
-    n_lines = len(direct_texts(f"127.0.0.1:{fronted.internal_grpc}", blob))
+    n_lines = len(direct_texts(fronted.internal_grpc_url, blob))
     with grpcclient.InferenceServerClient(fronted.grpc_url) as c:
         c.infer("ocr", [image_input(grpcclient, blob)], request_id="front-log-grpc-1")
         forged = 'x"\n{"event":"request","request_id":"forged"}'
@@ -250,7 +249,7 @@ def test_auth_and_tls(fronted, tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.2)
         img, _ = text_page(2, seed=8)
-        texts = direct_texts(f"127.0.0.1:{fronted.internal_grpc}", png(img))
+        texts = direct_texts(fronted.internal_grpc_url, png(img))
         for protocol, port in (("grpc", gp), ("http", hp)):
             url = f"127.0.0.1:{port}"
             with OcrClient(url, protocol=protocol, timeout=60, retries=0, auth_token="s3cret-token",
@@ -286,7 +285,7 @@ def test_drain_finishes_in_flight_requests_and_refuses_new_ones(tmp_path):
     server = start_fronted(tmp_path, ["--grace-period", "60"])
     try:
         blob = png(text_page(30, width=1200, seed=9)[0])
-        texts = direct_texts(f"127.0.0.1:{server.internal_grpc}", blob)
+        texts = direct_texts(server.internal_grpc_url, blob)
         results: list[str] = []
 
         def send() -> None:
@@ -303,7 +302,7 @@ def test_drain_finishes_in_flight_requests_and_refuses_new_ones(tmp_path):
         time.sleep(1.0)  # all four are in flight (one such request takes seconds here)
         server.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while front_ready(server):
+        while server.ready():
             assert time.monotonic() < deadline, "readiness still true after SIGTERM"
             time.sleep(0.05)
         late: list[str] = []

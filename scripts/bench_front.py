@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""The public front's cost per request: the same requests with and without the front, interleaved.
+
+Starts a supervised server behind the front (ocr_server.local_server.start_fronted), then, at
+concurrency 1, sends each dev image through the front and straight to Triton's loopback port, in
+alternating order (front first on even rounds), over gRPC and HTTP with the client library, and
+reports the medians and the median of the per-image differences. A second series does the same with a
+tiny one-line image (--tiny-rounds requests), whose short service time resolves the hop's own cost.
+Results go to stdout as JSON.
+
+    .venv/bin/python scripts/bench_front.py [--images DIR] [--max-images N] [--rounds R]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ocr_server.local_server import start_fronted, stop_fronted
+from ocr_server.paths import REPO_ROOT
+
+from ocr_client import OcrClient
+
+SHARED = REPO_ROOT.parent / "shared"
+
+
+def tiny_image() -> bytes:
+    """One printed line on 64x256 px: a full pipeline run (det, cls, rec) in a few ms of service time."""
+    import cv2
+    import numpy as np
+
+    img = np.full((64, 256, 3), 255, np.uint8)
+    cv2.putText(img, "OK 42", (20, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2, cv2.LINE_AA)
+    return bytes(cv2.imencode(".png", img)[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=Path, default=SHARED / "evaldata" / "sroie_receipts_en")
+    ap.add_argument("--max-images", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3, help="passes over the images")
+    ap.add_argument("--tiny-rounds", type=int, default=100, help="requests of the tiny image per path")
+    args = ap.parse_args(argv)
+    blobs = [p.read_bytes() for p in sorted(args.images.glob("*.jpg"))[:args.max_images]]
+    if not blobs:
+        print(f"no images in {args.images}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_fronted(Path(tmp), ["--no-request-log"])
+        try:
+            urls = {("front", "grpc"): server.grpc_url, ("front", "http"): server.http_url,
+                    ("direct", "grpc"): server.internal_grpc_url,
+                    ("direct", "http"): f"127.0.0.1:{server.internal_http}"}
+            clients = {key: OcrClient(url, protocol=key[1], timeout=300, retries=0) for key, url in urls.items()}
+            for client in clients.values():  # warm-up: connections, first-request allocations
+                client.ocr(blobs[0])
+            series = [("dev", blob, r) for r in range(args.rounds) for blob in blobs]
+            series += [("tiny", tiny_image(), r) for r in range(args.tiny_rounds)]
+            times: dict[tuple[str, str, str], list[float]] = {(n, *key): [] for n in ("dev", "tiny") for key in clients}
+            for name, blob, r in series:
+                for protocol in ("grpc", "http"):
+                    for path in ("front", "direct") if r % 2 == 0 else ("direct", "front"):
+                        t0 = time.perf_counter()
+                        clients[(path, protocol)].ocr(blob)
+                        times[(name, path, protocol)].append((time.perf_counter() - t0) * 1000)
+            for client in clients.values():
+                client.close()
+        finally:
+            stop_fronted(server)
+    report: dict[str, object] = {"images": len(blobs), "rounds": args.rounds, "concurrency": 1}
+    for name, protocol in [(n, p) for n in ("dev", "tiny") for p in ("grpc", "http")]:
+        front, direct = times[(name, "front", protocol)], times[(name, "direct", protocol)]
+        report[f"{name}_{protocol}"] = {"median_front_ms": round(statistics.median(front), 2),
+                            "median_direct_ms": round(statistics.median(direct), 2),
+                            "median_paired_diff_ms": round(statistics.median(f - d for f, d in zip(front, direct,
+                                                                                                   strict=True)), 2),
+                            "requests_each": len(front)}
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
