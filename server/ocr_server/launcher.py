@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from ocr_server.paths import REPO_ROOT as ROOT
+
 ADMIN_HEADER = "ocr-admin-key"
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
 ENSEMBLE = "ocr"
@@ -82,6 +83,7 @@ class FrontSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     request_log: bool = True
+    max_request_bytes: int | None = None  # None: the front's default
 
     def command(self, upstream: ServerOptions) -> list[str]:
         cmd = [sys.executable, "-m", "ocr_server.front", f"--upstream-grpc=127.0.0.1:{upstream.grpc_port}",
@@ -91,7 +93,26 @@ class FrontSettings:
                            ("--tls-key", self.tls_key)):
             if path is not None:
                 cmd.append(f"{flag}={path}")
+        if self.max_request_bytes is not None:
+            cmd.append(f"--max-request-bytes={self.max_request_bytes}")
         return cmd + ([] if self.request_log else ["--no-request-log"])
+
+
+def request_bytes_limit(repository: Path) -> int | None:
+    """The largest request det_preprocess can accept: max_images_per_request images of max_image_bytes
+    (plus their 4-byte length prefixes) and 1 MiB for the other inputs and headers. The front refuses
+    anything bigger before it is copied into Triton; None if the repository does not say."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    try:
+        text = (repository / "det_preprocess" / "config.pbtxt").read_text()
+        params = text_format.Parse(text, model_config_pb2.ModelConfig()).parameters
+        images = int(params["max_images_per_request"].string_value)
+        image_bytes = int(params["max_image_bytes"].string_value)
+    except (OSError, ValueError, text_format.ParseError):
+        return None
+    return images * (image_bytes + 4) + (1 << 20)
 
 
 class FrontProcess:
@@ -737,7 +758,8 @@ def main(argv: list[str] | None = None) -> int:
         if (args.tls_cert is None) != (args.tls_key is None):
             ap.error("--tls-cert and --tls-key go together")
         front = FrontSettings(args.host, args.http_port, args.grpc_port, args.grace_period, args.auth_token_file,
-                              args.tls_cert, args.tls_key, not args.no_request_log)
+                              args.tls_cert, args.tls_key, not args.no_request_log,
+                              request_bytes_limit(args.model_repository))
         opts.http_port = args.internal_http_port or free_loopback_port()
         opts.grpc_port = args.internal_grpc_port or free_loopback_port()
         opts.metrics_host, opts.host = opts.host, "127.0.0.1"

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
+import signal
+import socket
 import struct
+import subprocess
+import sys
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -300,9 +306,55 @@ def test_fuzz_grpc(fronted):
     assert len({a.split()[0] for a in answers}) >= 2
 
 
+def test_launcher_sizes_the_front_from_the_repository(fronted):
+    """The front's body limit is det_preprocess's max_images_per_request x max_image_bytes (+ 1 MiB)."""
+    from ocr_server.launcher import request_bytes_limit
+
+    assert request_bytes_limit(fronted.repository) == 8 * (32 * 1024 * 1024 + 4) + (1 << 20)
+    assert f"--max-request-bytes={request_bytes_limit(fronted.repository)}" in open(
+        f"/proc/{front_pid(fronted)}/cmdline").read().replace("\0", " ")
+
+
+def front_pid(fronted) -> int:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                args = open(f"/proc/{entry.name}/cmdline").read().split("\0")
+                stat = open(f"/proc/{entry.name}/stat").read()
+            except OSError:
+                continue
+            if "ocr_server.front" in args and int(stat[stat.rindex(")") + 2:].split()[1]) == fronted.proc.pid:
+                return int(entry.name)
+    raise AssertionError("no front process under the launcher")
+
+
+@pytest.fixture(scope="module")
+def small_front(fronted, tmp_path_factory):
+    """A second front before the same Triton with a 1 MB body limit."""
+    from ocr_server.local_server import free_port
+
+    hp, gp = free_port(), free_port()
+    log = (tmp_path_factory.mktemp("small_front") / "front.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "ocr_server.front", f"--upstream-grpc={fronted.internal_grpc_url}",
+                             f"--upstream-http=127.0.0.1:{fronted.internal_http}", f"--http-port={hp}",
+                             f"--grpc-port={gp}", "--max-request-bytes=1000000"], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", hp), timeout=1), \
+                    socket.create_connection(("127.0.0.1", gp), timeout=1):
+                break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+    yield f"127.0.0.1:{gp}", f"127.0.0.1:{hp}"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_oversized_request_is_refused(fronted, protocol):
-    """A message over the front's limit (64 MiB) is refused before it is forwarded."""
+def test_oversized_request_is_refused(fronted, small_front, protocol):
+    """A message over the front's limit is refused before it is forwarded."""
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
@@ -310,10 +362,9 @@ def test_oversized_request_is_refused(fronted, protocol):
     pid = fronted.triton_pid()
     mod = grpcclient if protocol == "grpc" else httpclient
     x = mod.InferInput("image_bytes", [1], "BYTES")
-    x.set_data_from_numpy(np.array([b"\x89PNG" + b"\x00" * (65 << 20)], dtype=np.object_))
-    url = fronted.grpc_url if protocol == "grpc" else fronted.http_url
-    kwargs = {"channel_args": [("grpc.max_send_message_length", 1 << 30)]} if protocol == "grpc" else {}
-    with mod.InferenceServerClient(url, **kwargs) as c, pytest.raises(InferenceServerException) as info:
+    x.set_data_from_numpy(np.array([b"\x89PNG" + b"\x00" * 2_000_000], dtype=np.object_))
+    url = small_front[0] if protocol == "grpc" else small_front[1]
+    with mod.InferenceServerClient(url) as c, pytest.raises(InferenceServerException) as info:
         c.infer("ocr", [x])
     assert str(info.value.status()) in ("StatusCode.RESOURCE_EXHAUSTED", "413")
     assert fronted.triton_pid() == pid
