@@ -150,11 +150,12 @@ class FrontedServer:
 
 
 def start_fronted(work: Path, extra: list[str] | None = None, model_set: str = "v4",
-                  timeout: float = 180.0) -> FrontedServer:
-    """Assemble `work/repo` and run the supervised launcher with the front on free loopback ports."""
+                  timeout: float = 180.0, ports: list[int] | None = None) -> FrontedServer:
+    """Assemble `work/repo` and run the supervised launcher with the front on free loopback ports (or
+    `ports`: public http, grpc, internal http, grpc, metrics, e.g. those of a server stopped before)."""
     work.mkdir(parents=True, exist_ok=True)
     repo = assemble("cpu", model_set, work / "repo", {}, ROOT / "build" / "models", ROOT / "build" / "engines")
-    ports = [free_port() for _ in range(5)]
+    ports = ports or [free_port() for _ in range(5)]
     log_path = work / f"launcher_{ports[1]}.log"
     cmd = [sys.executable, "-m", "ocr_server.launcher", "--supervise", "--model-repository", str(repo),
            "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--internal-http-port", str(ports[2]),
