@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the OCR server against its peer, RapidOCR 1.4.4, on the same machine in one run.
+"""Benchmark the OCR server against its peers on the same machine in one run.
 
     .venv/bin/python scripts/bench.py                         # starts its own server on free ports
     .venv/bin/python scripts/bench.py --max-images 6 --concurrency 1,2
@@ -15,7 +15,10 @@ Triton's statistics API (deltas around each of our levels); the network compute 
 models comes from their ocr_network_compute_seconds_total counter on the metrics endpoint (time inside
 onnxruntime; Triton's compute_infer of those Python stubs also holds the stub round trip). Last, the
 same pipeline code runs in this process without the server (bench_lib/inprocess.py), which splits the
-non-model time into the pipeline's own work and what serving adds. Output:
+non-model time into the pipeline's own work and what serving adds. Then the peers of the fair comparison
+(bench_lib/peers.py: other PP-OCR libraries with their own wheels' models, each in its own venv) are swept
+over layouts of processes x threads, and ours is compared with the same family's peers at their best
+(--peers, --peer-layouts). Output:
 tables on stdout, all numbers in a JSON file, and optionally a PNG of throughput and latency vs
 concurrency. See docs/benchmarks.md.
 """
@@ -41,7 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 from bench_lib import data, load, metrics, peer, report, tritonstats  # noqa: E402
-from bench_lib import inprocess  # noqa: E402
+from bench_lib import inprocess, peers  # noqa: E402
 from ocr_server.manifest import model_set_names  # noqa: E402
 
 SHARED = Path(os.environ.get("OCR_SHARED_DIR", ROOT.parent / "shared"))
@@ -100,6 +103,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="onnxruntime intra-op threads per peer engine (default: os.cpu_count())")
     ap.add_argument("--peer-mode", choices=["thread", "process"], default="thread",
                     help="peer workers: threads in this process, one engine each (default), or processes")
+    ap.add_argument("--peers", default="family", metavar="NAMES",
+                    help="peers of the fair comparison, each in its own venv and best layout: 'family' (those "
+                         "of the served set's family, the default), 'all', 'none', or a comma list of "
+                         + ", ".join(peers.PEERS))
+    ap.add_argument("--peer-layouts", type=peers.parse_layouts, default=peers.parse_layouts("1x1,1x2,2x1"),
+                    metavar="PxT,...", help="layouts the peers are swept over: P processes x T threads each "
+                                            "(default 1x1,1x2,2x1)")
     ap.add_argument("--inprocess", action=argparse.BooleanOptionalAction, default=True,
                     help="also run the server's pipeline code in this process, no server, at concurrency 1, "
                          "to split the non-model time into the pipeline's own work and what serving adds "
@@ -118,7 +128,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--repeat and --peer-threads must be >= 1, --warmup >= 0")
     if args.max_images is not None and args.max_images < 1:
         ap.error("--max-images must be >= 1")
+    try:
+        args.peer_names = select_peers(args.peers, args.model_set)
+    except ValueError as exc:
+        ap.error(str(exc))
     return args
+
+
+def family_of(model_set: str) -> str:
+    """The peer family of a model set: v6-tiny is compared with the v6 peers."""
+    return model_set.split("-", 1)[0]
+
+
+def select_peers(text: str, model_set: str) -> list[str]:
+    if text == "none":
+        return []
+    if text == "family":
+        return peers.peers_for_family(family_of(model_set))
+    if text == "all":
+        return list(peers.PEERS)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in peers.PEERS]
+    if unknown:
+        raise ValueError(f"--peers: unknown {', '.join(unknown)}; known: {', '.join(peers.PEERS)}")
+    return names
 
 
 # ----------------------------------------------------------------------------------------- environment
@@ -334,6 +367,35 @@ class PeerPool:
         self.engines.clear()
 
 
+def sweep_peers(args: argparse.Namespace, images: list[data.BenchImage], out_base: Path,
+                n_tasks: int) -> dict[str, Any]:
+    """Every selected peer over every layout, then its accuracy on its best layout's predictions."""
+    out: dict[str, Any] = {}
+    paths = [im.path for im in images]
+    for name in args.peer_names:
+        spec = peers.PEERS[name]
+        python = peers.ensure_venv(spec, ROOT / "build" / "peers", log)
+        runs = []
+        for layout in args.peer_layouts:
+            log(f"peer {name} layout {layout} ...")
+            run = peers.run_layout(python, name, layout, paths, n_tasks, args.warmup,
+                                   out_base.with_name(f"{out_base.name}.{name}.log"))
+            summary = metrics.level_summary(run.latencies, run.wall_s, len(run.errors))
+            runs.append({"layout": str(layout), "processes": layout.processes, "threads": layout.threads,
+                         **summary, "info": run.info, "errors_sample": run.errors[:3], "_lines": run.lines})
+            log(f"peer {name} {layout}: {summary['images_per_s']:.3f} img/s, p50 {summary['p50_ms']:.0f} ms, "
+                f"{len(run.errors)} error(s)")
+        best = max(runs, key=lambda r: r["images_per_s"])
+        preds = {name: {images[i].key: lines for i, lines in best["_lines"].items()}}
+        for r in runs:
+            r.pop("_lines")
+        acc = accuracy(args, images, out_base, preds)
+        out[name] = {"description": spec.description, "family": spec.family,
+                     "requirements": list(spec.requirements), "sweep": runs, "best_layout": best["layout"],
+                     "accuracy": acc.get(name), "accuracy_note": acc.get("skipped")}
+    return out
+
+
 def first_pass_lines(run: load.LevelRun, images: list[data.BenchImage]) -> dict[str, list[dict[str, Any]]]:
     return {images[r.index].key: r.lines for r in run.records if r.index < len(images) and r.lines is not None}
 
@@ -531,6 +593,10 @@ def main(argv: list[str] | None = None) -> int:
                                       args.warmup)
         ref["parity"] = inprocess.parity(ref.pop("texts"), [im.key for im in images], preds.get("ours", {}))
         result["inprocess"] = ref
+    if args.peer_names:
+        result["peers"] = sweep_peers(args, images, out_base, n_tasks)
+        same = {k: v for k, v in result["peers"].items() if v["family"] == family_of(args.model_set)}
+        result["family"] = metrics.family_summary(result["levels"], result.get("accuracy", {}), same)
     c1 = next((lvl for lvl in result["levels"] if lvl["concurrency"] == 1), None)
     result["summary"] = metrics.summarize_targets(result["levels"],
                                                   c1["breakdown"]["non_model_share"] if c1 else None)
@@ -568,6 +634,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(report.inprocess_lines(result["inprocess"], c1["breakdown"] if c1 else None)))
     print("\ntargets:")
     print("\n".join(report.summary_lines(result["summary"])))
+    if "peers" in result:
+        print(f"\npeers in their own venvs, swept over layouts (processes x threads), {n} images per layout:")
+        print(report.sweep_table(result["peers"]))
+        print(f"\n{args.model_set} against the {family_of(args.model_set)} peers (each side at its best):")
+        print(report.family_table(result["family"]))
     print(f"\nJSON: {out_json}")
     return 0
 

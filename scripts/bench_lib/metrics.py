@@ -5,7 +5,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["LATENCY_KEYS", "TARGETS", "latency_summary", "level_summary", "percentile", "ratio", "ratio_dict",
+__all__ = ["FAMILY_TARGETS", "LATENCY_KEYS", "TARGETS", "family_summary", "latency_summary", "level_summary", "percentile", "ratio", "ratio_dict",
            "summarize_targets"]
 
 #: Latency figures reported per side and level, in milliseconds.
@@ -115,3 +115,62 @@ def summarize_targets(levels: Sequence[Mapping[str, Any]], non_model_share_c1: f
         "non_model_share_c1": {"share": non_model_share_c1, "target": TARGETS["non_model_share_c1"],
                                "met": _met("non_model_share_c1", non_model_share_c1)},
     }
+
+
+#: The fair comparison's targets against the fastest peer of the same family (issue 15).
+FAMILY_TARGETS: dict[str, dict[str, Any]] = {
+    "throughput_ratio": {"op": ">=", "value": 1.5, "what": "ours at best concurrency / fastest peer's best layout"},
+    "latency_c1_ratio": {"op": "<=", "value": 0.7,
+                         "what": "ours p50 at concurrency 1 / that peer's p50 with one image in flight"},
+}
+
+
+def family_summary(levels: Sequence[Mapping[str, Any]], accuracy: Mapping[str, Any],
+                   peers: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Ours against every swept peer, each at its best: throughput, latency with one image in flight, accuracy.
+
+    ``peers``: ``{name: {"sweep": [level_summary + "layout", "processes"], "accuracy": {...}}}``.
+    """
+    oc, ov = _best(levels, "ours")
+    c1 = next((lvl for lvl in levels if int(lvl["concurrency"]) == 1), None)
+    ours_p50 = ((c1 or {}).get("ours") or {}).get("p50_ms")
+    ours_acc = accuracy.get("ours") or {}
+    rows = []
+    for name, p in peers.items():
+        sweep = p.get("sweep") or []
+        best = max(sweep, key=lambda r: r.get("images_per_s") or 0.0, default=None)
+        single = [r for r in sweep if r.get("processes") == 1]
+        fastest_single = max(single, key=lambda r: r.get("images_per_s") or 0.0, default=None)
+        acc = p.get("accuracy") or {}
+        rows.append({"peer": name, "best_layout": (best or {}).get("layout"),
+                     "images_per_s": (best or {}).get("images_per_s"),
+                     "c1_layout": (fastest_single or {}).get("layout"),
+                     "p50_ms_c1": (fastest_single or {}).get("p50_ms"),
+                     "e2e_hmean": acc.get("e2e_hmean"), "one_minus_ned": acc.get("one_minus_ned"),
+                     "det_hmean": acc.get("det_hmean")})
+    fastest = max(rows, key=lambda r: r["images_per_s"] or 0.0, default=None)
+    thr = ratio(ov, (fastest or {}).get("images_per_s"))
+    lat = ratio(ours_p50, (fastest or {}).get("p50_ms_c1"))
+
+    def at_least_every_peer(key: str) -> bool | None:
+        mine = ours_acc.get(key)
+        theirs = [r[key] for r in rows if r[key] is not None]
+        if mine is None or not theirs:
+            return None
+        return bool(mine >= max(theirs))
+
+    def met(name: str, value: float | None) -> bool | None:
+        if value is None or not math.isfinite(value):
+            return None
+        t = FAMILY_TARGETS[name]
+        return value >= t["value"] if t["op"] == ">=" else value <= t["value"]
+
+    return {"ours": {"images_per_s": ov, "concurrency": oc, "p50_ms_c1": ours_p50,
+                     "e2e_hmean": ours_acc.get("e2e_hmean"), "one_minus_ned": ours_acc.get("one_minus_ned"),
+                     "det_hmean": ours_acc.get("det_hmean")},
+            "peers": rows, "fastest_peer": (fastest or {}).get("peer"),
+            "throughput_ratio": thr, "throughput_met": met("throughput_ratio", thr),
+            "latency_c1_ratio": lat, "latency_met": met("latency_c1_ratio", lat),
+            "e2e_at_least_every_peer": at_least_every_peer("e2e_hmean"),
+            "ned_at_least_every_peer": at_least_every_peer("one_minus_ned"),
+            "targets": FAMILY_TARGETS}

@@ -9,7 +9,7 @@ from .metrics import LATENCY_KEYS, ratio_dict
 from .tritonstats import CATEGORIES
 
 __all__ = ["ACCURACY_KEYS", "LEVEL_KEYS", "accuracy_table", "breakdown_table", "fmt", "level_table",
-           "inprocess_lines", "non_model_lines", "summary_lines"]
+           "family_table", "inprocess_lines", "non_model_lines", "summary_lines", "sweep_table"]
 
 #: Figures compared per concurrency level (the ratio is ours/peer for each).
 LEVEL_KEYS: tuple[str, ...] = ("images_per_s", *LATENCY_KEYS)
@@ -142,3 +142,47 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         f"  non-model time at concurrency 1: {_pct(nm.get('share'))} of request time  "
         f"[target <= {nm['target']['value'] * 100:.0f}%: {verdict(nm['met'])}]",
     ]
+
+
+def sweep_table(peers: Mapping[str, Mapping[str, Any]]) -> str:
+    """Each peer's layouts: images/s and latency, the best layout marked."""
+    head = f"{'peer':<24} {'layout':>6} {'images/s':>9} {'p50 ms':>9} {'p90 ms':>9} {'err':>4}  info"
+    out = [head, "-" * len(head)]
+    for name, p in peers.items():
+        for r in p.get("sweep") or []:
+            mark = "*" if r.get("layout") == p.get("best_layout") else " "
+            info = ", ".join(f"{k}={v}" for k, v in (r.get("info") or {}).items())
+            out.append(f"{name:<24} {r.get('layout', ''):>6}{mark}{fmt(r.get('images_per_s'), '.3f', 9)} "
+                       f"{fmt(r.get('p50_ms'), '.1f', 9)} {fmt(r.get('p90_ms'), '.1f', 9)} "
+                       f"{r.get('errors', 0):>4}  {info}")
+    return "\n".join(out)
+
+
+def family_table(family: Mapping[str, Any]) -> str:
+    """Ours against each peer of the family, each at its best layout, with the targets' verdicts."""
+    head = (f"{'side':<24} {'best':>6} {'images/s':>9} {'p50 ms c1':>10} {'det_hmean':>10} {'e2e_hmean':>10} "
+            f"{'1-NED':>8}")
+    out = [head, "-" * len(head)]
+    o = family["ours"]
+    out.append(f"{'ours':<24} {'c=' + str(o.get('concurrency')):>6} {fmt(o.get('images_per_s'), '.3f', 9)} "
+               f"{fmt(o.get('p50_ms_c1'), '.1f', 10)} {fmt(o.get('det_hmean'), '.4f', 10)} "
+               f"{fmt(o.get('e2e_hmean'), '.4f', 10)} {fmt(o.get('one_minus_ned'), '.4f', 8)}")
+    for r in family["peers"]:
+        out.append(f"{r['peer']:<24} {r.get('best_layout') or '-':>6} {fmt(r.get('images_per_s'), '.3f', 9)} "
+                   f"{fmt(r.get('p50_ms_c1'), '.1f', 10)} {fmt(r.get('det_hmean'), '.4f', 10)} "
+                   f"{fmt(r.get('e2e_hmean'), '.4f', 10)} {fmt(r.get('one_minus_ned'), '.4f', 8)}")
+
+    def verdict(met: bool | None) -> str:
+        return "not measured" if met is None else ("met" if met else "NOT met")
+
+    t = family["targets"]
+    out += ["",
+            f"  throughput vs the fastest peer ({family.get('fastest_peer')}): ratio "
+            f"{fmt(family.get('throughput_ratio'), '.2f')} [target >= {t['throughput_ratio']['value']}: "
+            f"{verdict(family.get('throughput_met'))}]",
+            f"  p50 at concurrency 1 vs that peer with one image in flight: ratio "
+            f"{fmt(family.get('latency_c1_ratio'), '.2f')} [target <= {t['latency_c1_ratio']['value']}: "
+            f"{verdict(family.get('latency_met'))}]",
+            f"  E2E H-mean >= every peer: {verdict(family.get('e2e_at_least_every_peer'))}; "
+            f"1-NED >= every peer: {verdict(family.get('ned_at_least_every_peer'))}"]
+    return "\n".join(out)

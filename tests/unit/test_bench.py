@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench  # noqa: E402
-from bench_lib import data, inprocess, metrics, report, tritonstats  # noqa: E402
+from bench_lib import data, inprocess, metrics, peers, report, tritonstats  # noqa: E402
 
 MS = 1_000_000  # ns per ms
 
@@ -357,6 +357,53 @@ def test_concurrency_option_parsing():
         bench.parse_concurrency("0,1")
     with pytest.raises(argparse.ArgumentTypeError):
         bench.parse_concurrency("a")
+
+
+# ----------------------------------------------------------------------------------------- peers
+def test_layouts_and_peer_selection():
+    assert [str(x) for x in peers.parse_layouts("1x1, 2x1,1x2")] == ["1x1", "2x1", "1x2"]
+    for bad in ("2", "0x1", "1x0", "ax1"):
+        with pytest.raises(ValueError):
+            peers.parse_layouts(bad)
+    assert bench.select_peers("family", "v4") == ["rapidocr-onnxruntime", "rapidocr-openvino"]
+    assert bench.select_peers("family", "v6-tiny") == ["rapidocr3-onnxruntime", "rapidocr3-openvino", "onnxocr"]
+    assert bench.select_peers("family", "v5") == []
+    assert bench.select_peers("none", "v4") == []
+    assert bench.select_peers("onnxocr", "v4") == ["onnxocr"]
+    with pytest.raises(ValueError, match="unknown nope"):
+        bench.select_peers("onnxocr,nope", "v4")
+
+
+def _sweep(rows):
+    return [{"layout": f"{p}x{t}", "processes": p, "threads": t, "images_per_s": ips, "p50_ms": p50,
+             "p90_ms": p50 * 2, "errors": 0} for p, t, ips, p50 in rows]
+
+
+def test_family_summary_compares_with_the_fastest_peer_at_its_best_layout():
+    levels = [{"concurrency": 1, "ours": {"images_per_s": 3.0, "p50_ms": 140.0}},
+              {"concurrency": 4, "ours": {"images_per_s": 4.5, "p50_ms": 600.0}}]
+    acc = {"ours": {"e2e_hmean": 0.70, "one_minus_ned": 0.78, "det_hmean": 0.85}}
+    swept = {"a": {"sweep": _sweep([(1, 1, 1.0, 900.0), (1, 2, 1.6, 500.0), (2, 1, 2.0, 950.0)]),
+                   "accuracy": {"e2e_hmean": 0.69, "one_minus_ned": 0.80, "det_hmean": 0.84}},
+             "b": {"sweep": _sweep([(1, 2, 1.2, 700.0)]), "accuracy": {"e2e_hmean": 0.60, "one_minus_ned": 0.7}}}
+    f = metrics.family_summary(levels, acc, swept)
+    assert f["fastest_peer"] == "a"
+    assert f["ours"]["images_per_s"] == 4.5 and f["ours"]["concurrency"] == 4
+    row = f["peers"][0]
+    assert (row["best_layout"], row["c1_layout"], row["p50_ms_c1"]) == ("2x1", "1x2", 500.0)
+    assert f["throughput_ratio"] == pytest.approx(2.25) and f["throughput_met"] is True
+    assert f["latency_c1_ratio"] == pytest.approx(0.28) and f["latency_met"] is True
+    assert f["e2e_at_least_every_peer"] is True and f["ned_at_least_every_peer"] is False
+    text = report.family_table(f)
+    assert "throughput vs the fastest peer (a): ratio 2.25" in text
+    assert "1-NED >= every peer: NOT met" in text
+    sweep_text = report.sweep_table({"a": {**swept["a"], "best_layout": "2x1"}})
+    assert [ln.split()[1] for ln in sweep_text.splitlines()[2:]] == ["1x1", "1x2", "2x1*"]
+
+
+def test_family_summary_without_measurements():
+    f = metrics.family_summary([], {}, {"a": {"sweep": [], "accuracy": None}})
+    assert f["throughput_met"] is None and f["latency_met"] is None and f["e2e_at_least_every_peer"] is None
 
 
 # ----------------------------------------------------------------------------------------- in-process reference
