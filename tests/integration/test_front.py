@@ -107,7 +107,8 @@ def test_only_the_ocr_model_is_reachable(fronted):
         assert grpc_code(lambda: c.get_model_repository_index()) == "StatusCode.UNIMPLEMENTED"
         assert grpc_code(lambda: c.unload_model("ocr")) == "StatusCode.UNIMPLEMENTED"
         assert grpc_code(lambda: c.get_system_shared_memory_status()) == "StatusCode.UNIMPLEMENTED"
-        assert grpc_code(lambda: c.get_inference_statistics()) == "StatusCode.UNIMPLEMENTED"
+        assert [m.name for m in c.get_inference_statistics().model_stats] == ["ocr"]  # never the internal ones
+        assert grpc_code(lambda: c.get_inference_statistics("det_model")) == "StatusCode.NOT_FOUND"
         assert c.get_model_metadata("ocr").name == "ocr"
     base = f"http://{fronted.http_url}"
     for model in INTERNAL_MODELS:
@@ -116,7 +117,8 @@ def test_only_the_ocr_model_is_reachable(fronted):
         assert http("POST", f"{base}/v2/models/{model}/infer", b'{"inputs":[]}')[0] == 404
     assert http("POST", f"{base}/v2/repository/index", b"{}")[0] == 404
     assert http("POST", f"{base}/v2/repository/models/ocr/unload", b"{}")[0] == 404
-    assert http("GET", f"{base}/v2/models/ocr/stats")[0] == 404
+    assert http("GET", f"{base}/v2/models/ocr/stats")[0] == 200
+    assert http("GET", f"{base}/v2/models/stats")[0] == 404
     assert fronted.triton_pid() == pid
 
 

@@ -175,6 +175,16 @@ class GrpcFront:
             await self._refuse(context, refusal)
         return await self._call("ModelConfig", request, context)
 
+    async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        """Statistics of `ocr` only (perf_analyzer reads them); an empty name would list the internal models."""
+        try:
+            self._authorize(context)
+            self._check_model(request.name or MODEL)
+        except Refused as refusal:
+            await self._refuse(context, refusal)
+        request.name = MODEL
+        return await self._call("ModelStatistics", request, context)
+
     # -- inference ---------------------------------------------------------------------------------
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         t0 = time.perf_counter()
@@ -208,7 +218,7 @@ class GrpcFront:
 
 
 # the methods clients may call, with their message types; the rest (repository, shared memory,
-# statistics, trace, logging, streaming) is not registered, so gRPC answers UNIMPLEMENTED
+# trace, logging, streaming) is not registered, so gRPC answers UNIMPLEMENTED
 METHODS = {
     "ServerLive": (service_pb2.ServerLiveRequest, service_pb2.ServerLiveResponse),
     "ServerReady": (service_pb2.ServerReadyRequest, service_pb2.ServerReadyResponse),
@@ -216,6 +226,7 @@ METHODS = {
     "ServerMetadata": (service_pb2.ServerMetadataRequest, service_pb2.ServerMetadataResponse),
     "ModelMetadata": (service_pb2.ModelMetadataRequest, service_pb2.ModelMetadataResponse),
     "ModelConfig": (service_pb2.ModelConfigRequest, service_pb2.ModelConfigResponse),
+    "ModelStatistics": (service_pb2.ModelStatisticsRequest, service_pb2.ModelStatisticsResponse),
     "ModelInfer": (service_pb2.ModelInferRequest, service_pb2.ModelInferResponse),
 }
 

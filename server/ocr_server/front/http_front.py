@@ -300,6 +300,12 @@ def create_app(state: FrontState, routers: Sequence[APIRouter] = ()) -> FastAPI:
         check_model(model, version)
         return passthrough(await forward("GET", model_path(model, version) + "/config"))
 
+    @app.get("/v2/models/{model}/stats", dependencies=[Depends(authorize)])
+    @app.get("/v2/models/{model}/versions/{version}/stats", dependencies=[Depends(authorize)])
+    async def model_stats(model: str, version: str = "") -> Response:
+        check_model(model, version)
+        return passthrough(await forward("GET", model_path(model, version) + "/stats"))
+
     # -- refused extensions ------------------------------------------------------------------------
     @app.api_route("/v2/models/{model}/generate", methods=["POST"])
     @app.api_route("/v2/models/{model}/generate_stream", methods=["POST"])
