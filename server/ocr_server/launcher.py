@@ -84,6 +84,7 @@ class FrontSettings:
     tls_key: Path | None = None
     request_log: bool = True
     max_request_bytes: int | None = None  # None: the front's default
+    routers: tuple[str, ...] = ()         # extra APIRouters of the HTTP front, "module:attribute"
 
     def command(self, upstream: ServerOptions) -> list[str]:
         cmd = [sys.executable, "-m", "ocr_server.front", f"--upstream-grpc=127.0.0.1:{upstream.grpc_port}",
@@ -95,6 +96,7 @@ class FrontSettings:
                 cmd.append(f"{flag}={path}")
         if self.max_request_bytes is not None:
             cmd.append(f"--max-request-bytes={self.max_request_bytes}")
+        cmd += [f"--router={spec}" for spec in self.routers]
         return cmd + ([] if self.request_log else ["--no-request-log"])
 
 
@@ -750,6 +752,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tls-cert", type=Path, help="PEM certificate for TLS on the front's gRPC and HTTP ports")
     ap.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     ap.add_argument("--no-request-log", action="store_true", help="no JSON line per request from the front")
+    ap.add_argument("--front-router", action="append", default=[], metavar="MODULE:ATTR",
+                    help="an extra FastAPI APIRouter for the HTTP front (e.g. the documents endpoint); repeatable")
     args, extra = ap.parse_known_args(argv)
     opts = ServerOptions(args.model_repository, args.http_port, args.grpc_port, args.metrics_port, args.host,
                          args.log_verbose, extra, args.gpu)
@@ -759,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--tls-cert and --tls-key go together")
         front = FrontSettings(args.host, args.http_port, args.grpc_port, args.grace_period, args.auth_token_file,
                               args.tls_cert, args.tls_key, not args.no_request_log,
-                              request_bytes_limit(args.model_repository))
+                              request_bytes_limit(args.model_repository), tuple(args.front_router))
         opts.http_port = args.internal_http_port or free_loopback_port()
         opts.grpc_port = args.internal_grpc_port or free_loopback_port()
         opts.metrics_host, opts.host = opts.host, "127.0.0.1"

@@ -163,3 +163,27 @@ def test_drain_refuses_new_work_and_waits_for_the_rest():
         return left, int(info.value.kind is Refusal.UNAVAILABLE)
 
     assert asyncio.run(scenario()) == (0, 1)
+
+
+def test_extra_routers_sit_behind_the_token_and_the_drain():
+    from fastapi import APIRouter
+    from fastapi.testclient import TestClient
+    from ocr_server.front.http_front import create_app
+    from ocr_server.front.state import FrontState, Upstream
+
+    router = APIRouter()
+
+    @router.post("/ocr")
+    async def ocr() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    state = FrontState(Upstream("127.0.0.1:9", "127.0.0.1:9"), token="t0ken")
+    with TestClient(create_app(state, routers=[router])) as client:
+        assert client.post("/ocr").status_code == 401
+        assert client.post("/ocr", headers={"authorization": "Bearer t0ken"}).json() == {"ok": "yes"}
+        assert client.post("/v2/models/ocr/generate", json={}).status_code == 400
+        assert client.get("/v2/health/live").status_code == 200
+        assert client.get("/v2/health/ready").status_code == 503  # no Triton behind it
+        assert client.get("/nothing/here").json()["error"].startswith("no such endpoint")
+        state.draining = True
+        assert client.post("/ocr", headers={"authorization": "Bearer t0ken"}).status_code == 503

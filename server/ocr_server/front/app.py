@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import ssl
@@ -45,6 +46,7 @@ class FrontOptions:
     request_log: bool = True
     log_rate: float = 100.0
     max_request_bytes: int = Limits.max_request_bytes
+    routers: tuple[str, ...] = ()  # "module:attribute" of extra FastAPI APIRouters (e.g. the documents endpoint)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -65,6 +67,15 @@ def read_token(path: Path) -> str:
     return token
 
 
+def load_router(spec: str) -> APIRouter:
+    """The APIRouter named by "package.module:attribute"."""
+    module, _, attribute = spec.partition(":")
+    router = getattr(importlib.import_module(module), attribute or "router")
+    if not isinstance(router, APIRouter):
+        raise SystemExit(f"--router {spec}: {type(router).__name__} is not a FastAPI APIRouter")
+    return router
+
+
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -77,7 +88,7 @@ async def serve(opts: FrontOptions, routers: Sequence[APIRouter] = ()) -> int:
     if opts.tls_cert and opts.tls_key:
         credentials = grpc.ssl_server_credentials([(opts.tls_key.read_bytes(), opts.tls_cert.read_bytes())])
     grpc_server, channel = build_grpc_server(state, _address(opts.host, opts.grpc_port), credentials)
-    app = create_app(state, routers)
+    app = create_app(state, [*routers, *(load_router(spec) for spec in opts.routers)])
     config = uvicorn.Config(app, host=opts.host, port=opts.http_port, lifespan="off", access_log=False,
                             log_level="warning", timeout_graceful_shutdown=5,
                             ssl_certfile=str(opts.tls_cert) if credentials else None,
@@ -125,12 +136,14 @@ def parse_args(argv: Sequence[str] | None = None) -> FrontOptions:
     ap.add_argument("--no-request-log", action="store_true", help="no JSON line per request on stderr")
     ap.add_argument("--log-rate", type=float, default=100.0, help="request log lines per second at most")
     ap.add_argument("--max-request-bytes", type=int, default=Limits.max_request_bytes)
+    ap.add_argument("--router", action="append", default=[], metavar="MODULE:ATTR",
+                    help="mount this FastAPI APIRouter too (behind the token and the drain); repeatable")
     args = ap.parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         ap.error("--tls-cert and --tls-key go together")
     return FrontOptions(Upstream(args.upstream_grpc, args.upstream_http), args.host, args.http_port, args.grpc_port,
                         args.grace_period, args.auth_token_file, args.tls_cert, args.tls_key,
-                        not args.no_request_log, args.log_rate, args.max_request_bytes)
+                        not args.no_request_log, args.log_rate, args.max_request_bytes, tuple(args.router))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
