@@ -6,7 +6,8 @@ concurrency 1, sends each dev image through the front and straight to Triton's l
 alternating order (front first on even rounds), over gRPC and HTTP with the client library, and
 reports the medians and the median of the per-image differences. A second series does the same with a
 tiny one-line image (--tiny-rounds requests), whose short service time resolves the hop's own cost.
-Results go to stdout as JSON.
+Last, the CPU time the front process spends per dev-image request (from /proc, so CPU contention from
+other processes does not inflate it). Results go to stdout as JSON.
 
     .venv/bin/python scripts/bench_front.py [--images DIR] [--max-images N] [--rounds R]
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -36,6 +38,27 @@ def tiny_image() -> bytes:
     img = np.full((64, 256, 3), 255, np.uint8)
     cv2.putText(img, "OK 42", (20, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2, cv2.LINE_AA)
     return bytes(cv2.imencode(".png", img)[1])
+
+
+def front_pid(launcher: int) -> int:
+    """The front process the launcher started."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if b"ocr_server.front" in args and int(stat[stat.rindex(")") + 2:].split()[1]) == launcher:
+                return int(entry.name)
+    raise RuntimeError("no front process under the launcher")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,12 +101,19 @@ def main(argv: list[str] | None = None) -> int:
                             times[(name, path, protocol)].append(ms)
                         continue
                     failed += 1
+            cpu_ms = {}
+            front = front_pid(server.proc.pid)
+            for protocol in ("grpc", "http"):
+                before = cpu_seconds(front)
+                for blob in blobs:
+                    clients[("front", protocol)].ocr(blob)
+                cpu_ms[protocol] = round((cpu_seconds(front) - before) * 1000 / len(blobs), 2)
             for client in clients.values():
                 client.close()
         finally:
             stop_fronted(server)
     report: dict[str, object] = {"images": len(blobs), "rounds": args.rounds, "concurrency": 1,
-                                 "failed_pairs": failed}
+                                 "failed_pairs": failed, "front_cpu_ms_per_request": cpu_ms}
     for name, protocol in [(n, p) for n in ("dev", "tiny") for p in ("grpc", "http")]:
         front, direct = times[(name, "front", protocol)], times[(name, "direct", protocol)]
         report[f"{name}_{protocol}"] = {"median_front_ms": round(statistics.median(front), 2),
