@@ -102,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     failed += 1
             cpu_ms = {}
-            front = front_pid(server.proc.pid)
+            front_process = front_pid(server.proc.pid)
             for protocol in ("grpc", "http"):
-                before = cpu_seconds(front)
+                before = cpu_seconds(front_process)
                 for blob in blobs:
                     clients[("front", protocol)].ocr(blob)
-                cpu_ms[protocol] = round((cpu_seconds(front) - before) * 1000 / len(blobs), 2)
+                cpu_ms[protocol] = round((cpu_seconds(front_process) - before) * 1000 / len(blobs), 2)
             for client in clients.values():
                 client.close()
         finally:
