@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from ocr_server.local_server import start_fronted, stop_fronted
 from ocr_server.paths import REPO_ROOT
@@ -28,6 +29,9 @@ from ocr_server.paths import REPO_ROOT
 from ocr_client import OcrClient, OcrError
 
 SHARED = REPO_ROOT.parent / "shared"
+
+
+TINY_PARAMS: dict[str, Any] = {"limit_type": "max", "limit_side_len": 256}  # as the watchdog's probe: no upscaling
 
 
 def tiny_image() -> bytes:
@@ -67,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-images", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3, help="passes over the images")
     ap.add_argument("--tiny-rounds", type=int, default=100, help="requests of the tiny image per path")
+    ap.add_argument("--cpu-requests", type=int, default=30, help="dev-image requests per protocol for the CPU time")
     args = ap.parse_args(argv)
     blobs = [p.read_bytes() for p in sorted(args.images.glob("*.jpg"))[:args.max_images]]
     if not blobs:
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                     for path in ("front", "direct") if r % 2 == 0 else ("direct", "front"):
                         t0 = time.perf_counter()
                         try:
-                            clients[(path, protocol)].ocr(blob)
+                            clients[(path, protocol)].ocr(blob, **TINY_PARAMS if name == "tiny" else {})
                         except OcrError as exc:  # a pair with a failure is left out, and counted
                             print(f"{name} {path} {protocol}: {exc}", file=sys.stderr)
                             break
@@ -105,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             front_process = front_pid(server.proc.pid)
             for protocol in ("grpc", "http"):
                 before = cpu_seconds(front_process)
-                for blob in blobs:
-                    clients[("front", protocol)].ocr(blob)
-                cpu_ms[protocol] = round((cpu_seconds(front_process) - before) * 1000 / len(blobs), 2)
+                for i in range(args.cpu_requests):
+                    clients[("front", protocol)].ocr(blobs[i % len(blobs)])
+                cpu_ms[protocol] = round((cpu_seconds(front_process) - before) * 1000 / args.cpu_requests, 2)
             for client in clients.values():
                 client.close()
         finally:
