@@ -3,7 +3,7 @@
 # on this GPU with scripts/build_engines.sh (arguments are passed through; --model-set defaults to
 # $OCR_MODEL_SET). Engines land in build/engines (mount it; docker/docker-compose.yml does).
 set -euo pipefail
-cd "${OCR_HOME:-/opt/ocr}"
+cd "${OCR_ROOT:-/opt/ocr}"
 SET="${OCR_MODEL_SET:-v4}"
 ARGS=("$@")
 for ((i = 0; i < ${#ARGS[@]}; i++)); do

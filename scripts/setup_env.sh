@@ -2,7 +2,8 @@
 # Create/refresh the project venv (idempotent). Sourced by serve.sh and test.sh.
 #   VENV=path   venv location (default: <repo>/.venv)
 #   PYTHON=...  interpreter to build it from (default: python3; 3.10-3.13, the Triton stub must match)
-#   $1 = "test" also installs the test dependencies.
+#   $1 = "test" also installs the test dependencies, kubectl (apt) and the linters' venv
+#   TOOLS_VENV=path  the linters' venv (default: <repo>/.venv-tools; requirements/tools.txt)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
@@ -55,6 +56,30 @@ if [ "$MODE" = "test" ]; then
     else
       echo "setup: WARNING: prometheus not installed (needs root + apt-get); tests/integration/test_prometheus.py will skip" >&2
     fi
+  fi
+  # kubectl (Debian package) renders docker/k8s in tests/unit/test_k8s.py; never fatal: the test skips
+  if ! command -v kubectl >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "setup: installing kubectl (apt-get) for the Kubernetes manifest tests" >&2
+      { apt-get update -qq && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubectl \
+          || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client; }; } \
+          >"$VENV/.apt-kubectl.log" 2>&1 \
+        || echo "setup: WARNING: could not install kubectl (see $VENV/.apt-kubectl.log); tests/unit/test_k8s.py will skip" >&2
+    else
+      echo "setup: WARNING: kubectl not installed (needs root + apt-get); tests/unit/test_k8s.py will skip" >&2
+    fi
+  fi
+  # checkov lints docker/ and docker/k8s; its own venv (its pins clash with pytest's), TOOLS_VENV
+  TOOLS_VENV="${TOOLS_VENV:-$ROOT/.venv-tools}"
+  tools_want="$(stamp_of "$ROOT/requirements/tools.txt")"
+  if [ "$(cat "$TOOLS_VENV/.stamp-tools" 2>/dev/null || true)" != "$tools_want" ]; then
+    echo "setup: installing the linters (requirements/tools.txt) into $TOOLS_VENV" >&2
+    [ -x "$TOOLS_VENV/bin/python" ] || "$PYTHON" -m venv "$TOOLS_VENV"
+    if ! "$TOOLS_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements/tools.txt" \
+        >"$TOOLS_VENV/.pip-tools.log" 2>&1; then
+      grep -v "^WARNING: Location" "$TOOLS_VENV/.pip-tools.log" >&2; echo "setup: pip install of the linters failed" >&2; exit 1
+    fi
+    echo "$tools_want" > "$TOOLS_VENV/.stamp-tools"
   fi
 fi
 "$PY" -c 'import ppocr_steps, ocr_client, ocr_server, numpy, cv2, onnxruntime, tritonclient.grpc' \

@@ -9,6 +9,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
+export TOOLS_VENV="${TOOLS_VENV:-$ROOT/.venv-tools}"  # checkov, found there by the tests
 VENV="$VENV" bash "$ROOT/scripts/setup_env.sh" test
 cd "$ROOT"
 export PYTHONDONTWRITEBYTECODE=1

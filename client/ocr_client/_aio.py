@@ -9,12 +9,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._client import DEFAULT_MAX_MESSAGE_BYTES, _Base, _kw
+from ._endpoints import UrlArg
 from ._errors import OcrError, OcrTimeoutError, OcrUnavailableError, map_error
 from ._images import ImageInput
 from ._params import OcrParams
 from ._results import OcrResult, results_from_outputs
 from ._retry import retry_async
-from ._triton import grpc_channel_args, protocol_module, read_outputs
+from ._triton import protocol_module, read_outputs
 
 __all__ = ["AsyncOcrClient"]
 
@@ -42,13 +43,13 @@ class AsyncOcrClient(_Base):
     Use ``async with AsyncOcrClient(...) as c:`` or ``await c.close()``.
     """
 
-    def __init__(self, url: str | None = None, protocol: str = "grpc", model_name: str = "ocr",
+    def __init__(self, url: UrlArg = None, protocol: str = "grpc", model_name: str = "ocr",
                  timeout: float = 30.0, retries: int = 3,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *, auth_token: str | None = None,
                  ssl: bool = False, root_certificates: str | None = None) -> None:
         super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes, auth_token, ssl,
                          root_certificates)
-        self._client: Any = None
+        self._clients: dict[str, Any] = {}  # gRPC: one balancing channel; HTTP: one per endpoint
         self._closed = False
 
     async def __aenter__(self) -> AsyncOcrClient:
@@ -59,87 +60,87 @@ class AsyncOcrClient(_Base):
         await self.close()
 
     async def close(self) -> None:
-        """Close the connection; the client cannot be used afterwards."""
+        """Close the connections; the client cannot be used afterwards."""
         self._closed = True
-        client, self._client = self._client, None
-        if client is not None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
             await client.close()
 
-    def _triton(self) -> Any:
+    def _triton(self, address: str) -> Any:
         if self._closed:
             raise RuntimeError("AsyncOcrClient is closed")
-        if self._client is None:
+        client = self._clients.get(address)
+        if client is None:
             mod = protocol_module(self.protocol, aio=True)
             if self.protocol == "grpc":
-                self._client = mod.InferenceServerClient(
-                    self.url, channel_args=grpc_channel_args(self.max_message_bytes), **self._tls_kwargs())
+                client = self._grpc_client(mod)
             else:  # deadlines come from asyncio.wait_for, not the session
                 tls: dict[str, Any] = {}
                 if self.ssl:
                     import ssl
 
                     tls = {"ssl": True, "ssl_context": ssl.create_default_context(cafile=self.root_certificates)}
-                self._client = mod.InferenceServerClient(self.url, conn_timeout=None, **tls)
-        return self._client
+                client = mod.InferenceServerClient(address, conn_timeout=None, **tls)
+            self._clients[address] = client
+        return client
 
-    async def ocr(self, image: ImageInput, *, timeout: float | None = None,
-                  limit_side_len: int | None = None, limit_type: str | None = None,
-                  thresh: float | None = None, box_thresh: float | None = None,
-                  unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
-                  text_rec_score_thresh: float | None = None) -> OcrResult:
-        """OCR one image (path, encoded bytes, or OpenCV-style ndarray)."""
-        results = await self.ocr_batch(
-            [image], timeout=timeout, limit_side_len=limit_side_len, limit_type=limit_type,
-            thresh=thresh, box_thresh=box_thresh, unclip_ratio=unclip_ratio,
-            use_textline_orientation=use_textline_orientation,
-            text_rec_score_thresh=text_rec_score_thresh)
+    async def ocr(self, image: ImageInput, params: OcrParams | None = None, *,
+                  timeout: float | None = None, **overrides: Any) -> OcrResult:
+        """OCR one image (path, encoded bytes, or OpenCV-style ndarray); see :meth:`OcrClient.ocr`."""
+        results = await self.ocr_batch([image], params, timeout=timeout, **overrides)
         return results[0]
 
-    async def ocr_batch(self, images: Sequence[ImageInput], *, timeout: float | None = None,
-                        limit_side_len: int | None = None, limit_type: str | None = None,
-                        thresh: float | None = None, box_thresh: float | None = None,
-                        unclip_ratio: float | None = None,
-                        use_textline_orientation: bool | None = None,
-                        text_rec_score_thresh: float | None = None) -> list[OcrResult]:
+    async def ocr_batch(self, images: Sequence[ImageInput], params: OcrParams | None = None, *,
+                        timeout: float | None = None, **overrides: Any) -> list[OcrResult]:
         """OCR several images in one request; one result per image, in order."""
+        params = OcrParams.merged(params, overrides)
         images = list(images)
         if not images:
             return []
-        params = OcrParams(limit_side_len=limit_side_len, limit_type=limit_type, thresh=thresh,
-                           box_thresh=box_thresh, unclip_ratio=unclip_ratio,
-                           use_textline_orientation=use_textline_orientation,
-                           text_rec_score_thresh=text_rec_score_thresh)
         inputs, outputs = self._prepare(images, params)
         total = self._timeout(timeout)
 
         async def attempt(remaining: float) -> list[OcrResult]:
-            client = self._triton()
+            address = self._pick()
             kw: dict[str, Any] = {"client_timeout": remaining} if self.protocol == "grpc" else {}
-            res = await _translate(client.infer(self.model_name, inputs, outputs=outputs,
-                                                headers=self.headers, **kw),
-                                   remaining)
+            try:
+                client = self._triton(address)
+                res = await _translate(client.infer(self.model_name, inputs, outputs=outputs,
+                                                    headers=self.headers, **kw),
+                                       remaining)
+            except OcrError as err:
+                self._record(address, err)
+                raise
+            self._record(address, None)
             return results_from_outputs(read_outputs(res), len(images))
 
         return await retry_async(attempt, retries=self.retries, timeout=total)
 
     async def _probe(self, fn: Callable[[Any, float | None], Awaitable[bool]],
                      timeout: float | None) -> bool:
+        """Whether ``fn`` holds at some endpoint (gRPC: at the endpoint the channel picks)."""
         t = self._timeout(timeout)
-        try:
-            return bool(await _translate(fn(self._triton(), t if self.protocol == "grpc" else None), t))
-        except OcrError as err:
-            log.debug("health probe failed: %s", err)
-            return False
+        for address in self._all():
+            try:
+                if await _translate(fn(self._triton(address), t if self.protocol == "grpc" else None), t):
+                    return True
+            except OcrError as err:
+                log.debug("health probe of %s failed: %s", address or self.url, err)
+        return False
 
     async def is_live(self, *, timeout: float | None = None) -> bool:
-        """Whether the server answers its liveness probe (False when unreachable)."""
-        return await self._probe(lambda c, t: c.is_server_live(**_kw(t)), timeout)
+        """Whether a server answers its liveness probe (False when none is reachable)."""
+        async def live(c: Any, t: float | None) -> bool:
+            return bool(await c.is_server_live(**_kw(t)))
+
+        return await self._probe(live, timeout)
 
     async def is_ready(self, *, timeout: float | None = None) -> bool:
-        """Whether the server and the model are ready (False when unreachable)."""
-        return (await self._probe(lambda c, t: c.is_server_ready(**_kw(t)), timeout)
-                and await self._probe(lambda c, t: c.is_model_ready(self.model_name, **_kw(t)),
-                                      timeout))
+        """Whether a server and its model are ready (False when none is reachable)."""
+        async def ready(c: Any, t: float | None) -> bool:
+            return bool(await c.is_server_ready(**_kw(t)) and await c.is_model_ready(self.model_name, **_kw(t)))
+
+        return await self._probe(ready, timeout)
 
     async def wait_until_ready(self, timeout: float = 60.0, *, interval: float = 0.25) -> None:
         """Poll :meth:`is_ready` until it holds; raise :class:`OcrUnavailableError` after ``timeout``."""

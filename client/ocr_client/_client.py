@@ -1,25 +1,20 @@
 """Synchronous client of the ``ocr`` ensemble."""
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._errors import OcrError, OcrUnavailableError, map_error
+from ._endpoints import EndpointRotation, UrlArg, grpc_target, parse_endpoints
+from ._errors import OcrError, OcrTimeoutError, OcrUnavailableError, map_error
 from ._images import ImageInput, load_image_bytes
 from ._params import OcrParams, build_tensors
 from ._results import OcrResult, results_from_outputs
 from ._retry import retry_sync
-from ._triton import (
-    grpc_channel_args,
-    make_inputs,
-    make_outputs,
-    protocol_module,
-    read_outputs,
-    resolve_url,
-)
+from ._triton import grpc_channel_args, make_inputs, make_outputs, protocol_module, read_outputs
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "OcrClient"]
 
@@ -27,17 +22,19 @@ log = logging.getLogger("ocr_client")
 T = TypeVar("T")
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-_HTTP_CLIENT_CACHE = 4  # HTTP clients kept per distinct per-call timeout
+_HTTP_CLIENT_CACHE = 4  # HTTP clients kept per endpoint, one per distinct per-call timeout
+_GRPC = ""  # the key of the one gRPC channel, which balances over every endpoint itself
 
 
 class _Base:
     """Settings shared by the sync and async clients."""
 
-    def __init__(self, url: str | None, protocol: str, model_name: str, timeout: float,
+    def __init__(self, url: UrlArg, protocol: str, model_name: str, timeout: float,
                  retries: int, max_message_bytes: int, auth_token: str | None = None,
                  ssl: bool = False, root_certificates: str | None = None) -> None:
         self.protocol = protocol
-        self.url = resolve_url(url, protocol)
+        self.endpoints = parse_endpoints(url, protocol)
+        self.url = str(self.endpoints)
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         if retries < 0:
@@ -46,6 +43,7 @@ class _Base:
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.max_message_bytes = int(max_message_bytes)
+        self._rotation = EndpointRotation(self.endpoints.addresses) if protocol == "http" else None
         if auth_token is not None and (not auth_token or any(c.isspace() for c in auth_token)):
             raise ValueError("auth_token must be a non-empty token without whitespace")
         self.headers: dict[str, str] = {"authorization": f"Bearer {auth_token}"} if auth_token else {}
@@ -78,6 +76,28 @@ class _Base:
         data = [load_image_bytes(im) for im in images]
         return make_inputs(build_tensors(data, params), self.protocol), make_outputs(self.protocol)
 
+    def _pick(self) -> str:
+        """The HTTP endpoint for the next attempt (gRPC: the channel's key; it picks per call)."""
+        return self._rotation.pick() if self._rotation is not None else _GRPC
+
+    def _all(self) -> tuple[str, ...]:
+        """Every endpoint a health probe asks (gRPC: the channel)."""
+        return self._rotation.addresses if self._rotation is not None else (_GRPC,)
+
+    def _record(self, address: str, err: OcrError | None) -> None:
+        if self._rotation is None:
+            return
+        if isinstance(err, (OcrUnavailableError, OcrTimeoutError)):  # down, or hung: let the others serve
+            self._rotation.failed(address)
+            log.debug("endpoint %s failed, resting it: %s", address, err.message)
+        elif err is None:
+            self._rotation.succeeded(address)
+
+    def _grpc_client(self, mod: Any) -> Any:
+        return mod.InferenceServerClient(grpc_target(self.endpoints),
+                                         channel_args=grpc_channel_args(self.max_message_bytes),
+                                         **self._tls_kwargs())
+
 
 def _translate(fn: Callable[[], T]) -> T:
     """Run ``fn`` and raise transport errors as :class:`OcrError`."""
@@ -93,21 +113,24 @@ def _translate(fn: Callable[[], T]) -> T:
 class OcrClient(_Base):
     """Blocking client of the Triton ``ocr`` ensemble (gRPC or HTTP).
 
-    ``url`` is ``host:port`` (default ``localhost:8001`` for gRPC, ``:8000`` for
-    HTTP). ``timeout`` (seconds) is the default deadline of every call, retries
-    on UNAVAILABLE included. ``auth_token`` is sent as ``authorization: Bearer <token>``
-    (the public front's ``--auth-token-file``); ``ssl`` turns on TLS, verified against
-    the system's CAs or ``root_certificates`` (a PEM file; implies ``ssl``).
-    Not thread-safe: use one client per thread.
+    ``url`` is ``host:port`` (default ``localhost:8001`` for gRPC, ``:8000`` for HTTP), several
+    endpoints (a list or ``"h1:p1,h2:p2"``), or for gRPC a resolver URI such as
+    ``dns:///name:port``; calls are spread round robin over the endpoints that answer.
+    ``timeout`` (seconds) is the default deadline of every call, retries on UNAVAILABLE
+    (which go to the next endpoint) included. ``auth_token`` is sent as
+    ``authorization: Bearer <token>`` (the public front's ``--auth-token-file``); ``ssl`` turns
+    on TLS, verified against the system's CAs or ``root_certificates`` (a PEM file; implies
+    ``ssl``). Not thread-safe: use one client per thread.
     """
 
-    def __init__(self, url: str | None = None, protocol: str = "grpc", model_name: str = "ocr",
+    def __init__(self, url: UrlArg = None, protocol: str = "grpc", model_name: str = "ocr",
                  timeout: float = 30.0, retries: int = 3,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *, auth_token: str | None = None,
                  ssl: bool = False, root_certificates: str | None = None) -> None:
         super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes, auth_token, ssl,
                          root_certificates)
-        self._clients: dict[float, Any] = {}  # gRPC: one under key 0.0; HTTP: one per timeout
+        # gRPC: one balancing channel under _GRPC; HTTP: one client per (endpoint, timeout)
+        self._clients: dict[tuple[str, float], Any] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -128,86 +151,85 @@ class OcrClient(_Base):
             except Exception:  # closing is best effort
                 log.debug("error closing the triton client", exc_info=True)
 
-    def _triton(self, timeout: float) -> Any:
-        """The tritonclient client to use for a call with ``timeout``."""
+    def _triton(self, timeout: float, address: str) -> Any:
+        """The tritonclient client for a call with ``timeout`` to ``address``."""
         if self._closed:
             raise RuntimeError("OcrClient is closed")
         # geventhttpclient fixes socket timeouts per client: one HTTP client per timeout
-        key = 0.0 if self.protocol == "grpc" else timeout
+        key = (address, 0.0 if self.protocol == "grpc" else timeout)
         client = self._clients.get(key)
         if client is None:
             mod = protocol_module(self.protocol, aio=False)
             if self.protocol == "grpc":
-                client = mod.InferenceServerClient(
-                    self.url, channel_args=grpc_channel_args(self.max_message_bytes), **self._tls_kwargs())
+                client = self._grpc_client(mod)
             else:
-                if len(self._clients) >= _HTTP_CLIENT_CACHE:
+                if len(self._clients) >= _HTTP_CLIENT_CACHE * len(self._all()):
                     oldest = next(iter(self._clients))
                     self._clients.pop(oldest).close()
                 client = mod.InferenceServerClient(
-                    self.url, connection_timeout=timeout, network_timeout=timeout, **self._tls_kwargs())
+                    address, connection_timeout=timeout, network_timeout=timeout, **self._tls_kwargs())
             self._clients[key] = client
         return client
 
     # ------------------------------------------------------------------ inference
-    def ocr(self, image: ImageInput, *, timeout: float | None = None,
-            limit_side_len: int | None = None, limit_type: str | None = None,
-            thresh: float | None = None, box_thresh: float | None = None,
-            unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
-            text_rec_score_thresh: float | None = None) -> OcrResult:
-        """OCR one image (path, encoded bytes, or OpenCV-style ndarray)."""
-        return self.ocr_batch(
-            [image], timeout=timeout, limit_side_len=limit_side_len, limit_type=limit_type,
-            thresh=thresh, box_thresh=box_thresh, unclip_ratio=unclip_ratio,
-            use_textline_orientation=use_textline_orientation,
-            text_rec_score_thresh=text_rec_score_thresh)[0]
+    def ocr(self, image: ImageInput, params: OcrParams | None = None, *, timeout: float | None = None,
+            **overrides: Any) -> OcrResult:
+        """OCR one image (path, encoded bytes, or OpenCV-style ndarray).
 
-    def ocr_batch(self, images: Sequence[ImageInput], *, timeout: float | None = None,
-                  limit_side_len: int | None = None, limit_type: str | None = None,
-                  thresh: float | None = None, box_thresh: float | None = None,
-                  unclip_ratio: float | None = None, use_textline_orientation: bool | None = None,
-                  text_rec_score_thresh: float | None = None) -> list[OcrResult]:
-        """OCR several images in one request; one result per image, in order."""
+        ``params`` and/or keyword ``overrides`` (the :class:`OcrParams` field names) set the
+        per-request knobs; ``timeout`` is this call's deadline in seconds, retries included.
+        """
+        return self.ocr_batch([image], params, timeout=timeout, **overrides)[0]
+
+    def ocr_batch(self, images: Sequence[ImageInput], params: OcrParams | None = None, *,
+                  timeout: float | None = None, **overrides: Any) -> list[OcrResult]:
+        """OCR several images in one request; one result per image, in order (arguments as :meth:`ocr`)."""
+        params = OcrParams.merged(params, overrides)
         images = list(images)
         if not images:
             return []
-        params = OcrParams(limit_side_len=limit_side_len, limit_type=limit_type, thresh=thresh,
-                           box_thresh=box_thresh, unclip_ratio=unclip_ratio,
-                           use_textline_orientation=use_textline_orientation,
-                           text_rec_score_thresh=text_rec_score_thresh)
         inputs, outputs = self._prepare(images, params)
         total = self._timeout(timeout)
 
         def attempt(remaining: float) -> list[OcrResult]:
-            client = self._triton(total)
-            if self.protocol == "grpc":
-                res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs,
-                                                      client_timeout=remaining, headers=self.headers))
-            else:
-                res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs,
-                                                      headers=self.headers))
+            address = self._pick()
+            try:
+                client = self._triton(total, address)
+                if self.protocol == "grpc":
+                    res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs,
+                                                          client_timeout=remaining, headers=self.headers))
+                else:
+                    res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs,
+                                                          headers=self.headers))
+            except OcrError as err:
+                self._record(address, err)
+                raise
+            self._record(address, None)
             return results_from_outputs(read_outputs(res), len(images))
 
         return retry_sync(attempt, retries=self.retries, timeout=total)
 
     # ------------------------------------------------------------------ health
     def _probe(self, fn: Callable[[Any, float | None], bool], timeout: float | None) -> bool:
+        """Whether ``fn`` holds at some endpoint (gRPC: at the endpoint the channel picks)."""
         t = self._timeout(timeout)
-        client = self._triton(t)
-        try:
-            return bool(_translate(lambda: fn(client, t if self.protocol == "grpc" else None)))
-        except OcrError as err:
-            log.debug("health probe failed: %s", err)
-            return False
+        for address in self._all():
+            try:
+                client = self._triton(t, address)
+                if _translate(functools.partial(fn, client, t if self.protocol == "grpc" else None)):
+                    return True
+            except OcrError as err:
+                log.debug("health probe of %s failed: %s", address or self.url, err)
+        return False
 
     def is_live(self, *, timeout: float | None = None) -> bool:
-        """Whether the server answers its liveness probe (False when unreachable)."""
-        return self._probe(lambda c, t: c.is_server_live(**_kw(t)), timeout)
+        """Whether a server answers its liveness probe (False when none is reachable)."""
+        return self._probe(lambda c, t: bool(c.is_server_live(**_kw(t))), timeout)
 
     def is_ready(self, *, timeout: float | None = None) -> bool:
-        """Whether the server and the model are ready (False when unreachable)."""
-        return (self._probe(lambda c, t: c.is_server_ready(**_kw(t)), timeout)
-                and self._probe(lambda c, t: c.is_model_ready(self.model_name, **_kw(t)), timeout))
+        """Whether a server and its model are ready (False when none is reachable)."""
+        return self._probe(lambda c, t: bool(c.is_server_ready(**_kw(t))
+                                             and c.is_model_ready(self.model_name, **_kw(t))), timeout)
 
     def wait_until_ready(self, timeout: float = 60.0, *, interval: float = 0.25) -> None:
         """Poll :meth:`is_ready` until it holds; raise :class:`OcrUnavailableError` after ``timeout``."""

@@ -5,13 +5,14 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._client import OcrClient
 from ._errors import OcrError, OcrUnavailableError
 from ._images import load_image_bytes
+from ._params import OcrParams
 from ._results import OcrResult
 
 __all__ = ["Job", "Outcome", "Reorder", "run_jobs"]
@@ -40,12 +41,12 @@ class Outcome:
         return self.error is None
 
 
-def process(client: OcrClient, job: Job, ocr_kwargs: Mapping[str, Any]) -> Outcome:
+def process(client: OcrClient, job: Job, params: OcrParams) -> Outcome:
     """OCR one file (and draw it when ``job.vis_path`` is set)."""
     start = time.perf_counter()
     try:
         data = load_image_bytes(job.path)
-        result = client.ocr(data, **ocr_kwargs)
+        result = client.ocr(data, params)
     except OcrError as err:
         return Outcome(job.index, job.path, error=err, seconds=time.perf_counter() - start)
     vis_error = None
@@ -64,7 +65,7 @@ _DONE = object()
 
 
 def _worker(jobs: queue.Queue[Job | None], results: queue.Queue[Any],
-            make_client: Callable[[], OcrClient], ocr_kwargs: Mapping[str, Any],
+            make_client: Callable[[], OcrClient], params: OcrParams,
             stop: threading.Event, abort_on_unavailable: bool) -> None:
     client = None
     try:
@@ -74,7 +75,7 @@ def _worker(jobs: queue.Queue[Job | None], results: queue.Queue[Any],
             if job is None:
                 break
             try:
-                outcome = process(client, job, ocr_kwargs)
+                outcome = process(client, job, params)
             except Exception as exc:  # a bug: report it against the file, keep going
                 log.debug("unexpected error on %s", job.path, exc_info=True)
                 err = OcrError(f"unexpected {type(exc).__name__}: {exc}")
@@ -89,7 +90,7 @@ def _worker(jobs: queue.Queue[Job | None], results: queue.Queue[Any],
 
 
 def run_jobs(jobs: Sequence[Job], make_client: Callable[[], OcrClient],
-             ocr_kwargs: Mapping[str, Any], concurrency: int = 1,
+             params: OcrParams, concurrency: int = 1,
              abort_on_unavailable: bool = True) -> Iterator[Outcome]:
     """Yield an :class:`Outcome` per job as they complete (completion order).
 
@@ -106,7 +107,7 @@ def run_jobs(jobs: Sequence[Job], make_client: Callable[[], OcrClient],
         job_q.put(None)
     results: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
-    args = (job_q, results, make_client, ocr_kwargs, stop, abort_on_unavailable)
+    args = (job_q, results, make_client, params, stop, abort_on_unavailable)
     threads = [threading.Thread(target=_worker, args=args, name=f"ocr-worker-{i}", daemon=True)
                for i in range(n)]
     for t in threads:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from numpy.typing import NDArray
 
+from ._endpoints import DEFAULT_PORTS, PROTOCOLS, RECONNECT_BACKOFF_S, UrlArg, parse_endpoints
 from ._params import Tensor
 from ._results import OUTPUT_NAMES
 
@@ -22,21 +24,14 @@ __all__ = [
     "resolve_url",
 ]
 
-PROTOCOLS = ("grpc", "http")
-DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 INT32_MAX = 2**31 - 1
+# round_robin spreads calls over every address of the target and skips those not connected
+_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 
-def resolve_url(url: str | None, protocol: str) -> str:
-    """``host:port`` for ``protocol``; None gives ``localhost:<default port>``."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if url is None:
-        return f"localhost:{DEFAULT_PORTS[protocol]}"
-    if "://" in url:
-        raise ValueError(f"url must be HOST:PORT without a scheme, got {url!r} "
-                         f"(e.g. 'localhost:{DEFAULT_PORTS[protocol]}')")
-    return url
+def resolve_url(url: UrlArg, protocol: str) -> str:
+    """The endpoints of ``url`` as one display string (see :func:`parse_endpoints`)."""
+    return str(parse_endpoints(url, protocol))
 
 
 def protocol_module(protocol: str, aio: bool) -> Any:
@@ -45,9 +40,10 @@ def protocol_module(protocol: str, aio: bool) -> Any:
     return importlib.import_module(name)
 
 
-def grpc_channel_args(max_message_bytes: int) -> list[tuple[str, int]]:
-    """tritonclient's default channel options with our message size limit."""
+def grpc_channel_args(max_message_bytes: int) -> list[tuple[str, int | str]]:
+    """tritonclient's default channel options with our message size limit, balancing and reconnects."""
     size = min(int(max_message_bytes), INT32_MAX)
+    first, longest = RECONNECT_BACKOFF_S
     return [
         ("grpc.max_send_message_length", size),
         ("grpc.max_receive_message_length", size),
@@ -55,6 +51,11 @@ def grpc_channel_args(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 20000),
         ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.max_pings_without_data", 2),
+        ("grpc.service_config", _SERVICE_CONFIG),
+        ("grpc.service_config_disable_resolution", 1),
+        ("grpc.initial_reconnect_backoff_ms", int(first * 1000)),
+        ("grpc.min_reconnect_backoff_ms", int(first * 1000)),
+        ("grpc.max_reconnect_backoff_ms", int(longest * 1000)),
     ]
 
 

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ._client import OcrClient
+from ._endpoints import DEFAULT_PORTS, PROTOCOLS, parse_endpoints
 from ._errors import OcrError, OcrInvalidInputError
 from ._files import IMAGE_EXTENSIONS, expand_paths, vis_names
-from ._params import LIMIT_TYPES, OcrParams
+from ._params import OcrParams, param_specs
 from ._results import OcrResult
 from ._runner import Job, Outcome, Reorder, run_jobs
-from ._triton import DEFAULT_PORTS, PROTOCOLS, resolve_url
+from ._triton import resolve_url
 
 __all__ = ["build_parser", "main", "prediction_record"]
 
@@ -28,12 +29,23 @@ log = logging.getLogger("ocr_client.cli")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class _JoinUrls(argparse.Action):
+    """A repeated ``--url`` adds endpoints: ``--url a:1 --url b:2`` is ``--url a:1,b:2``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        previous = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, values if previous is None else f"{previous},{values}")
+
+
 def _connection_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("server")
-    g.add_argument("--url", metavar="HOST:PORT",
+    g.add_argument("--url", metavar="HOST:PORT", action=_JoinUrls,
                    help=f"server address (default localhost:{DEFAULT_PORTS['grpc']} for grpc, "
-                        f"localhost:{DEFAULT_PORTS['http']} for http)")
+                        f"localhost:{DEFAULT_PORTS['http']} for http); repeat it or separate with commas "
+                        "to spread requests over several servers; gRPC also takes a resolver URI such as "
+                        "dns:///NAME:PORT (every address of NAME)")
     g.add_argument("--protocol", choices=PROTOCOLS, default="grpc", help="default: %(default)s")
     g.add_argument("--model-name", default="ocr", help="ensemble name (default: %(default)s)")
     g.add_argument("--timeout", type=float, default=30.0, metavar="S",
@@ -75,18 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     infer.add_argument("--concurrency", type=int, default=1, metavar="N",
                        help="parallel requests, one client per worker (default: %(default)s)")
-    knobs = infer.add_argument_group("OCR parameters (default: the server's)")
-    knobs.add_argument("--limit-side-len", type=int, metavar="N",
-                       help="detection resize target for the image side chosen by --limit-type")
-    knobs.add_argument("--limit-type", choices=LIMIT_TYPES,
-                       help="min: shortest side >= N; max: longest side <= N")
-    knobs.add_argument("--thresh", type=float, metavar="F", help="DB binarisation threshold")
-    knobs.add_argument("--box-thresh", type=float, metavar="F", help="DB box score threshold")
-    knobs.add_argument("--unclip-ratio", type=float, metavar="F", help="DB box expansion")
-    knobs.add_argument("--use-textline-orientation", action=argparse.BooleanOptionalAction,
-                       default=None, help="0/180 degree text line classifier")
-    knobs.add_argument("--text-rec-score-thresh", type=float, metavar="F",
-                       help="drop lines recognised with a lower score")
+    _add_param_options(infer.add_argument_group("OCR parameters (default: the server's)"))
 
     health = sub.add_parser(
         "health", parents=[conn], help="check that the server and the model are ready",
@@ -97,11 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_param_options(group: argparse._ArgumentGroup) -> None:
+    """One ``--flag`` per :class:`OcrParams` field, typed and documented by its spec."""
+    for p in param_specs():
+        flag = "--" + p.name.replace("_", "-")
+        kind = p.spec.datatype
+        if kind == "BOOL":
+            group.add_argument(flag, dest=p.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=p.spec.help)
+        elif p.spec.choices is not None:
+            group.add_argument(flag, dest=p.name, choices=p.spec.choices, help=p.spec.help)
+        else:
+            group.add_argument(flag, dest=p.name, type=int if kind == "INT32" else float if kind == "FP32" else str,
+                               metavar=p.spec.metavar, help=p.spec.help)
+
+
 def _params_from_args(args: argparse.Namespace) -> OcrParams:
-    return OcrParams(limit_side_len=args.limit_side_len, limit_type=args.limit_type,
-                     thresh=args.thresh, box_thresh=args.box_thresh, unclip_ratio=args.unclip_ratio,
-                     use_textline_orientation=args.use_textline_orientation,
-                     text_rec_score_thresh=args.text_rec_score_thresh)
+    return OcrParams(**{p.name: getattr(args, p.name) for p in param_specs()})
 
 
 def prediction_record(image: str, result: OcrResult) -> dict[str, Any]:
@@ -173,7 +186,7 @@ def _cmd_infer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                 _print_summary(o, sys.stdout)
 
     try:
-        for outcome in run_jobs(jobs, lambda: _make_client(args), params.as_kwargs(),
+        for outcome in run_jobs(jobs, lambda: _make_client(args), params,
                                 concurrency=args.concurrency):
             done += 1
             if outcome.error is not None:
@@ -230,8 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--timeout must be > 0")
         if args.retries < 0:
             parser.error("--retries must be >= 0")
-        if args.url is not None and "://" in args.url:
-            parser.error(f"--url takes HOST:PORT without a scheme, got {args.url!r}")
+        try:
+            parse_endpoints(args.url, args.protocol)
+        except ValueError as err:
+            parser.error(f"--url: {err}")
         if args.command == "infer":
             return _cmd_infer(args, parser)
         return _cmd_health(args)

@@ -3,7 +3,8 @@
 Requests that arrive together (dynamic batching) and share a shape are run as one batch. The
 config's input/output names are the graph's (checked at load). The time inside onnxruntime is
 exported as ocr_network_compute_seconds_total{model=...}: Triton's compute_infer of this model also
-counts the stub round trip, which is not network compute (scripts/bench.py uses this counter).
+counts the stub round trip, which is not network compute (scripts/bench.py uses this counter). The
+rows of the watchdog's probe requests are left out of it (a batch's time is split by rows).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 import numpy as np
 
 from ppocr_steps import metrics as m
+from ppocr_steps.batching import run_grouped
 from ppocr_steps.onnx_runtime import OrtModel
 from ppocr_steps import triton_adapter as ta
 
@@ -33,35 +35,23 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         arrays = []
+        probes = [ta.is_probe(request) for request in requests]
         for request in requests:
             try:
                 arrays.append(ta.input_array(request, self.input_name))
             except Exception as exc:  # noqa: BLE001
                 arrays.append(exc)
-        groups: dict[tuple, list[int]] = {}
-        for i, a in enumerate(arrays):
-            if isinstance(a, np.ndarray):
-                groups.setdefault((a.shape[1:], a.dtype.str), []).append(i)
-        outputs: dict[int, list[np.ndarray] | BaseException] = {}
-        for members in groups.values():
-            try:
-                batch = np.concatenate([arrays[i] for i in members]) if len(members) > 1 else arrays[members[0]]
-                t0 = time.perf_counter()
-                results = self.model.run(batch)
-                self.metrics.network_compute(self.model_name, time.perf_counter() - t0)
-                start = 0
-                for i in members:
-                    n = len(arrays[i])
-                    outputs[i] = [r[start:start + n] for r in results]
-                    start += n
-            except Exception as exc:  # noqa: BLE001
-                for i in members:
-                    outputs[i] = exc
-        responses = []
-        for i, a in enumerate(arrays):
-            out = a if isinstance(a, BaseException) else outputs[i]
-            if isinstance(out, BaseException):
-                responses.append(ta.error_response(out))
-            else:
-                responses.append(ta.make_response(dict(zip(self.output_names, out))))
-        return responses
+        def run(batch: np.ndarray, members: list[int]) -> list[np.ndarray]:
+            return self._run(batch, sum(len(arrays[i]) for i in members if not probes[i]))
+
+        outcomes = run_grouped(arrays, run)
+        return [ta.error_response(out) if isinstance(out, BaseException)
+                else ta.make_response(dict(zip(self.output_names, out, strict=True))) for out in outcomes]
+
+    def _run(self, batch: np.ndarray, counted_rows: int) -> list[np.ndarray]:
+        """Run one batch; only the rows of non-probe requests count as network compute."""
+        t0 = time.perf_counter()
+        results = self.model.run(batch)
+        if counted_rows:
+            self.metrics.network_compute(self.model_name, (time.perf_counter() - t0) * counted_rows / len(batch))
+        return results

@@ -15,7 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ppocr_steps.settings import PipelineSettings
+from ppocr_steps.settings import PreprocessSettings
 
 __all__ = ["ImageInfo", "prepare_source", "det_resize_shape", "det_input_size", "build_det_batch",
            "IMAGE_INFO_COLUMNS"]
@@ -65,7 +65,7 @@ def _resize_whole(img: np.ndarray, ratio: float) -> np.ndarray:
     return cv2.resize(img, (new_w, new_h))
 
 
-def prepare_source(img: np.ndarray, s: PipelineSettings) -> tuple[np.ndarray, ImageInfo]:
+def prepare_source(img: np.ndarray, s: PreprocessSettings) -> tuple[np.ndarray, ImageInfo]:
     """Shrink huge / enlarge tiny images and letterbox very flat ones (RapidOCR 1.4.4 semantics)."""
     orig_h, orig_w = img.shape[:2]
     src = img
@@ -97,7 +97,7 @@ def det_resize_shape(h: int, w: int, limit_side_len: int, limit_type: str) -> tu
     return _round32(int(h * ratio)), _round32(int(w * ratio))
 
 
-def det_input_size(h: int, w: int, limit_side_len: int, limit_type: str, s: PipelineSettings) -> tuple[int, int]:
+def det_input_size(h: int, w: int, limit_side_len: int, limit_type: str, s: PreprocessSettings) -> tuple[int, int]:
     """(H, W) the detector gets for an h x w source image: det_resize_shape, capped at
     2 * max_side_limit so that even limit_type=min on a thin image stays bounded."""
     dh, dw = det_resize_shape(h, w, limit_side_len, limit_type)
@@ -108,7 +108,7 @@ def det_input_size(h: int, w: int, limit_side_len: int, limit_type: str, s: Pipe
 
 
 def build_det_batch(sources: list[np.ndarray], infos: list[ImageInfo], limit_side_len: int, limit_type: str,
-                    s: PipelineSettings) -> tuple[np.ndarray, list[ImageInfo]]:
+                    s: PreprocessSettings) -> tuple[np.ndarray, list[ImageInfo]]:
     """Resize each source image and stack them as UINT8 [N,H,W,3], zero (black) padded to the largest.
 
     Black is also what letterboxing pads with; the padding lies outside every image's valid region

@@ -19,18 +19,24 @@ references per label set), each recording only what it sees:
   rec_pipeline   : ocr_lines_total, ocr_characters_total, ocr_empty_results_total,
                    ocr_cls_flips_total, stage crop / cls / rec / ctc, rejected inputs
   det_model, cls_model, rec_model (CPU target, onnxruntime stubs): ocr_network_compute_seconds_total
+
+The watchdog's probe requests carry the request parameter `ocr_probe` (PROBE_PARAMETER): the steps
+handle them `with muted():`, so they never count in these metrics (Triton's own `nv_*` counters do
+count them).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 __all__ = ["MetricSpec", "IMAGES", "LINES", "CHARACTERS", "BOXES_PER_IMAGE", "STAGE_LATENCY", "EMPTY_RESULTS",
            "CLS_FLIPS", "REJECTED_INPUTS", "NETWORK_COMPUTE", "ALL_METRICS", "METRIC_NAMES", "STAGES", "REJECT_REASONS",
-           "BOXES_BUCKETS", "LATENCY_BUCKETS", "exported_series", "OcrMetrics"]
+           "BOXES_BUCKETS", "LATENCY_BUCKETS", "exported_series", "OcrMetrics", "PROBE_PARAMETER", "muted",
+           "is_muted"]
 
 log = logging.getLogger("ppocr_steps")
 
@@ -84,6 +90,28 @@ NETWORK_COMPUTE = MetricSpec("ocr_network_compute_seconds_total", "counter",
 ALL_METRICS = (IMAGES, LINES, CHARACTERS, BOXES_PER_IMAGE, STAGE_LATENCY, EMPTY_RESULTS, CLS_FLIPS, REJECTED_INPUTS,
                NETWORK_COMPUTE)
 METRIC_NAMES = frozenset(m.name for m in ALL_METRICS)
+
+
+# Request parameter of the watchdog's probe requests (forwarded by the ensemble to every step and by
+# rec_pipeline to its BLS calls); its requests are left out of every ocr_* metric.
+PROBE_PARAMETER = "ocr_probe"
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def muted() -> Iterator[None]:
+    """Metric updates made by this thread inside the block are dropped (a probe request is served)."""
+    previous = getattr(_local, "muted", False)
+    _local.muted = True
+    try:
+        yield
+    finally:
+        _local.muted = previous
+
+
+def is_muted() -> bool:
+    return bool(getattr(_local, "muted", False))
 
 
 def exported_series() -> frozenset[str]:
@@ -170,6 +198,8 @@ class OcrMetrics:
         self._update("observe", spec, value, labels)
 
     def _update(self, op: str, spec: MetricSpec, value: float, labels: Mapping[str, str] | None) -> None:
+        if is_muted():
+            return
         key = tuple(sorted((labels or {}).items()))
         if self._deferred_s <= 0:
             self._apply(op, spec, key, float(value))

@@ -37,10 +37,14 @@ class OrtModel:
 
     @classmethod
     def from_parameters(cls, version_dir: str, params: Mapping[str, str]) -> "OrtModel":
-        """The session a CPU runtime model's config.pbtxt `parameters` describe: `onnx_file` (in the
-        model's version directory), `intra_op_threads` (default 0) and `allow_spinning` (default false)."""
-        return cls(os.path.join(version_dir, params["onnx_file"]), int(params.get("intra_op_threads", "0")),
-                   allow_spinning=params.get("allow_spinning", "false").lower() == "true")
+        """The session a CPU runtime model's config.pbtxt `parameters` describe (all required, config.pbtxt
+        being their one source): `onnx_file` (in the model's version directory), `intra_op_threads` and
+        `allow_spinning`."""
+        missing = sorted({"onnx_file", "intra_op_threads", "allow_spinning"} - set(params))
+        if missing:
+            raise ValueError(f"config parameter(s) {', '.join(missing)} missing in the runtime model's config.pbtxt")
+        return cls(os.path.join(version_dir, params["onnx_file"]), int(params["intra_op_threads"]),
+                   allow_spinning=params["allow_spinning"].lower() == "true")
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         return self.session.run(self.output_names, {self.input_name: batch})

@@ -13,15 +13,15 @@ __all__ = ["OcrParams", "PARAM_RANGES", "parse_params", "params_from_json", "par
 
 @dataclass(frozen=True)
 class OcrParams:
-    """What a client may change per request. Server defaults come from config.pbtxt."""
+    """What a client may change per request. The served defaults are det_preprocess's `default_*` parameters."""
 
-    limit_side_len: int = 736
-    limit_type: str = "min"
-    thresh: float = 0.3
-    box_thresh: float = 0.5
-    unclip_ratio: float = 1.6
-    use_textline_orientation: bool = True
-    text_rec_score_thresh: float = 0.5
+    limit_side_len: int
+    limit_type: str
+    thresh: float
+    box_thresh: float
+    unclip_ratio: float
+    use_textline_orientation: bool
+    text_rec_score_thresh: float
 
 
 # name -> (low, high, inclusive-low, inclusive-high) for numbers; allowed set for strings.

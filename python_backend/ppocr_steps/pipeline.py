@@ -19,7 +19,7 @@ from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.image_io import decode_image
 from ppocr_steps.params import OcrParams, parse_params
 from ppocr_steps.recognize import Infer, RecInfer, classify_and_flip, recognize_crops
-from ppocr_steps.settings import PipelineSettings
+from ppocr_steps.settings import PostprocessSettings, PreprocessSettings, RecognitionSettings
 
 __all__ = ["PreprocessOutput", "OcrLines", "preprocess", "postprocess_detection", "recognize"]
 
@@ -83,7 +83,7 @@ def _timed(infer: Callable[[np.ndarray], Any], timings: dict[str, float] | None,
 
 
 def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: OcrParams,
-               s: PipelineSettings, timings: dict[str, float] | None = None) -> PreprocessOutput:
+               s: PreprocessSettings, timings: dict[str, float] | None = None) -> PreprocessOutput:
     """`timings`, when given, receives the seconds spent in stages 'decode' and 'det_preprocess'."""
     if len(blobs) == 0:
         raise InvalidInputError("image_bytes holds no image; send at least one encoded image", "empty")
@@ -116,14 +116,14 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
     return PreprocessOutput(det_input, images, info_arr, params)
 
 
-def db_config(params: OcrParams, s: PipelineSettings) -> DBConfig:
+def db_config(params: OcrParams, s: PostprocessSettings) -> DBConfig:
     return DBConfig(thresh=params.thresh, box_thresh=params.box_thresh, unclip_ratio=params.unclip_ratio,
                     max_candidates=s.max_candidates, use_dilation=s.use_dilation, score_mode=s.score_mode,
                     min_size=s.min_box_size)
 
 
 def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: OcrParams,
-                          s: PipelineSettings, timings: dict[str, float] | None = None
+                          s: PostprocessSettings, timings: dict[str, float] | None = None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """prob_map [N,1,H,W] → boxes [K,4,2] (source pixels), box_scores [K], box_image_index [K].
 
@@ -148,7 +148,7 @@ def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: 
 
 
 def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box_image_index: np.ndarray,
-              params: OcrParams, s: PipelineSettings, labels: Sequence[str], cls_infer: Infer | None,
+              params: OcrParams, s: RecognitionSettings, labels: Sequence[str], cls_infer: Infer | None,
               rec_infer: RecInfer, timings: dict[str, float] | None = None) -> OcrLines:
     """Crops → optional 0/180 flip → recognition → filter by text_rec_score_thresh → original coordinates.
 

@@ -1,85 +1,120 @@
-"""Server-side settings, parsed once from a model's config.pbtxt `parameters`."""
+"""Server-side settings, parsed once from a model's config.pbtxt `parameters`.
+
+The dataclasses carry no defaults: config.pbtxt (plus the model-set manifest and --param, applied at
+assembly) is the one source of every value, and a missing key is an error naming it.
+"""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 from ppocr_steps.params import OcrParams, parse_params
 
-__all__ = ["PipelineSettings", "settings_from_parameters", "defaults_from_parameters"]
+__all__ = ["PreprocessSettings", "PostprocessSettings", "RecognitionSettings", "PipelineSettings",
+           "STEP_SETTINGS", "settings_from_parameters", "defaults_from_parameters",
+           "pipeline_settings_from_parameters"]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class PipelineSettings:
-    """Tunables that are not per request. Names match config.pbtxt `parameters` keys."""
+class PreprocessSettings:
+    """det_preprocess: input limits and source-image preparation (RapidOCR/PaddleX behaviour)."""
 
-    # input limits
-    max_images_per_request: int = 8
-    max_image_bytes: int = 32 * 1024 * 1024
-    max_image_pixels: int = 50_000_000
-    min_image_side: int = 8
-    # source-image preparation (RapidOCR/PaddleX behaviour before detection)
-    max_side_limit: int = 2000
-    min_side_len: int = 30
-    letterbox_min_height: int = 30
-    letterbox_max_wh_ratio: float = 8.0
-    # DB post-processing
-    max_candidates: int = 1000
-    use_dilation: bool = True
-    score_mode: str = "fast"
-    min_box_size: int = 3
-    # classification / recognition
-    cls_thresh: float = 0.9
-    cls_verify_flips: bool = True
-    cls_batch_size: int = 6
-    rec_batch_size: int = 6
-    rec_batch_total_width: int = 0
-    rec_image_height: int = 48
-    rec_min_width: int = 320
-    rec_max_width: int = 3200
-    rec_width_multiple: int = 1
-    max_boxes_per_request: int = 2000
+    max_images_per_request: int
+    max_image_bytes: int
+    max_image_pixels: int
+    min_image_side: int
+    max_side_limit: int
+    min_side_len: int
+    letterbox_min_height: int
+    letterbox_max_wh_ratio: float
 
 
-def _coerce(value: str, like: Any) -> Any:
-    if isinstance(like, bool):
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """det_postprocess: DB post-processing."""
+
+    max_candidates: int
+    use_dilation: bool
+    score_mode: str
+    min_box_size: int
+    max_boxes_per_request: int
+
+
+@dataclass(frozen=True)
+class RecognitionSettings:
+    """rec_pipeline: classification and recognition batching."""
+
+    cls_thresh: float
+    cls_verify_flips: bool
+    cls_batch_size: int
+    rec_batch_size: int
+    rec_batch_total_width: int
+    rec_image_height: int
+    rec_min_width: int
+    rec_max_width: int
+    rec_width_multiple: int
+
+
+@dataclass(frozen=True)
+class PipelineSettings(RecognitionSettings, PostprocessSettings, PreprocessSettings):
+    """Every step's settings, for running the whole pipeline in one process (bench, engine tooling, tests)."""
+
+
+# Which step's config.pbtxt holds which settings (python_backend/models/<step>/config.pbtxt).
+STEP_SETTINGS: dict[str, type] = {"det_preprocess": PreprocessSettings, "det_postprocess": PostprocessSettings,
+                                  "rec_pipeline": RecognitionSettings}
+
+
+def _coerce(key: str, value: str, kind: Any) -> Any:
+    if kind is bool:
         if value.lower() in ("1", "true", "yes", "on"):
             return True
         if value.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"not a boolean: {value!r}")
-    return type(like)(value)
+        raise ValueError(f"config parameter '{key}': not a boolean: {value!r}")
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"config parameter '{key}': not a{'n' if kind is int else ''} {kind.__name__}: "
+                         f"{value!r}") from None
 
 
-def _from_parameters(cls: type[T], params: Mapping[str, str], ignore: set[str]) -> T:
-    defaults = cls()
+def settings_from_parameters(params: Mapping[str, str], cls: type[T], ignore: set[str] | None = None) -> T:
+    """Build `cls` from `{key: string_value}`. Every field is required; unknown keys are an error unless
+    in `ignore` (`default_<name>` per-request defaults are always allowed)."""
+    types = get_type_hints(cls)
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    values = {}
-    for key, raw in params.items():
-        if key in known:
-            values[key] = _coerce(raw, getattr(defaults, key))
-        elif key not in ignore:
-            raise ValueError(f"unknown config parameter '{key}' (known: {', '.join(sorted(known | ignore))})")
-    return cls(**values)
-
-
-def settings_from_parameters(params: Mapping[str, str], ignore: set[str] | None = None) -> PipelineSettings:
-    """Build settings from `{key: string_value}`; unknown keys are an error unless in `ignore`."""
-    ignore = (ignore or set()) | {f"default_{f.name}" for f in fields(OcrParams)}
-    s = _from_parameters(PipelineSettings, params, ignore)
-    if s.score_mode not in ("fast", "slow"):
-        raise ValueError(f"score_mode must be 'fast' or 'slow', got {s.score_mode!r}")
-    return s
+    allowed = (ignore or set()) | {f"default_{f.name}" for f in fields(OcrParams)}
+    unknown = sorted(set(params) - known - allowed)
+    if unknown:
+        raise ValueError(f"unknown config parameter(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    missing = sorted(known - set(params))
+    if missing:
+        raise ValueError(f"config parameter(s) {', '.join(missing)} missing: {cls.__name__} needs them in the "
+                         "model's config.pbtxt `parameters`")
+    settings = cls(**{key: _coerce(key, params[key], types[key]) for key in known})
+    score_mode = getattr(settings, "score_mode", "fast")
+    if score_mode not in ("fast", "slow"):
+        raise ValueError(f"score_mode must be 'fast' or 'slow', got {score_mode!r}")
+    return settings
 
 
 def defaults_from_parameters(params: Mapping[str, str]) -> OcrParams:
-    """Per-request defaults from `default_<name>` keys (validated like a request)."""
-    raw: dict[str, Any] = {}
-    base = OcrParams()
-    for f in fields(OcrParams):
-        key = f"default_{f.name}"
-        if key in params:
-            raw[f.name] = _coerce(params[key], getattr(base, f.name))
-    return parse_params(raw, base)
+    """Per-request defaults from the `default_<name>` keys (every one required; validated like a request)."""
+    types = get_type_hints(OcrParams)
+    missing = [f"default_{f.name}" for f in fields(OcrParams) if f"default_{f.name}" not in params]
+    if missing:
+        raise ValueError(f"config parameter(s) {', '.join(missing)} missing: the per-request defaults go in "
+                         "det_preprocess's config.pbtxt `parameters`")
+    raw = {f.name: _coerce(f"default_{f.name}", params[f"default_{f.name}"], types[f.name])
+           for f in fields(OcrParams)}
+    return parse_params(raw, OcrParams(**raw))
+
+
+def pipeline_settings_from_parameters(params: Mapping[str, str]) -> PipelineSettings:
+    """PipelineSettings from the merged `parameters` of all steps (keys that are not settings are skipped)."""
+    known = {f.name for f in fields(PipelineSettings)}
+    return settings_from_parameters({k: v for k, v in params.items() if k in known}, PipelineSettings)

@@ -8,6 +8,7 @@ it is being reloaded by the watchdog) → UNAVAILABLE, which clients retry; anyt
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -18,15 +19,16 @@ import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
 from ppocr_steps.errors import InvalidInputError
-from ppocr_steps.metrics import OcrMetrics
+from ppocr_steps.metrics import PROBE_PARAMETER, OcrMetrics, muted
 
 __all__ = ["pb_utils", "model_config", "config_parameters", "input_array", "optional_scalar", "output_dtype",
            "make_response", "error_response", "execute_each", "BlsModel", "ModelUnavailableError",
-           "create_metrics", "count_rejections", "log"]
+           "create_metrics", "count_rejections", "is_probe", "log"]
 
 # Substrings of Triton errors that mean "the callee cannot serve right now" (not a bug of the request).
+# "Server not ready" / "Server is stopping": BLS calls made while tritonserver shuts down.
 UNAVAILABLE_MARKERS = ("is not healthy", "is not ready", "has no available versions", "unknown model",
-                       "Stub process", "UNAVAILABLE")
+                       "Stub process", "UNAVAILABLE", "Server not ready", "Server is stopping")
 
 
 class ModelUnavailableError(RuntimeError):
@@ -86,17 +88,27 @@ def error_response(exc: BaseException) -> Any:
         error=pb_utils.TritonError(f"internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
 
 
+def is_probe(request: Any) -> bool:
+    """Whether `request` is the watchdog's probe (request parameter PROBE_PARAMETER): not counted in metrics."""
+    try:
+        return bool(json.loads(request.parameters() or "{}").get(PROBE_PARAMETER))
+    except (AttributeError, ValueError, TypeError):
+        return False
+
+
 def execute_each(requests: list[Any], handle: Callable[[Any], Mapping[str, np.ndarray]],
                  on_error: Callable[[BaseException], None] | None = None) -> list[Any]:
-    """Serve each request independently: one bad request never fails the others."""
+    """Serve each request independently: one bad request never fails the others. A probe request's
+    metric updates are dropped."""
     responses = []
     for request in requests:
-        try:
-            responses.append(make_response(handle(request)))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes that request's error
-            if on_error is not None:
-                on_error(exc)
-            responses.append(error_response(exc))
+        with muted() if is_probe(request) else contextlib.nullcontext():
+            try:
+                responses.append(make_response(handle(request)))
+            except Exception as exc:  # noqa: BLE001 - every failure becomes that request's error
+                if on_error is not None:
+                    on_error(exc)
+                responses.append(error_response(exc))
     return responses
 
 
@@ -137,7 +149,8 @@ class BlsModel:
     (The stub's `exec()` waits for the response in C++ without holding the GIL.)
 
     `for_request(request)` gives the same model whose calls belong to `request` in Triton's trace:
-    with tracing on (`--trace-config`), they appear as children of that request (`parent_id`).
+    with tracing on (`--trace-config`), they appear as children of that request (`parent_id`); the
+    calls of a probe request are tagged as probes too.
     """
 
     def __init__(self, model_name: str, input_name: str, output_names: list[str], max_batch: int) -> None:
@@ -152,6 +165,8 @@ class BlsModel:
         trace = getattr(request, "trace", None)  # absent in old python backends
         if trace is not None:
             bound._request_kwargs = {**self._request_kwargs, "trace": trace()}
+        if is_probe(request):
+            bound._request_kwargs = {**bound._request_kwargs, "parameters": {PROBE_PARAMETER: True}}
         return bound
 
     def submit(self, batch: np.ndarray) -> Callable[[], np.ndarray | tuple[np.ndarray, ...]]:

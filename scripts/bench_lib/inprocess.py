@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 from ppocr_steps.onnx_runtime import OrtModel
 from ppocr_steps.pipeline import postprocess_detection, preprocess, recognize
 from ppocr_steps.recognize import load_dictionary
-from ppocr_steps.settings import PipelineSettings, defaults_from_parameters, settings_from_parameters
+from ppocr_steps.settings import PipelineSettings, defaults_from_parameters, pipeline_settings_from_parameters
 
 __all__ = ["parity", "run_inprocess", "served_settings"]
 
@@ -38,11 +37,10 @@ def _parameters(model_configs: Mapping[str, Mapping[str, Any]], model: str) -> M
 
 def served_settings(model_configs: Mapping[str, Mapping[str, Any]]) -> tuple[PipelineSettings, Any]:
     """PipelineSettings and per-request defaults from the served configs' `parameters`."""
-    known = {f.name for f in fields(PipelineSettings)}
     merged: dict[str, str] = {}
     for step in STEPS:
         merged.update(_parameters(model_configs, step))
-    settings = settings_from_parameters({k: v for k, v in merged.items() if k in known})
+    settings = pipeline_settings_from_parameters(merged)
     return settings, defaults_from_parameters(_parameters(model_configs, "det_preprocess"))
 
 

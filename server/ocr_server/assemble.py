@@ -7,7 +7,9 @@ Sources: ensemble/ocr (the public ensemble), python_backend/models/* (the Python
 model_repository/<target>/* (det_model, cls_model, rec_model for that target), build/models/<set>
 (fetched ONNX + dictionary, server/ocr_server/fetch_models.py) and, for --target gpu, build/engines/<set>
 (TensorRT plans, scripts/build_engines.sh). `--param MODEL.KEY=VALUE` overrides a config
-`parameters` entry in the assembled copy (unknown keys are refused).
+`parameters` entry in the assembled copy (unknown keys are refused). Parameter layers, later ones
+winning: config.pbtxt, the model set's `config` in models.json, (gpu) profiles.json `step_parameters`,
+--param. The effective parameters of every model are printed.
 """
 from __future__ import annotations
 
@@ -18,17 +20,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from ocr_server import pbtxt
 from ocr_server.manifest import default_model_set, model_set_names
-from ocr_server.paths import MODEL_MANIFEST, REPO_ROOT as ROOT
+from ocr_server.manifest import model_set as manifest_set
+from ocr_server.paths import REPO_ROOT as ROOT
+
 STEPS = ["det_preprocess", "det_postprocess", "rec_pipeline"]
 RUNTIME = {"det_model": "det", "cls_model": "cls", "rec_model": "rec"}
-
-
-def set_parameter(config_text: str, key: str, value: str, where: str) -> str:
-    pattern = re.compile(r'(\{\s*key:\s*"' + re.escape(key) + r'"\s*value\s*\{\s*string_value:\s*")([^"]*)(")')
-    if not pattern.search(config_text):
-        raise SystemExit(f"--param {where}.{key}: no parameter '{key}' in {where}/config.pbtxt")
-    return pattern.sub(lambda m: m.group(1) + value + m.group(3), config_text)
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -40,21 +38,24 @@ def link_or_copy(src: Path, dst: Path) -> None:
     dst.symlink_to(src.resolve())
 
 
-def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[str, str]],
-             models_dir: Path, engines_dir: Path) -> Path:
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+def source_configs(target: str) -> dict[str, Path]:
+    """The config.pbtxt each model of the repository is assembled from."""
     configs: dict[str, Path] = {"ocr": ROOT / "ensemble" / "ocr" / "config.pbtxt"}
     for step in STEPS:
         configs[step] = ROOT / "python_backend" / "models" / step / "config.pbtxt"
     for model in RUNTIME:
         configs[model] = ROOT / "model_repository" / target / model / "config.pbtxt"
-    set_config = json.loads(MODEL_MANIFEST.read_text())["sets"][model_set].get("config", {})
+    return configs
+
+
+def parameter_layers(target: str, model_set: str,
+                     overrides: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """{model: {key: value}} to set over config.pbtxt: the model set's manifest `config`, then (gpu)
+    profiles.json `step_parameters`, then `overrides` (--param); later layers win."""
     merged: dict[str, dict[str, str]] = {}
-    for dotted, value in set_config.items():
+    for dotted, value in manifest_set(model_set).get("config", {}).items():
         model, key = dotted.split(".", 1)
-        merged.setdefault(model, {})[key] = value
+        merged.setdefault(model, {})[key] = str(value)
     if target == "gpu":  # shapes the TensorRT profiles cover (model_repository/gpu/profiles.json)
         profiles = json.loads((ROOT / "model_repository" / "gpu" / "profiles.json").read_text())
         for model, values in profiles.get("step_parameters", {}).items():
@@ -62,16 +63,68 @@ def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[s
                 merged.setdefault(model, {}).update(values)
     for model, values in overrides.items():
         merged.setdefault(model, {}).update(values)
-    overrides = merged
-    unknown = set(overrides) - set(configs)
+    return merged
+
+
+def step_instances(target: str) -> dict[str, int]:
+    """Instance counts of the Python steps on `target` (gpu: model_repository/gpu/step_instances.json;
+    kept out of profiles.json, whose hash is bound to the built engines)."""
+    if target != "gpu":
+        return {}
+    counts = json.loads((ROOT / "model_repository" / "gpu" / "step_instances.json").read_text())
+    instances = {m: int(n) for m, n in counts.items() if m != "doc"}
+    if set(instances) - set(STEPS) or any(n < 1 for n in instances.values()):
+        raise SystemExit(f"step_instances.json: positive counts of {STEPS} expected, got {instances}")
+    return instances
+
+
+def effective_configs(target: str, model_set: str,
+                      overrides: dict[str, dict[str, str]] | None = None) -> dict[str, pbtxt.ModelConfig]:
+    """Every model's config as it will be served: config.pbtxt + manifest + profiles + --param."""
+    sources = source_configs(target)
+    layers = parameter_layers(target, model_set, overrides or {})
+    unknown = set(layers) - set(sources)
     if unknown:
-        raise SystemExit(f"--param names unknown model(s) {sorted(unknown)}; models: {sorted(configs)}")
-    for name, src in configs.items():
-        text = src.read_text()
-        for key, value in overrides.get(name, {}).items():
-            text = set_parameter(text, key, value, name)
+        raise SystemExit(f"--param names unknown model(s) {sorted(unknown)}; models: {sorted(sources)}")
+    instances = step_instances(target)
+    configs = {}
+    for name, src in sources.items():
+        config = pbtxt.load(src)
+        try:
+            pbtxt.set_parameters(config, layers.get(name, {}))
+        except KeyError as exc:
+            raise SystemExit(f"--param {name}: {exc.args[0]} (in {src.relative_to(ROOT)})") from None
+        if name in instances:
+            if len(config.instance_group) != 1:
+                raise SystemExit(f"{src.relative_to(ROOT)}: one instance_group expected to set its count")
+            config.instance_group[0].count = instances[name]
+        configs[name] = config
+    return configs
+
+
+def describe_parameters(configs: dict[str, pbtxt.ModelConfig]) -> str:
+    """The effective `parameters` of each model, one `model.key = value` per line."""
+    lines = [f"{name}.{key} = {value}" for name, config in configs.items()
+             for key, value in pbtxt.parameters(config).items()]
+    return "\n".join(lines)
+
+
+def request_defaults(configs: dict[str, pbtxt.ModelConfig]) -> dict[str, str]:
+    """The per-request defaults a repository serves: det_preprocess's `default_<name>` parameters."""
+    params = pbtxt.parameters(configs["det_preprocess"])
+    return {key.removeprefix("default_"): value for key, value in params.items() if key.startswith("default_")}
+
+
+def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[str, str]],
+             models_dir: Path, engines_dir: Path) -> Path:
+    configs = effective_configs(target, model_set, overrides)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name, config in configs.items():
         (out / name / "1").mkdir(parents=True)
-        (out / name / "config.pbtxt").write_text(text)
+        pbtxt.write(config, out / name / "config.pbtxt",
+                    f"Assembled by ocr-assemble ({target}, {model_set}); edit the source, not this copy.")
     for step in STEPS:
         shutil.copy(ROOT / "python_backend" / "models" / step / "1" / "model.py", out / step / "1" / "model.py")
     link_or_copy(models_dir / model_set / "dict.txt", out / "rec_pipeline" / "1" / "dict.txt")
@@ -107,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = assemble(args.target, args.model_set, args.out, parse_overrides(args.param), args.models_dir,
                    args.engines_dir)
-    print(f"model repository ({args.target}, {args.model_set}) assembled in {out}")
+    print(f"model repository ({args.target}, {args.model_set}) assembled in {out}; effective parameters:")
+    print(describe_parameters(pbtxt.load_repository(out)))
     return 0
 
 

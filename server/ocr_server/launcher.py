@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib.util
 import logging
 import os
 import re
@@ -48,6 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from ocr_server.paths import REPO_ROOT as ROOT
+from ocr_server.server_log import forward_lines
+from ocr_server.watchdog_metrics import WatchdogMetrics
+from ppocr_steps.metrics import PROBE_PARAMETER
 
 ADMIN_HEADER = "ocr-admin-key"
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
@@ -69,6 +73,12 @@ class ServerOptions:
     admin_key: str | None = None      # set: restrict RESTRICTED_APIS to callers sending it
     explicit_model_control: bool = False
     metrics_host: str | None = None   # default: host (the front moves HTTP/gRPC to loopback, not metrics)
+    socket_dir: Path | None = None    # set: HTTP and gRPC listen on Unix sockets there, not on host:port
+
+    def socket_path(self, protocol: str) -> Path:
+        """The Unix socket of `protocol` ("grpc" | "http"): gRPC's address gets ":<grpc-port>" appended, HTTP's not."""
+        assert self.socket_dir is not None
+        return self.socket_dir / ("http.sock" if protocol == "http" else f"grpc.sock:{self.grpc_port}")
 
 
 @dataclass
@@ -87,8 +97,12 @@ class FrontSettings:
     routers: tuple[str, ...] = ()         # extra APIRouters of the HTTP front, "module:attribute"
 
     def command(self, upstream: ServerOptions) -> list[str]:
-        cmd = [sys.executable, "-m", "ocr_server.front", f"--upstream-grpc=127.0.0.1:{upstream.grpc_port}",
-               f"--upstream-http=127.0.0.1:{upstream.http_port}", f"--host={self.host}",
+        if upstream.socket_dir is not None:  # Triton on owner-only Unix sockets: no TCP door but the front
+            grpc, http = f"unix:{upstream.socket_path('grpc')}", f"unix:{upstream.socket_path('http')}"
+        else:
+            grpc, http = f"127.0.0.1:{upstream.grpc_port}", f"127.0.0.1:{upstream.http_port}"
+        cmd = [sys.executable, "-m", "ocr_server.front", f"--upstream-grpc={grpc}", f"--upstream-http={http}",
+               f"--host={self.host}",
                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}", f"--grace-period={self.grace_period}"]
         for flag, path in (("--auth-token-file", self.auth_token_file), ("--tls-cert", self.tls_cert),
                            ("--tls-key", self.tls_key)):
@@ -150,8 +164,10 @@ class FrontProcess:
 
 
 def triton_dir() -> Path:
-    purelib = Path(sysconfig.get_paths()["purelib"])
-    ts = purelib / "pytriton" / "tritonserver"
+    # where pip put the wheel: a system Python (the cpu image) installs outside sysconfig's purelib
+    spec = importlib.util.find_spec("pytriton")
+    base = Path(spec.origin).parent if spec and spec.origin else Path(sysconfig.get_paths()["purelib"]) / "pytriton"
+    ts = base / "tritonserver"
     if not (ts / "bin" / "tritonserver").exists():
         raise SystemExit(f"tritonserver not found under {ts}: run scripts/setup_env.sh (installs nvidia-pytriton)")
     return ts
@@ -185,8 +201,30 @@ def prepare_backends(build_dir: Path) -> Path:
 NGC_TRITON = Path("/opt/tritonserver")
 
 
+def listen_addresses(opts: ServerOptions) -> list[str]:
+    """HTTP and gRPC on host:port, or on Unix sockets in the owner-only `opts.socket_dir`.
+
+    tritonserver has no way to read the restricted-API key from a file, and its command line is
+    readable by every local user (`ps`). With the sockets in a directory only the service user can
+    enter, the file permissions guard the admin APIs instead of a key: no key exists (the front proxy
+    is the one TCP door for clients and forwards only the public APIs).
+    """
+    if opts.socket_dir is None:
+        return [f"--http-address={opts.host}", f"--grpc-address={opts.host}"]
+    opts.socket_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(opts.socket_dir, 0o700)
+    for protocol in ("http", "grpc"):  # a socket left by a killed server would make the bind fail
+        opts.socket_path(protocol).unlink(missing_ok=True)
+    return [f"--{protocol}-address=unix:{opts.socket_dir / protocol}.sock" for protocol in ("http", "grpc")]
+
+
 MALLOC_MMAP_THRESHOLD = 32 << 20   # glibc's largest: only allocations above it get their own mmap
 MALLOC_TRIM_THRESHOLD = 256 << 20  # free heap kept for the next request's buffers
+# Each Python-step instance moves its tensors through its own /dev/shm region, which starts at the
+# default size and grows (never shrinks) in steps: a typical page fits the first size, a 4000 px page
+# needs one or two steps. /dev/shm must hold instances x their peak (docs/kubernetes.md sizes it).
+PYTHON_SHM_DEFAULT_BYTES = 16 << 20
+PYTHON_SHM_GROWTH_BYTES = 32 << 20
 
 
 def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tuple[list[str], dict[str, str]]:
@@ -208,8 +246,9 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
     venv_bin = str(Path(sys.executable).parent)
     env = dict(os.environ)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [libdir, env.get("LD_LIBRARY_PATH", "")] if p)
+    if not opts.gpu:  # the wheel's stub links libpython; a full Triton's stub finds it, and CUDA's libs stay first
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [libdir, env.get("LD_LIBRARY_PATH", "")] if p)
     env.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
     env.setdefault("OMP_NUM_THREADS", "1")
     # glibc malloc serves buffers over 128 KiB-32 MiB (its dynamic threshold) with a fresh mmap and
@@ -227,15 +266,16 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
         f"--backend-directory={backends}",
         f"--cache-directory={ts / 'caches'}",
         f"--http-port={opts.http_port}", f"--grpc-port={opts.grpc_port}", f"--metrics-port={opts.metrics_port}",
-        f"--http-address={opts.host}", f"--grpc-address={opts.host}",
-        f"--metrics-address={opts.metrics_host or opts.host}",
+        *listen_addresses(opts), f"--metrics-address={opts.metrics_host or opts.host}",
         "--disable-auto-complete-config", "--exit-timeout-secs=10", "--strict-readiness=true",
         "--metrics-config=summary_latencies=true",  # p50/p99 of docker/grafana/dashboards/ocr.json
+        f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_DEFAULT_BYTES}",
+        f"--backend-config=python,shm-growth-byte-size={PYTHON_SHM_GROWTH_BYTES}",
         f"--log-verbose={opts.log_verbose}",
     ]
     if opts.explicit_model_control:
         cmd += ["--model-control-mode=explicit", "--load-model=*"]
-    if opts.admin_key:
+    if opts.admin_key and opts.socket_dir is None:
         apis = ",".join(RESTRICTED_APIS)
         cmd += [f"--http-restricted-api={apis}:{ADMIN_HEADER}={opts.admin_key}",
                 f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={opts.admin_key}"]
@@ -298,6 +338,22 @@ def stub_region(pid: int, repo: str) -> str | None:
     model of `repo`; None if it is not (or no longer exists)."""
     args = _stub_args(pid)
     return _shm_region(args) if args and args[1].startswith(repo) else None
+
+
+def serves_another_server(pid: int, server_pid: int | None) -> bool:
+    """Whether process `pid` is the child of a live tritonserver other than `server_pid`: a stub of another
+    instance, never an orphan of ours, whatever repository it serves."""
+    st = proc_stat(pid)
+    if st is None or st[1] == server_pid:
+        return False
+    parent = proc_stat(st[1])
+    if parent is None or parent[0] in ("Z", "X"):
+        return False
+    try:
+        exe = Path(f"/proc/{st[1]}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+    return exe.endswith(b"tritonserver")
 
 
 def stub_processes(server_pid: int) -> list[StubProcess]:
@@ -374,8 +430,9 @@ class Supervisor:
 
     def __init__(self, opts: ServerOptions, build_dir: Path = ROOT / "build", check_interval: float = 0.25,
                  probe_interval: float = 2.0, probe_timeout: float = 30.0, probe_failures: int = 3,
-                 startup_timeout: float = 300.0, stdout: Any = None, front: FrontSettings | None = None) -> None:
-        if not opts.admin_key:
+                 startup_timeout: float = 300.0, stdout: Any = None, metrics_port: int = 0,
+                 front: FrontSettings | None = None) -> None:
+        if not opts.admin_key and opts.socket_dir is None:  # with sockets, their permissions guard the admin APIs
             opts.admin_key = os.environ.get("OCR_ADMIN_KEY") or secrets.token_urlsafe(24)
         opts.explicit_model_control = True
         self.opts, self.build_dir = opts, build_dir
@@ -397,11 +454,17 @@ class Supervisor:
         self._image = probe_image()
         self.shm_regions: set[str] = set()   # /dev/shm regions of the current server's stubs
         self.stub_pids: set[int] = set()      # stub processes of the current server
+        self.progress_mark: int | None = None  # ensemble successes when the first of the timed-out probes began
+        self.metrics = WatchdogMetrics(self.is_ready, self.server_processes)
+        self.metrics_port = metrics_port
+        self.log_thread: threading.Thread | None = None
         self.front = FrontProcess(front, opts, stdout) if front is not None else None
 
     # -- admin calls -------------------------------------------------------------------------
     @property
     def url(self) -> str:
+        if self.opts.socket_dir is not None:
+            return f"unix:{self.opts.socket_path('grpc')}"
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.opts.host, self.opts.host)
         return f"[{host}]:{self.opts.grpc_port}" if ":" in host else f"{host}:{self.opts.grpc_port}"
 
@@ -422,7 +485,7 @@ class Supervisor:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {f"triton-grpc-protocol-{ADMIN_HEADER}": str(self.opts.admin_key)}
+        return {f"triton-grpc-protocol-{ADMIN_HEADER}": self.opts.admin_key} if self.opts.admin_key else {}
 
     def model_states(self) -> dict[str, str]:
         index = self.client().get_model_repository_index(headers=self.headers, client_timeout=10)
@@ -433,9 +496,14 @@ class Supervisor:
         cmd, env = server_command(self.opts, self.build_dir)
         log.info("starting tritonserver (grpc %s, http %s, metrics %s)", self.opts.grpc_port, self.opts.http_port,
                  self.opts.metrics_port)
-        # a session of its own: a terminal's Ctrl-C must not stop it before the front has drained
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.stdout, stderr=subprocess.STDOUT if self.stdout
-                                     else None, preexec_fn=_set_pdeathsig, start_new_session=True)
+        # its own session: a Ctrl-C in the terminal reaches only the launcher, which stops the server in order
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     preexec_fn=_set_pdeathsig, start_new_session=True)
+        assert self.proc.stdout is not None
+        sink: Any = self.stdout or sys.stderr
+        self.log_thread = forward_lines(self.proc.stdout, getattr(sink, "buffer", sink),
+                                        drop_cuda_noise=not self.opts.gpu,
+                                        drop_socket_noise=self.opts.socket_dir is not None)
         self._reset_client()
         self.wait_ready(self.startup_timeout)
         self.snapshot()
@@ -482,19 +550,22 @@ class Supervisor:
     def kill_orphans(self, wait: float = 3.0) -> None:
         """After the server died: stubs normally exit with it, but one that was busy can hang on forever."""
         repo = str(self.opts.model_repository).rstrip("/") + "/"
+        server_pid = self.proc.pid if self.proc is not None else None
         deadline = time.monotonic() + wait
         while True:
             left = []
             # the stubs we saw, and any other stub of this repository (one started by a reload just
-            # before the crash was never seen): with the server dead, all of them are orphans
-            orphans = stubs_of_repository(repo)
+            # before the crash was never seen): with the server dead, all of them are orphans, unless
+            # another live tritonserver runs them (an instance that was pointed at the same repository)
+            orphans = {pid: region for pid, region in stubs_of_repository(repo).items()
+                       if not serves_another_server(pid, server_pid)}
             self.shm_regions |= {region for region in orphans.values() if region}
             for pid in self.stub_pids | set(orphans):
                 st = proc_stat(pid)
                 if st is None or st[0] in ("Z", "X"):
                     continue
-                if stub_region(pid, repo) is not None:  # still ours, not a reused pid
-                    left.append(pid)
+                if stub_region(pid, repo) is not None and not serves_another_server(pid, server_pid):
+                    left.append(pid)  # still ours, not a reused pid
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -535,6 +606,7 @@ class Supervisor:
     def restart_server(self, why: str, grace: float = 15.0) -> None:
         self.paused.set()
         self.restarts += 1
+        self.metrics.restarts.inc()
         log.error("restarting tritonserver: %s", why)
         self.stop_server(grace=grace)
         self.kill_orphans()
@@ -559,6 +631,7 @@ class Supervisor:
         with self.lock:
             self.unhealthy.clear()
             self.probe_timeouts = 0
+            self.progress_mark = None
             self.epoch += 1
 
     # -- healing -----------------------------------------------------------------------------
@@ -582,6 +655,8 @@ class Supervisor:
         """
         self.paused.set()
         self.heals += 1
+        for model in models:
+            self.metrics.heals.labels(model).inc()
         t0 = time.monotonic()
         log.warning("healing %s: %s", ", ".join(sorted(models)), why)
         assert self.proc is not None
@@ -636,18 +711,23 @@ class Supervisor:
             t.set_data_from_numpy(value)
             inputs.append(t)
         epoch = self.epoch
+        completed = self.completed_requests()
         try:
             with grpcclient.InferenceServerClient(self.url) as c:
-                c.infer(ENSEMBLE, inputs, client_timeout=self.probe_timeout)
+                c.infer(ENSEMBLE, inputs, client_timeout=self.probe_timeout, parameters={PROBE_PARAMETER: True})
         except InferenceServerException as exc:
+            if not self.stopping.is_set():
+                self.metrics.probe_failures.inc()
             message = str(exc)
             timed_out = "Deadline" in message or "DEADLINE_EXCEEDED" in str(exc.status())
             found = {model_of_instance(i) for i in UNHEALTHY_RE.findall(message)}
             with self.lock:
-                if self.paused.is_set() or self.epoch != epoch:  # about a server being healed or already healed
-                    return
+                if self.paused.is_set() or self.epoch != epoch or self.stopping.is_set():
+                    return  # about a server being healed, already healed, or being stopped
                 if timed_out:
                     self.probe_timeouts += 1
+                    if self.progress_mark is None:
+                        self.progress_mark = completed
                 else:
                     self.unhealthy |= found
             if timed_out:
@@ -658,6 +738,7 @@ class Supervisor:
         with self.lock:
             if self.epoch == epoch:
                 self.probe_timeouts = 0
+                self.progress_mark = None
 
     def probe_loop(self) -> None:
         while not self.stopping.wait(self.probe_interval):
@@ -667,6 +748,45 @@ class Supervisor:
                 self.probe_once()
             except Exception as exc:  # noqa: BLE001
                 log.warning("probe error: %s", exc)
+
+    # -- liveness by progress, readiness and usage for the metrics ----------------------------------
+    def completed_requests(self) -> int | None:
+        """Requests the ensemble has answered successfully so far (statistics API), None if it cannot tell.
+
+        A probe that times out behind a backlog says nothing about a server that keeps answering the
+        requests ahead of it: the watchdog restarts only when this count stood still meanwhile.
+        """
+        try:
+            stats = self.client().get_inference_statistics(ENSEMBLE, client_timeout=5)
+            return sum(int(m.inference_stats.success.count) for m in stats.model_stats)
+        except Exception:  # noqa: BLE001 - no answer is no evidence of progress
+            return None
+
+    def making_progress(self) -> bool:
+        with self.lock:
+            mark = self.progress_mark
+        now = self.completed_requests()
+        return mark is not None and now is not None and now > mark
+
+    def is_ready(self) -> bool:
+        """tritonserver runs, is not being healed or restarted, and says it is ready."""
+        import tritonclient.grpc as grpcclient
+
+        proc = self.proc
+        if proc is None or proc.poll() is not None or self.paused.is_set() or self.stopping.is_set():
+            return False
+        try:
+            with grpcclient.InferenceServerClient(self.url) as c:
+                return bool(c.is_server_ready(client_timeout=2))
+        except Exception:  # noqa: BLE001 - no answer in time: not ready
+            return False
+
+    def server_processes(self) -> list[tuple[int, str]]:
+        """(pid, name) of tritonserver and its live stubs (named by model) for the CPU/memory metrics."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return []
+        return [(proc.pid, "tritonserver")] + [(s.pid, s.model) for s in stub_processes(proc.pid) if s.alive]
 
     # -- main loop ---------------------------------------------------------------------------
     def check(self) -> None:
@@ -687,7 +807,13 @@ class Supervisor:
         if unhealthy:
             self.heal(unhealthy, "probe: stub is not healthy")
         elif timeouts >= self.probe_failures:
-            self.restart_server(f"{timeouts} probes in a row timed out")
+            if self.making_progress():
+                log.warning("%d probes in a row timed out, but requests are completing: busy, not stuck", timeouts)
+                with self.lock:
+                    self.probe_timeouts = 0
+                    self.progress_mark = None
+            else:
+                self.restart_server(f"{timeouts} probes in a row timed out and no request completed meanwhile")
 
     def run(self) -> int:
         def stop(signum: int, _frame: object) -> None:
@@ -696,6 +822,11 @@ class Supervisor:
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        if self.metrics_port:
+            try:
+                self.metrics.serve(self.metrics_port, self.opts.host)
+            except OSError as exc:  # serving matters more than the watchdog's own metrics
+                log.error("watchdog metrics not exported on %s:%d: %s", self.opts.host, self.metrics_port, exc)
         for attempt in range(1, 4):  # a server that dies while starting gets two more chances
             try:
                 self.start_server()
@@ -720,13 +851,16 @@ class Supervisor:
             log.info("draining the front (up to %.0f s)", self.front.settings.grace_period)
             self.front.drain()
         code = self.stop_server()
+        if self.log_thread is not None:
+            self.log_thread.join(timeout=5)  # the server's last lines
         self.kill_orphans()
         self.remove_stale_shm()
         log.info("stopped (restarts: %d, heals: %d)", self.restarts, self.heals)
         return 0 if code in (None, 0, -signal.SIGTERM) else code
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The launcher's options (ocr-serve reads the ports from them too)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-repository", type=Path, default=ROOT / "build" / "model_repository")
     ap.add_argument("--host", default=os.environ.get("OCR_HOST", "127.0.0.1"),
@@ -741,7 +875,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check-interval", type=float, default=0.25, help="seconds between stub-process checks")
     ap.add_argument("--probe-interval", type=float, default=2.0, help="seconds between probe requests")
     ap.add_argument("--probe-timeout", type=float, default=30.0, help="timeout of one probe request")
-    ap.add_argument("--probe-failures", type=int, default=3, help="probe timeouts in a row that restart the server")
+    ap.add_argument("--probe-failures", type=int, default=3,
+                    help="probe timeouts in a row that restart the server, if no request completed meanwhile")
+    ap.add_argument("--watchdog-metrics-port", type=int, default=int(os.environ.get("OCR_WATCHDOG_METRICS_PORT", 8003)),
+                    help="port of the watchdog's own metrics (heals, restarts, probe failures, readiness, CPU and "
+                         "memory of the server's processes) on --host; 0: not exported")
+    ap.add_argument("--socket-dir", type=Path, default=os.environ.get("OCR_SOCKET_DIR") or None,
+                    help="tritonserver's HTTP and gRPC listen on Unix sockets in this owner-only directory "
+                         "(<dir>/grpc.sock:<grpc-port>, <dir>/http.sock) instead of --host: only the "
+                         "service user (and the front proxy) can reach them, so no admin key is needed")
     ap.add_argument("--no-front", action="store_true",
                     help="no public front: Triton's own HTTP/gRPC frontends listen on --host (docs/front.md)")
     ap.add_argument("--internal-http-port", type=int, default=0, help="Triton's loopback HTTP port (0: a free one)")
@@ -754,9 +896,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-request-log", action="store_true", help="no JSON line per request from the front")
     ap.add_argument("--front-router", action="append", default=[], metavar="MODULE:ATTR",
                     help="an extra FastAPI APIRouter for the HTTP front (e.g. the documents endpoint); repeatable")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args, extra = ap.parse_known_args(argv)
     opts = ServerOptions(args.model_repository, args.http_port, args.grpc_port, args.metrics_port, args.host,
-                         args.log_verbose, extra, args.gpu)
+                         args.log_verbose, extra, args.gpu, socket_dir=args.socket_dir)
     front = None
     if not args.no_front:
         if (args.tls_cert is None) != (args.tls_key is None):
@@ -772,7 +919,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(levelname)s %(message)s", stream=sys.stderr)
     if args.supervise:
         return Supervisor(opts, check_interval=args.check_interval, probe_interval=args.probe_interval,
-                          probe_timeout=args.probe_timeout, probe_failures=args.probe_failures, front=front).run()
+                          probe_timeout=args.probe_timeout, probe_failures=args.probe_failures,
+                          metrics_port=args.watchdog_metrics_port, front=front).run()
     return run_plain(opts, front)
 
 
@@ -785,7 +933,12 @@ def free_loopback_port() -> int:
 def run_plain(opts: ServerOptions, front: FrontSettings | None) -> int:
     """tritonserver (and the front) without the watchdog; a signal drains the front, then stops the server."""
     cmd, env = server_command(opts)
-    proc = subprocess.Popen(cmd, env=env, preexec_fn=_set_pdeathsig, start_new_session=front is not None)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_set_pdeathsig, start_new_session=front is not None)
+    assert proc.stdout is not None
+    log_thread = forward_lines(proc.stdout, sys.stderr.buffer, drop_cuda_noise=not opts.gpu,
+                               drop_socket_noise=opts.socket_dir is not None)
+    stopping = threading.Event()
     frontp = FrontProcess(front, opts) if front is not None else None
     if frontp is None:
         def forward(signum: int, _frame: object) -> None:
@@ -793,17 +946,18 @@ def run_plain(opts: ServerOptions, front: FrontSettings | None) -> int:
 
         signal.signal(signal.SIGINT, forward)
         signal.signal(signal.SIGTERM, forward)
-        return proc.wait()
-    stopping = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    frontp.start()
-    while not stopping.wait(0.25) and proc.poll() is None:
-        pass
-    frontp.drain()
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    return proc.wait()
+    else:
+        signal.signal(signal.SIGINT, lambda *_: stopping.set())
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+        frontp.start()
+        while not stopping.wait(0.25) and proc.poll() is None:
+            pass
+        frontp.drain()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    code = proc.wait()
+    log_thread.join(timeout=5)
+    return code
 
 
 if __name__ == "__main__":

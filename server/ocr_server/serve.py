@@ -11,23 +11,34 @@ import os
 import sys
 from pathlib import Path
 
-from ocr_server import launcher
-from ocr_server.assemble import assemble, parse_overrides
+from ocr_server import launcher, pbtxt
+from ocr_server.assemble import assemble, describe_parameters, effective_configs, parse_overrides, request_defaults
+from ocr_server.instance import RepositoryInUse, RepositoryLock, instance_repository
 from ocr_server.manifest import default_model_set, model_set_names
 from ocr_server.paths import BUILD_DIR
 
 
+def defaults_epilog(model_set: str) -> str:
+    """The per-request defaults of the set served without --param, as `ocr-serve --help` shows them."""
+    defaults = request_defaults(effective_configs("cpu", model_set))
+    listed = "\n".join(f"  {name} = {value}" for name, value in defaults.items())
+    return (f"per-request defaults served for model set {model_set} (a request's own values win; change them "
+            f"with --param det_preprocess.default_<name>=VALUE):\n{listed}")
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    ap = argparse.ArgumentParser(prog="ocr-serve", description=__doc__,
+    served_set = os.environ.get("OCR_MODEL_SET") or default_model_set()
+    ap = argparse.ArgumentParser(prog="ocr-serve", description=__doc__, epilog=defaults_epilog(served_set),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-set", choices=model_set_names(),
-                    default=os.environ.get("OCR_MODEL_SET") or default_model_set(),
+    ap.add_argument("--model-set", choices=model_set_names(), default=served_set,
                     help="model set of server/ocr_server/models.json (env OCR_MODEL_SET; default: its default_set)")
     ap.add_argument("--gpu", action="store_true", help="serve the TensorRT engines (needs a GPU and built engines)")
     ap.add_argument("--param", action="append", default=[], metavar="MODEL.KEY=VALUE",
                     help="override a config.pbtxt parameter of the assembled repository (repeatable)")
-    ap.add_argument("--repository", type=Path, default=BUILD_DIR / "model_repository",
-                    help="where the model repository is assembled")
+    ap.add_argument("--repository", type=Path,
+                    help="where the model repository is assembled (default: its own directory under "
+                         "build/repositories/, named <target>-<set>-<http>-<grpc>-<metrics port>, "
+                         "removed when the server stops); a repository another server runs on is refused")
     ap.add_argument("--models-dir", type=Path, default=BUILD_DIR / "models")
     ap.add_argument("--engines-dir", type=Path, default=BUILD_DIR / "engines")
     ap.add_argument("--trace-file", type=Path,
@@ -50,10 +61,29 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             return code
     target = "gpu" if args.gpu else "cpu"
+    own = args.repository is None
+    if own:
+        ports, _ = launcher.build_parser().parse_known_args(rest)
+        args.repository = instance_repository(BUILD_DIR / "repositories", target, args.model_set,
+                                              ports.http_port, ports.grpc_port, ports.metrics_port)
+    lock = RepositoryLock(args.repository, remove_on_exit=own and not args.setup_only)
+    try:
+        lock.acquire()
+    except RepositoryInUse as exc:
+        print(f"ocr-serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _assemble_and_serve(args, rest, target)
+    finally:
+        lock.release()
+
+
+def _assemble_and_serve(args: argparse.Namespace, rest: list[str], target: str) -> int:
     repo = assemble(target, args.model_set, args.repository, parse_overrides(args.param), args.models_dir,
                     args.engines_dir)
     print(f"model repository ({target}, {args.model_set}) assembled in {repo}", file=sys.stderr)
     if args.setup_only:
+        print(describe_parameters(pbtxt.load_repository(repo)))
         return 0
     launch = ["--model-repository", str(repo)]
     if not args.no_supervise:

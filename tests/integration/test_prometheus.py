@@ -179,13 +179,21 @@ def test_every_dashboard_query_evaluates(server, prometheus):
         raw_infer(server.grpc_url, [png(img)])
     prometheus.wait_value("ocr_images_total", 1)
     time.sleep(2)  # a few scrapes, so rate() has two samples
-    known = set(prometheus.get("/api/v1/label/__name__/values")["data"])
+    from ocr_server.watchdog_metrics import WATCHDOG_METRICS
+
+    known = set(prometheus.get("/api/v1/label/__name__/values")["data"]) | WATCHDOG_METRICS  # the launcher's
+    exprs = list(walk_exprs(json.loads(DASHBOARD.read_text())))
+    assert any('instance=~"$instance:.*"' in e for e in exprs)
     missing = set()
-    for expr in walk_exprs(json.loads(DASHBOARD.read_text())):
+    for expr in exprs:
+        expr = re.sub(r"label_values\(([^,()]+),\s*\w+\)", r"\1", expr)  # the instance variable's query
         names = metric_names(expr)
         if any(n.startswith("nv_gpu_") for n in names):
             continue  # GPU panels: no GPU here
         missing |= names - known
-        result = prometheus.query(expr.replace("$__rate_interval", "1m").replace("$__interval", "15s"))
+        result = prometheus.query(expr.replace("$__rate_interval", "1m").replace("$__interval", "15s")
+                                  .replace("$instance", ".*"))
         assert isinstance(result, list)
+        if names & {"nv_inference_request_success", "ocr_images_total"}:
+            assert result, f"no data for {expr} with every instance selected"
     assert not missing, f"dashboard metrics not exported by the server: {sorted(missing)}"

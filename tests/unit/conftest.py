@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from served import served_settings
 
 from ppocr_steps.settings import PipelineSettings
 
@@ -30,7 +31,7 @@ def repo_root() -> Path:
 
 @pytest.fixture
 def settings() -> PipelineSettings:
-    return PipelineSettings()
+    return served_settings()
 
 
 @pytest.fixture

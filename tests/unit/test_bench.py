@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench  # noqa: E402
 from bench_lib import data, inprocess, metrics, peers, report, tritonstats  # noqa: E402
+from served import served_settings, step_parameters  # noqa: E402
 
 MS = 1_000_000  # ns per ms
 
@@ -407,22 +408,23 @@ def test_family_summary_without_measurements():
 
 
 # ----------------------------------------------------------------------------------------- in-process reference
+# what a server's model configs say: the real step parameters, some changed as a deployment would
 SERVED_CONFIGS = {
-    "det_preprocess": {"parameters": {"default_limit_side_len": "960", "default_limit_type": "max",
-                                      "max_images_per_request": "4"}},
-    "det_postprocess": {"parameters": {"score_mode": "slow", "max_boxes_per_request": "100"}},
-    "rec_pipeline": {"parameters": {"dictionary": "dict.txt", "cls_model_name": "cls_model",
-                                    "rec_model_name": "rec_model", "rec_batch_size": "8"}},
-    "det_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "1"}},
-    "cls_model": {"parameters": {"onnx_file": "model.onnx"}},
-    "rec_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "2"}},
+    "det_preprocess": {"parameters": {**step_parameters("det_preprocess"), "default_limit_side_len": "960",
+                                      "default_limit_type": "max", "max_images_per_request": "4"}},
+    "det_postprocess": {"parameters": {**step_parameters("det_postprocess"), "score_mode": "slow",
+                                       "max_boxes_per_request": "100"}},
+    "rec_pipeline": {"parameters": {**step_parameters("rec_pipeline"), "rec_batch_size": "8"}},
+    "det_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "1", "allow_spinning": "false"}},
+    "cls_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "0", "allow_spinning": "false"}},
+    "rec_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "2", "allow_spinning": "false"}},
 }
 
 
 def test_inprocess_takes_the_served_settings_and_defaults():
     s, defaults = inprocess.served_settings(SERVED_CONFIGS)
     assert (s.max_images_per_request, s.score_mode, s.max_boxes_per_request, s.rec_batch_size) == (4, "slow", 100, 8)
-    assert s.cls_batch_size == inprocess.PipelineSettings().cls_batch_size  # not in the configs: the default
+    assert s.cls_batch_size == served_settings().cls_batch_size  # not changed in SERVED_CONFIGS
     assert (defaults.limit_side_len, defaults.limit_type) == (960, "max")
 
 
@@ -455,8 +457,8 @@ def test_inprocess_reference_reads_a_page_with_the_served_files(tmp_path, models
         (tmp_path / model / "1" / ("dict.txt" if name == "dict.txt" else "model.onnx")).symlink_to(src / name)
     page = cv2.imencode(".png", render_lines(["Hello World 2024", "Invoice total 42.50"], (760, 1000)))[1].tobytes()
     blank = cv2.imencode(".png", np.full((760, 1000, 3), 255, np.uint8))[1].tobytes()
-    ref = inprocess.run_inprocess(tmp_path, {**SERVED_CONFIGS, "det_postprocess": {"parameters": {}}},
-                                  [page, blank], warmup=1)
+    configs = {**SERVED_CONFIGS, "det_postprocess": {"parameters": step_parameters("det_postprocess")}}
+    ref = inprocess.run_inprocess(tmp_path, configs, [page, blank], warmup=1)
     assert ref["texts"][1] == [] and len(ref["texts"][0]) == 2
     assert ref["texts"][0][1].replace(" ", "") == "Invoicetotal42.50"
     assert ref["network_calls"] == {"det_model": 2, "cls_model": 1, "rec_model": 1}  # warm-up not counted

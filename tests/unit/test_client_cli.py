@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import ocr_client.cli as cli
-from ocr_client import OcrInvalidInputError, OcrResult, OcrUnavailableError, TextLine
+from ocr_client import OcrInvalidInputError, OcrParams, OcrResult, OcrUnavailableError, TextLine
 from ocr_client._files import expand_paths, vis_names
 from ocr_client._runner import Job, Outcome, Reorder, run_jobs
 from ocr_client._vis import draw_result, label_for
@@ -59,8 +59,8 @@ class FakeClient:
         self.closed = False
         FakeClient.instances.append(self)
 
-    def ocr(self, image: Any, **kwargs: Any) -> OcrResult:
-        self.kwargs.append(kwargs)
+    def ocr(self, image: Any, params: OcrParams | None = None, **kwargs: Any) -> OcrResult:
+        self.kwargs.append(OcrParams.merged(params, kwargs).as_kwargs())
         if self.jitter:
             time.sleep(random.random() * self.jitter)
         if self.unavailable:
@@ -257,7 +257,7 @@ def test_run_jobs_yields_every_job_once(tmp_path: Path) -> None:
         clients.append(FakeClient(jitter=0.01))
         return clients[-1]
 
-    got = list(run_jobs(jobs, make, {}, concurrency=3))  # type: ignore[arg-type]
+    got = list(run_jobs(jobs, make, OcrParams(), concurrency=3))  # type: ignore[arg-type]
     assert sorted(o.index for o in got) == list(range(10))
     assert all(o.ok and o.result is not None for o in got)
     assert len(clients) == 3 and all(c.closed for c in clients)
@@ -271,3 +271,16 @@ def test_label_and_drawing() -> None:
     drawn = draw_result(img, res)
     assert drawn.shape == (40, 60, 3) and img.max() == 0
     assert tuple(drawn[30, 20]) == (0, 200, 0)  # on the bottom edge of the quad
+
+
+def test_several_urls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = cli.build_parser()
+    assert p.parse_args(["infer", "--url", "a:1", "--url", "b:2,c:3", "x"]).url == "a:1,b:2,c:3"
+    assert p.parse_args(["health", "--url", "dns:///ocr:8001"]).url == "dns:///ocr:8001"
+    client = cli._make_client(p.parse_args(["health", "--url", "127.0.0.1:1", "--url", "127.0.0.1:2"]))
+    assert client.endpoints.addresses == ("127.0.0.1:1", "127.0.0.1:2")
+    client.close()
+    img = str(_png(tmp_path / "x.png"))
+    for bad in (["--url", "a:1", "--url", "dns:///b:2"], ["--protocol", "http", "--url", "dns:///b:2"]):
+        assert cli.main(["infer", *bad, img]) == 2
+        assert "--url" in capsys.readouterr().err

@@ -143,7 +143,7 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def sync_client(fake: FakeTriton, **kw: Any) -> OcrClient:
     client = OcrClient("fake:1", **kw)
-    client._triton = lambda timeout: fake  # type: ignore[method-assign]
+    client._triton = lambda timeout, address: fake  # type: ignore[method-assign]
     return client
 
 
@@ -242,7 +242,7 @@ def test_constructor_and_close() -> None:
 # --------------------------------------------------------------------------- async twin
 def async_client(fake: AsyncFakeTriton, **kw: Any) -> AsyncOcrClient:
     client = AsyncOcrClient("fake:1", **kw)
-    client._triton = lambda: fake  # type: ignore[method-assign]
+    client._triton = lambda address: fake  # type: ignore[method-assign]
     return client
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ocr_client import OcrInvalidInputError, OcrParams
-from ocr_client._params import build_tensors
+from ocr_client._params import build_tensors, param_specs
 from ocr_client._triton import grpc_channel_args, make_inputs, make_outputs, resolve_url
 
 ALL: dict[str, Any] = dict(limit_side_len=960, limit_type="max", thresh=0.3, box_thresh=0.6, unclip_ratio=1.5,
@@ -102,3 +102,32 @@ def test_resolve_url() -> None:
         resolve_url("http://host:8000", "http")
     with pytest.raises(ValueError, match="protocol"):
         resolve_url(None, "ftp")
+
+
+def test_keyword_overrides_merge_onto_params() -> None:
+    base = OcrParams(limit_side_len=960, thresh=0.3)
+    merged = OcrParams.merged(base, {"thresh": 0.2, "limit_type": "min"})
+    assert merged.as_kwargs() == {"limit_side_len": 960, "thresh": 0.2, "limit_type": "min"}
+    assert OcrParams.merged(None, {}) == OcrParams()
+    assert OcrParams.merged(base, {}) is base
+    with pytest.raises(TypeError, match="limit_sid_len"):
+        OcrParams.merged(None, {"limit_sid_len": 3})
+    with pytest.raises(OcrInvalidInputError, match="thresh"):
+        OcrParams.merged(base, {"thresh": float("nan")})
+
+
+def test_client_methods_take_params_object_or_keywords() -> None:
+    """The per-request knobs are not spelled out in the method signatures: one definition, two spellings."""
+    import inspect
+
+    from ocr_client import AsyncOcrClient, OcrClient
+
+    for method in (OcrClient.ocr, OcrClient.ocr_batch, AsyncOcrClient.ocr, AsyncOcrClient.ocr_batch):
+        names = set(inspect.signature(method).parameters)
+        assert "params" in names and not names & {s.name for s in param_specs()}, method
+    client = OcrClient("127.0.0.1:1", timeout=1)
+    with pytest.raises(TypeError, match="bogus"):
+        client.ocr(b"x", bogus=1)
+    with pytest.raises(OcrInvalidInputError, match="limit_type"):
+        client.ocr(b"x", OcrParams(limit_side_len=960), limit_type="avg")
+    client.close()

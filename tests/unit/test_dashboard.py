@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from ocr_server.watchdog_metrics import WATCHDOG_METRICS
 
 from ppocr_steps import metrics
 
@@ -56,7 +57,8 @@ def walk_exprs(node: Any) -> Iterator[str]:
 
 def metric_names(expr: str) -> set[str]:
     """Metric names referenced by a PromQL expression (labels, functions, keywords removed)."""
-    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)               # strings
+    s = re.sub(r"label_values\(([^,()]+),\s*\w+\)", r"\1", expr)  # Grafana's label_values(metric, label)
+    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', s)                  # strings
     s = re.sub(r"\{[^}]*\}", " ", s)                              # label matchers
     s = re.sub(r"\[[^\]]*\]", " ", s)                             # range selectors ([$__rate_interval], [5m])
     s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
@@ -74,7 +76,7 @@ def metric_names(expr: str) -> set[str]:
 
 
 def known(name: str) -> bool:
-    if name in TRITON_METRICS or name in metrics.exported_series():
+    if name in TRITON_METRICS or name in metrics.exported_series() or name in WATCHDOG_METRICS:
         return True
     return name.endswith(SUFFIXES) and name.rsplit("_", 1)[0] in TRITON_METRICS
 
@@ -119,3 +121,31 @@ def test_dashboard_covers_the_issue_panels(dashboard: dict) -> None:
     assert "ocr_stage_latency_seconds_bucket" in used              # per-stage time
     assert "ocr_lines_total" in used                               # lines/s
     assert "nv_inference_request_failure" in used                  # errors
+
+
+def test_datasource_and_instance_are_variables(dashboard: dict) -> None:
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert variables["instance"]["type"] == "query"
+
+    def datasources(node: Any) -> Iterator[Any]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "datasource":
+                    yield value
+                yield from datasources(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from datasources(item)
+
+    uids = {d.get("uid") if isinstance(d, dict) else d for d in datasources(dashboard)}
+    assert uids == {"${datasource}"}, f"hard-coded datasource: {uids}"
+    unscoped = [e for e in walk_exprs(dashboard["panels"]) if 'instance=~"$instance:.*"' not in e]
+    assert not unscoped, f"queries not limited to the selected instance: {unscoped}"
+
+
+def test_dashboard_shows_the_server_and_the_watchdog(dashboard: dict) -> None:
+    used = set().union(*(metric_names(e) for e in walk_exprs(dashboard)))
+    assert {"ocr_server_process_cpu_seconds_total", "ocr_server_process_resident_memory_bytes"} <= used
+    assert {"ocr_watchdog_heals_total", "ocr_server_restarts_total", "ocr_watchdog_probe_failures_total",
+            "ocr_server_ready"} <= used

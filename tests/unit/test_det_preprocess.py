@@ -15,6 +15,7 @@ from ppocr_steps.det_preprocess import (
     prepare_source,
 )
 from ppocr_steps.settings import PipelineSettings
+from served import served_settings
 
 
 
@@ -190,7 +191,7 @@ def test_build_det_batch_pads_to_largest(settings: PipelineSettings) -> None:
 
 
 def test_build_det_batch_caps_the_detector_input() -> None:
-    s = PipelineSettings(max_side_limit=200, min_side_len=30)
+    s = served_settings(max_side_limit=200, min_side_len=30)
     srcs, infos = _prepared([(150, 60)], s)  # limit_type min 4096 would ask for 10240x4096
     batch, out = build_det_batch(srcs, infos, 4096, "min", s)
     assert max(batch.shape[1:3]) <= 2 * s.max_side_limit

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -88,8 +89,10 @@ def test_metric_names_match_the_dashboard_contract() -> None:
     if not doc.exists():
         pytest.skip("docker/grafana/METRICS.md not written yet")
     documented = set(re.findall(r"`(ocr_[a-z_]+)`", doc.read_text()))
-    documented = {n for n in documented if not n.endswith(("_bucket", "_sum", "_count"))}
-    assert documented == set(m.METRIC_NAMES)
+    documented = {n for n in documented if not n.endswith(("_bucket", "_sum", "_count"))} - {m.PROBE_PARAMETER}
+    from ocr_server.watchdog_metrics import WATCHDOG_METRICS
+
+    assert documented == set(m.METRIC_NAMES) | WATCHDOG_METRICS
 
 
 def test_families_are_created_once_and_kept() -> None:
@@ -192,3 +195,19 @@ def test_deferred_updates_are_applied_by_the_background_thread() -> None:
     while series(metrics, "ocr_images_total").value < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert series(metrics, "ocr_images_total").value == 2
+
+
+def test_updates_inside_muted_are_dropped_on_that_thread_only() -> None:
+    """The steps serve the watchdog's probe requests `with muted()`: they never count."""
+    metrics = m.OcrMetrics(FakePb, stages=["decode"])
+    other = threading.Thread(target=lambda: metrics.images(5))
+    with m.muted():
+        metrics.images(3)
+        metrics.rejected("too_large")
+        other.start()
+        other.join()
+        assert m.is_muted()
+    assert not m.is_muted()
+    metrics.images(1)
+    assert series(metrics, "ocr_images_total").value == 6
+    assert series(metrics, "ocr_rejected_inputs_total", reason="too_large").value == 0

@@ -6,11 +6,12 @@ import math
 from dataclasses import asdict, fields
 
 import pytest
+from served import served_defaults
 
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.params import PARAM_RANGES, OcrParams, params_from_json, params_to_json, parse_params
 
-DEFAULTS = OcrParams()
+DEFAULTS = served_defaults()
 
 # name -> (allowed-range text in the error message, values accepted at the edges, values refused just outside)
 RANGES = {
@@ -53,7 +54,7 @@ def test_none_means_not_sent() -> None:
 
 
 def test_server_defaults_are_the_base() -> None:
-    server = OcrParams(limit_side_len=960, limit_type="max", thresh=0.2)
+    server = served_defaults(limit_side_len=960, limit_type="max", thresh=0.2)
     out = parse_params({"box_thresh": 0.7}, server)
     assert (out.limit_side_len, out.limit_type, out.thresh, out.box_thresh) == (960, "max", 0.2, 0.7)
 
@@ -119,7 +120,7 @@ def test_bool_is_not_a_number(name: str, value: bool) -> None:
 
 @pytest.mark.parametrize("value", [True, False, 1, 0])
 def test_use_textline_orientation_accepts_bool_and_0_1(value: object) -> None:
-    out = parse_params({"use_textline_orientation": value}, OcrParams(use_textline_orientation=not bool(value)))
+    out = parse_params({"use_textline_orientation": value}, served_defaults(use_textline_orientation=not bool(value)))
     assert out.use_textline_orientation is bool(value)
 
 
@@ -130,7 +131,7 @@ def test_use_textline_orientation_refuses_non_bool(value: object) -> None:
 
 @pytest.mark.parametrize("value,expected", [("min", "min"), ("max", "max"), (b"max", "max"), (b"min", "min")])
 def test_limit_type_allowed(value: object, expected: str) -> None:
-    start = OcrParams(limit_type="max" if expected == "min" else "min")
+    start = served_defaults(limit_type="max" if expected == "min" else "min")
     out = parse_params({"limit_type": value}, start)
     assert out.limit_type == expected and type(out.limit_type) is str
 
@@ -157,9 +158,9 @@ def test_first_error_names_the_bad_parameter_not_a_good_one() -> None:
 
 
 def test_parse_does_not_mutate_defaults() -> None:
-    base = OcrParams()
+    base = served_defaults()
     parse_params({"thresh": 0.1, "limit_type": "max"}, base)
-    assert base == OcrParams()
+    assert base == served_defaults()
 
 
 def test_json_round_trip_defaults() -> None:

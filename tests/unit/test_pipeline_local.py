@@ -14,9 +14,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from served import served_defaults, served_settings
 
 from ppocr_steps.errors import InvalidInputError
-from ppocr_steps.params import OcrParams, params_from_json, params_to_json
+from ppocr_steps.params import params_from_json, params_to_json
 from ppocr_steps.pipeline import OcrLines, postprocess_detection, preprocess, recognize
 from ppocr_steps.recognize import load_dictionary
 from ppocr_steps.settings import PipelineSettings
@@ -75,9 +76,9 @@ def v4(models_dir: Path) -> Models:
 
 def run_ocr(models: Models, blobs: list[bytes], raw: dict | None = None,
             s: PipelineSettings | None = None) -> Run:
-    s = s or PipelineSettings()
+    s = s or served_settings()
     det, cls, rec = Counted(models.det), Counted(models.cls), Counted(models.rec)
-    pre = preprocess(blobs, raw or {}, OcrParams(), s)
+    pre = preprocess(blobs, raw or {}, served_defaults(), s)
     wire = params_to_json(pre.params)  # ocr_params travels as a JSON string tensor
     prob_map = det(pre.det_input)
     assert prob_map.shape[0] == pre.det_input.shape[0] and prob_map.shape[2:] == pre.det_input.shape[1:3]
@@ -140,7 +141,7 @@ def test_polys_are_where_the_text_was_drawn(upright: Run) -> None:
 
 
 def test_default_classifier_and_recognizer_batching(upright: Run) -> None:
-    s = PipelineSettings()
+    s = served_settings()
     assert len(upright.det.shapes) == 1 and upright.det.shapes[0][::3] == (1, 3)  # [1,H,W,3]
     assert upright.det.shapes[0][1] % 32 == 0 and upright.det.shapes[0][2] % 32 == 0
     assert len(upright.cls.shapes) == 1 and upright.cls.shapes[0] == (3, 48, 192, 3)
@@ -206,7 +207,7 @@ def test_receipt_with_150_lines(v4: Models) -> None:
     for i, tok in enumerate(tokens):
         c, r = divmod(i, rows)
         cv2.putText(img, tok, (15 + c * cw, lh * (r + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 2, cv2.LINE_AA)
-    s = PipelineSettings()
+    s = served_settings(rec_batch_total_width=0)  # chunks bounded by rec_batch_size alone
     run = run_ocr(v4, [png(img)], s=s)
     assert len(run.boxes) == 150 > 128
     assert len(run.lines.texts) == 150
@@ -246,7 +247,7 @@ def test_large_page_is_shrunk_and_mapped_back(v4: Models) -> None:
     page = np.full((2600, 1800, 3), 255, np.uint8)
     cv2.putText(page, "Large page text", (200, 1300), cv2.FONT_HERSHEY_SIMPLEX, 3, (0, 0, 0), 6, cv2.LINE_AA)
     run = run_ocr(v4, [png(page)])
-    assert max(run.det.shapes[0][2:]) <= 2 * PipelineSettings().max_side_limit
+    assert max(run.det.shapes[0][2:]) <= 2 * served_settings().max_side_limit
     assert run.lines.texts == ["Large page text"]
     assert_poly_covers(run.lines.polys[0], text_boxes(["Large page text"], (200, 1300), 0, 3, 6)[0], tol=20)
 
@@ -254,25 +255,25 @@ def test_large_page_is_shrunk_and_mapped_back(v4: Models) -> None:
 # ---------------------------------------------------------------- the step functions without models
 
 def test_preprocess_refuses_no_images_and_too_many() -> None:
-    s = PipelineSettings(max_images_per_request=2)
+    s = served_settings(max_images_per_request=2)
     with pytest.raises(InvalidInputError) as info:
-        preprocess([], {}, OcrParams(), s)
+        preprocess([], {}, served_defaults(), s)
     assert info.value.reason == "empty"
     blob = png(np.full((40, 40, 3), 255, np.uint8))
     with pytest.raises(InvalidInputError) as info:
-        preprocess([blob] * 3, {}, OcrParams(), s)
+        preprocess([blob] * 3, {}, served_defaults(), s)
     assert info.value.reason == "too_many_images" and "at most 2" in str(info.value)
-    assert preprocess([blob] * 2, {}, OcrParams(), s).det_input.shape[0] == 2
+    assert preprocess([blob] * 2, {}, served_defaults(), s).det_input.shape[0] == 2
 
 
 def test_preprocess_refuses_bad_parameters_before_decoding() -> None:
     with pytest.raises(InvalidInputError, match="'box_thresh'"):
-        preprocess([b"garbage"], {"box_thresh": 2.0}, OcrParams(), PipelineSettings())
+        preprocess([b"garbage"], {"box_thresh": 2.0}, served_defaults(), served_settings())
 
 
 def test_preprocess_outputs_match_the_config_contract() -> None:
     blobs = [png(np.full((100, 300, 3), 255, np.uint8)), png(np.full((200, 120, 3), 0, np.uint8))]
-    out = preprocess(blobs, {"limit_type": "max", "limit_side_len": 320}, OcrParams(), PipelineSettings())
+    out = preprocess(blobs, {"limit_type": "max", "limit_side_len": 320}, served_defaults(), served_settings())
     assert out.det_input.dtype == np.uint8 and out.det_input.ndim == 4 and out.det_input.shape[3] == 3
     assert out.images.dtype == np.uint8 and out.images.shape == (2, 200, 300, 3)
     assert out.image_info.dtype == np.float32 and out.image_info.shape == (2, 9)
@@ -284,10 +285,10 @@ def test_postprocess_refuses_too_many_boxes(prob_map) -> None:
     rects = [(10 + 40 * i, 10, 40 + 40 * i, 30, 0.9) for i in range(10)]
     pm = np.stack([prob_map(64, 416, rects=rects)])[:, None]
     info = np.array([[64, 416, 64, 416, 0, 64, 416, 1, 1]], np.float32)
-    boxes, scores, index = postprocess_detection(pm, info, OcrParams(), PipelineSettings())
+    boxes, scores, index = postprocess_detection(pm, info, served_defaults(), served_settings())
     assert boxes.shape == (10, 4, 2) and boxes.dtype == np.float32 and index.dtype == np.int32
     with pytest.raises(InvalidInputError) as err:
-        postprocess_detection(pm, info, OcrParams(), PipelineSettings(max_boxes_per_request=9))
+        postprocess_detection(pm, info, served_defaults(), served_settings(max_boxes_per_request=9))
     assert err.value.reason == "too_many_boxes"
 
 
@@ -298,7 +299,7 @@ def test_postprocess_reads_only_each_images_valid_region(prob_map) -> None:
     pm[1, 0] = prob_map(64, 256, rects=[(150, 10, 240, 30, 0.9)])
     info = np.array([[32, 64, 64, 128, 0, 64, 128, 0.5, 0.5],
                      [64, 256, 64, 256, 0, 64, 256, 1, 1]], np.float32)
-    boxes, _, index = postprocess_detection(pm, info, OcrParams(), PipelineSettings())
+    boxes, _, index = postprocess_detection(pm, info, served_defaults(), served_settings())
     assert index.tolist() == [0, 1]
     assert boxes[0][:, 0].max() <= 127 and boxes[1][:, 0].min() > 130
 
@@ -319,14 +320,14 @@ def test_recognize_filters_by_score_and_maps_to_original() -> None:
     info = np.array([[50, 100, 100, 200, 0, 0, 0, 0.5, 0.5]], np.float32)
     boxes = np.array([[[10, 10], [90, 10], [90, 40], [10, 40]],
                       [[100, 50], [190, 50], [190, 80], [100, 80]]], np.float32)
-    params = OcrParams(use_textline_orientation=False, text_rec_score_thresh=0.9)
-    lines = recognize(images, info, boxes, np.array([0, 0], np.int32), params, PipelineSettings(), labels, None, rec)
+    params = served_defaults(use_textline_orientation=False, text_rec_score_thresh=0.9)
+    lines = recognize(images, info, boxes, np.array([0, 0], np.int32), params, served_settings(), labels, None, rec)
     assert lines.texts == ["a"]
     np.testing.assert_allclose(lines.polys[0], boxes[0] * 0.5)
     assert lines.scores.tolist() == pytest.approx([0.95])
     # a threshold nobody reaches leaves well-typed empty outputs
     none = recognize(images, info, boxes, np.array([0, 0], np.int32),
-                     replace(params, text_rec_score_thresh=1.0), PipelineSettings(), labels, None, rec)
+                     replace(params, text_rec_score_thresh=1.0), served_settings(), labels, None, rec)
     assert none.texts == [] and none.polys.shape == (0, 4, 2) and none.image_index.dtype == np.int32
     # a pipelined recogniser (submit/wait) gives the same lines; timing counts the time blocked in it
 
@@ -339,7 +340,7 @@ def test_recognize_filters_by_score_and_maps_to_original() -> None:
             return lambda: result
 
     timings: dict[str, float] = {}
-    piped = recognize(images, info, boxes, np.array([0, 0], np.int32), params, PipelineSettings(), labels, None,
+    piped = recognize(images, info, boxes, np.array([0, 0], np.int32), params, served_settings(), labels, None,
                       Submitting(), timings)
     assert piped.texts == lines.texts and piped.scores.tolist() == lines.scores.tolist()
     assert set(timings) == {"crop", "rec", "ctc"} and min(timings.values()) >= 0

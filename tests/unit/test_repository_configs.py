@@ -11,12 +11,19 @@ from pathlib import Path
 import pytest
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
-from google.protobuf import text_format  # noqa: E402
+from ocr_server import pbtxt  # noqa: E402
 
 from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS  # noqa: E402
 from ppocr_steps.params import OcrParams  # noqa: E402
 from ppocr_steps.recognize import CLS_SHAPE, load_dictionary  # noqa: E402
-from ppocr_steps.settings import defaults_from_parameters, settings_from_parameters  # noqa: E402
+from ppocr_steps.settings import (  # noqa: E402
+    STEP_SETTINGS,
+    PostprocessSettings,
+    PreprocessSettings,
+    RecognitionSettings,
+    defaults_from_parameters,
+    settings_from_parameters,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ENSEMBLE_DIR = ROOT / "ensemble"
@@ -42,11 +49,11 @@ def targets() -> list[str]:
 
 
 def load(path: Path) -> ModelConfig:
-    return text_format.Parse(path.read_text(), ModelConfig())
+    return pbtxt.load(path)
 
 
 def parameters(cfg: ModelConfig) -> dict[str, str]:
-    return {k: v.string_value for k, v in cfg.parameters.items()}
+    return pbtxt.parameters(cfg)
 
 
 def model_set(target: str) -> dict[str, ModelConfig]:
@@ -170,7 +177,7 @@ def test_optional_inputs_are_exactly_the_request_parameters() -> None:
     """Every OcrParams field is an optional [1] input with the matching dtype, in the ensemble and in
     det_preprocess (whose model.py reads them by the OcrParams field names)."""
     dtype_of = {int: "TYPE_INT32", float: "TYPE_FP32", bool: "TYPE_BOOL", str: "TYPE_STRING"}
-    defaults = OcrParams()
+    defaults = defaults_from_parameters(parameters(load(STEPS_DIR / "det_preprocess" / "config.pbtxt")))
     for cfg in (load(ENSEMBLE_DIR / "ocr" / "config.pbtxt"), load(STEPS_DIR / "det_preprocess" / "config.pbtxt")):
         optional = {t.name: t for t in cfg.input if t.optional}
         assert set(optional) == {f.name for f in fields(OcrParams)}, cfg.name
@@ -193,13 +200,13 @@ def test_image_info_width_matches_the_package() -> None:
 
 def test_python_steps_parameters_accepted_by_settings() -> None:
     pre = parameters(load(STEPS_DIR / "det_preprocess" / "config.pbtxt"))
-    settings_from_parameters(pre)
+    settings_from_parameters(pre, PreprocessSettings)
     defaults_from_parameters(pre)  # default_* validate like a request
     assert any(k.startswith("default_") for k in pre)
-    settings_from_parameters(parameters(load(STEPS_DIR / "det_postprocess" / "config.pbtxt")))
+    settings_from_parameters(parameters(load(STEPS_DIR / "det_postprocess" / "config.pbtxt")), PostprocessSettings)
     rec = parameters(load(STEPS_DIR / "rec_pipeline" / "config.pbtxt"))
     assert REC_PIPELINE_OWN_KEYS <= set(rec)
-    settings_from_parameters(rec, ignore=REC_PIPELINE_OWN_KEYS)
+    settings_from_parameters(rec, RecognitionSettings, ignore=REC_PIPELINE_OWN_KEYS)
 
 
 def test_python_steps_set_no_default_outside_det_preprocess() -> None:
@@ -255,13 +262,13 @@ def test_target_step_overrides_are_valid_settings(target: str) -> None:
         extra = step_overrides(target, step)
         assert set(extra) <= set(base), f"{target} overrides unknown {step} parameters {set(extra) - set(base)}"
         ignore = REC_PIPELINE_OWN_KEYS if step == "rec_pipeline" else set()
-        settings_from_parameters({**base, **extra}, ignore=ignore)
+        settings_from_parameters({**base, **extra}, STEP_SETTINGS[step], ignore=ignore)
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_rec_pipeline_batches_fit_the_runtime_models(target: str) -> None:
     rec = {**parameters(load(STEPS_DIR / "rec_pipeline" / "config.pbtxt")), **step_overrides(target, "rec_pipeline")}
-    s = settings_from_parameters(rec, ignore=REC_PIPELINE_OWN_KEYS)
+    s = settings_from_parameters(rec, RecognitionSettings, ignore=REC_PIPELINE_OWN_KEYS)
     models = model_set(target)
     cls_cfg, rec_cfg = models[rec["cls_model_name"]], models[rec["rec_model_name"]]
     assert 0 < s.cls_batch_size <= cls_cfg.max_batch_size, target

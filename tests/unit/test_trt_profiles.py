@@ -126,12 +126,12 @@ def test_step_batch_sizes_fit_the_engines(profiles):
 
 def test_step_overrides_name_known_parameters(profiles):
     """Every GPU step override names a step and a parameter that exist (assemble refuses unknown keys)."""
-    from ocr_server.engines.stats import _PARAM_RE
+    from ocr_server import pbtxt
     for step, kv in profiles.step_parameters.items():
         cfg = ROOT / "python_backend" / "models" / step / "config.pbtxt"
         if not cfg.exists():
             pytest.skip(f"{cfg} not present")
-        known = dict(_PARAM_RE.findall(cfg.read_text()))
+        known = pbtxt.parameters(pbtxt.load(cfg))
         assert set(kv) <= set(known), (step, set(kv) - set(known))
 
 

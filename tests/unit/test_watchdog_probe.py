@@ -98,3 +98,43 @@ def test_timeouts_count_until_a_probe_succeeds_or_a_restart(watchdog: Supervisor
     ProbeAnswer.release = threading.Event()
     probe_answered_after(watchdog, None, lambda: None)
     assert watchdog.probe_timeouts == 0
+
+
+class FakeServer:
+    pid = 1
+
+    def poll(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("completed, restarted", [(15, False), (10, True), (None, True)])
+def test_probe_timeouts_restart_only_a_server_that_completes_nothing(
+        watchdog: Supervisor, monkeypatch: pytest.MonkeyPatch, completed: int | None, restarted: bool) -> None:
+    """Probes stuck behind a backlog time out, but the ensemble kept answering: busy, not stuck."""
+    restarts: list[str] = []
+    watchdog.proc = FakeServer()  # type: ignore[assignment]
+    monkeypatch.setattr(watchdog, "dead_models", lambda: set())
+    monkeypatch.setattr(watchdog, "restart_server", restarts.append)
+    monkeypatch.setattr(watchdog, "completed_requests", lambda: completed)
+    watchdog.probe_timeouts, watchdog.progress_mark = watchdog.probe_failures, 10
+    watchdog.check()
+    assert bool(restarts) == restarted
+    assert watchdog.probe_timeouts == (watchdog.probe_failures if restarted else 0)
+
+
+def test_the_probe_is_tagged_and_its_failures_counted(watchdog: Supervisor, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ppocr_steps.metrics import PROBE_PARAMETER
+
+    seen: dict = {}
+
+    def infer(self: ProbeAnswer, *args: object, **kwargs: object) -> None:
+        seen.update(kwargs)
+        raise __import__("tritonclient.utils", fromlist=["x"]).InferenceServerException(
+            "Deadline Exceeded", status="StatusCode.DEADLINE_EXCEEDED")
+
+    monkeypatch.setattr(ProbeAnswer, "infer", infer)
+    monkeypatch.setattr(watchdog, "completed_requests", lambda: 7)
+    watchdog.probe_once()
+    assert seen["parameters"] == {PROBE_PARAMETER: True}
+    assert watchdog.probe_timeouts == 1 and watchdog.progress_mark == 7
+    assert watchdog.metrics.probe_failures._value.get() == 1

@@ -41,16 +41,23 @@ def _steps() -> Any | None:
         from ppocr_steps import crops, det_preprocess, recognize, settings  # noqa: PLC0415
     except ImportError:
         return None
-    return {"crops": crops, "det": det_preprocess, "rec": recognize, "settings": settings.PipelineSettings()}
+    from ocr_server.engines.stats import step_parameters  # noqa: PLC0415
+
+    params = step_parameters()
+    return {"crops": crops, "det": det_preprocess, "rec": recognize,
+            "settings": settings.pipeline_settings_from_parameters(params),
+            "defaults": settings.defaults_from_parameters(params)}
 
 
 def _det_input(img: Any, steps: Any, limit: int = 736, limit_type: str = "min", max_side: int = 4000) -> Any:
-    """The detector input the pipeline sends for `img`: the resized image, uint8 [1,H,W,3]."""
+    """The detector input the pipeline sends for `img` with the served defaults: the resized image, uint8
+    [1,H,W,3]. `limit`/`limit_type`/`max_side` only approximate them where ppocr_steps is not installed."""
     import cv2  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
     if steps is not None:
+        d = steps["defaults"]
         src, info = steps["det"].prepare_source(img, steps["settings"])
-        batch, _ = steps["det"].build_det_batch([src], [info], limit, limit_type, steps["settings"])
+        batch, _ = steps["det"].build_det_batch([src], [info], d.limit_side_len, d.limit_type, steps["settings"])
         return batch
     h, w = img.shape[:2]
     r = limit / min(h, w) if min(h, w) < limit else 1.0

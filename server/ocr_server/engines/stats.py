@@ -8,21 +8,18 @@ steps' config.pbtxt `parameters`, so a change there is seen here.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ocr_server import pbtxt
 from ocr_server.engines.layout import repo_root
 from ocr_server.engines.profiles import Profiles
 
 __all__ = ["ShapeSample", "step_parameters", "repository_step_parameters", "pipeline_settings", "dev_set_shapes",
            "extreme_shapes",
            "median_shape", "uncovered"]
-
-_PARAM_RE = re.compile(r'\{\s*key:\s*"([^"]+)"\s*value\s*\{\s*string_value:\s*"([^"]*)"\s*\}\s*\}')
-
 
 @dataclass(frozen=True)
 class ShapeSample:
@@ -49,7 +46,7 @@ def step_parameters(root: Path | None = None, overrides: dict[str, dict[str, str
     root = root or repo_root()
     params: dict[str, str] = {}
     for cfg in sorted((root / "python_backend" / "models").glob("*/config.pbtxt")):
-        params.update(dict(_PARAM_RE.findall(cfg.read_text())))
+        params.update(pbtxt.parameters(pbtxt.load(cfg)))
         params.update((overrides or {}).get(cfg.parent.name, {}))
     return params
 
@@ -60,7 +57,7 @@ def repository_step_parameters(repository: Path) -> dict[str, str]:
     for step in ("det_preprocess", "det_postprocess", "rec_pipeline"):
         cfg = Path(repository) / step / "config.pbtxt"
         if cfg.exists():
-            params.update(dict(_PARAM_RE.findall(cfg.read_text())))
+            params.update(pbtxt.parameters(pbtxt.load(cfg)))
     return params
 
 
@@ -83,11 +80,9 @@ def pipeline_settings(root: Path | None = None, overrides: dict[str, dict[str, s
     """
     mods = _import_steps()
     params = params if params is not None else step_parameters(root, overrides)
-    known = {f for f in mods["settings"].PipelineSettings.__dataclass_fields__}
-    s = mods["settings"].settings_from_parameters({k: v for k, v in params.items() if k in known})
+    s = mods["settings"].pipeline_settings_from_parameters(params)
     defaults = mods["settings"].defaults_from_parameters(params)
-    return _Ctx(s, defaults, int(params.get("cls_batch_size", s.cls_batch_size)),
-                int(params.get("rec_batch_size", s.rec_batch_size)), mods)
+    return _Ctx(s, defaults, s.cls_batch_size, s.rec_batch_size, mods)
 
 
 def _det_shape(ctx: _Ctx, sizes: list[tuple[int, int]], limit_side_len: int, limit_type: str) -> tuple[int, ...]:

@@ -124,8 +124,10 @@ async def serve(opts: FrontOptions, routers: Sequence[APIRouter] = ()) -> int:
 
 def parse_args(argv: Sequence[str] | None = None) -> FrontOptions:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--upstream-grpc", required=True, help="Triton's gRPC frontend, host:port (loopback)")
-    ap.add_argument("--upstream-http", required=True, help="Triton's HTTP frontend, host:port (loopback)")
+    ap.add_argument("--upstream-grpc", required=True,
+                    help="Triton's gRPC frontend: host:port (loopback) or unix:<socket path>")
+    ap.add_argument("--upstream-http", required=True,
+                    help="Triton's HTTP frontend: host:port (loopback) or unix:<socket path>")
     ap.add_argument("--host", default="127.0.0.1", help="public listen address (0.0.0.0 for all)")
     ap.add_argument("--http-port", type=int, default=8000)
     ap.add_argument("--grpc-port", type=int, default=8001)

@@ -214,8 +214,14 @@ def _error_of(resp: httpx.Response) -> str:
 def create_app(state: FrontState, routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The HTTP front. `routers` (e.g. the PaddleX-style `POST /ocr`) are mounted behind the same bearer
     token and drain as inference; they reach the loopback Triton through `app.state.front.upstream`."""
-    upstream = httpx.AsyncClient(base_url=f"http://{state.upstream.http}", timeout=httpx.Timeout(None, connect=5.0),
-                                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+    if state.upstream.http.startswith("unix:"):  # Triton's HTTP on a Unix socket (the launcher's --socket-dir)
+        transport = httpx.AsyncHTTPTransport(uds=state.upstream.http[len("unix:"):], limits=limits)
+        base_url = "http://triton"
+    else:
+        transport = httpx.AsyncHTTPTransport(limits=limits)
+        base_url = f"http://{state.upstream.http}"
+    upstream = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(None, connect=5.0), transport=transport)
     app = FastAPI(title="ocr front", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.front = state
     app.state.upstream_http = upstream  # closed by the caller after the server stops

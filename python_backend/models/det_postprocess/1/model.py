@@ -6,13 +6,13 @@ import numpy as np
 from ppocr_steps import metrics as m
 from ppocr_steps.params import params_from_json
 from ppocr_steps.pipeline import postprocess_detection
-from ppocr_steps.settings import settings_from_parameters
+from ppocr_steps.settings import PostprocessSettings, settings_from_parameters
 from ppocr_steps import triton_adapter as ta
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        self.settings = settings_from_parameters(ta.config_parameters(ta.model_config(args)))
+        self.settings = settings_from_parameters(ta.config_parameters(ta.model_config(args)), PostprocessSettings)
         self.metrics = ta.create_metrics(specs=[m.BOXES_PER_IMAGE, m.STAGE_LATENCY, m.REJECTED_INPUTS],
                                          stages=["det_postprocess"])
 

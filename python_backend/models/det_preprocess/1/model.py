@@ -6,7 +6,7 @@ import numpy as np
 from ppocr_steps import metrics as m
 from ppocr_steps.params import OcrParams, params_to_json
 from ppocr_steps.pipeline import preprocess
-from ppocr_steps.settings import defaults_from_parameters, settings_from_parameters
+from ppocr_steps.settings import PreprocessSettings, defaults_from_parameters, settings_from_parameters
 from ppocr_steps import triton_adapter as ta
 
 PARAM_INPUTS = [f for f in OcrParams.__dataclass_fields__]
@@ -15,7 +15,7 @@ PARAM_INPUTS = [f for f in OcrParams.__dataclass_fields__]
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         params = ta.config_parameters(ta.model_config(args))
-        self.settings = settings_from_parameters(params)
+        self.settings = settings_from_parameters(params, PreprocessSettings)
         self.defaults = defaults_from_parameters(params)
         self.metrics = ta.create_metrics(specs=[m.IMAGES, m.STAGE_LATENCY, m.REJECTED_INPUTS],
                                          stages=["decode", "det_preprocess"])

@@ -9,7 +9,7 @@ from ppocr_steps import metrics as m
 from ppocr_steps.params import params_from_json
 from ppocr_steps.pipeline import recognize
 from ppocr_steps.recognize import load_dictionary
-from ppocr_steps.settings import settings_from_parameters
+from ppocr_steps.settings import RecognitionSettings, settings_from_parameters
 from ppocr_steps import triton_adapter as ta
 
 OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
@@ -18,7 +18,7 @@ OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         params = ta.config_parameters(ta.model_config(args))
-        self.settings = settings_from_parameters(params, ignore=OWN_KEYS)
+        self.settings = settings_from_parameters(params, RecognitionSettings, ignore=OWN_KEYS)
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.labels = load_dictionary(os.path.join(version_dir, params["dictionary"]))
         s = self.settings
