@@ -323,3 +323,21 @@ def test_drain_finishes_in_flight_requests_and_refuses_new_ones(tmp_path):
         stop_fronted(server)
         if server.proc.returncode is None:
             os.killpg(server.proc.pid, signal.SIGKILL)
+
+
+def test_front_before_triton_on_unix_sockets(tmp_path):
+    """--socket-dir: Triton has no TCP port for HTTP/gRPC at all; the front reaches it over the sockets."""
+    from ocr_client import OcrClient
+
+    sockets = tmp_path / "sockets"
+    server = start_fronted(tmp_path, ["--socket-dir", str(sockets)])
+    try:
+        blob = png(text_page(2, seed=12)[0])
+        for protocol, url in (("grpc", server.grpc_url), ("http", server.http_url)):
+            with OcrClient(url, protocol=protocol, timeout=120) as c:
+                assert len(c.ocr(blob).lines) >= 2
+        for port in (server.internal_grpc, server.internal_http):  # nothing listens on the would-be ports
+            assert http("GET", f"http://127.0.0.1:{port}/v2/health/live")[0] == 0
+        assert any(p.name.startswith("grpc.sock") for p in sockets.iterdir())
+    finally:
+        assert stop_fronted(server) == 0
