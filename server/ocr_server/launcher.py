@@ -911,8 +911,9 @@ def main(argv: list[str] | None = None) -> int:
         front = FrontSettings(args.host, args.http_port, args.grpc_port, args.grace_period, args.auth_token_file,
                               args.tls_cert, args.tls_key, not args.no_request_log,
                               request_bytes_limit(args.model_repository), tuple(args.front_router))
-        opts.http_port = args.internal_http_port or free_loopback_port()
-        opts.grpc_port = args.internal_grpc_port or free_loopback_port()
+        if opts.socket_dir is None:  # else Triton has no HTTP/gRPC TCP port; the sockets keep the port as a suffix
+            opts.http_port = args.internal_http_port or free_loopback_port()
+            opts.grpc_port = args.internal_grpc_port or free_loopback_port()
         opts.metrics_host, opts.host = opts.host, "127.0.0.1"
     elif args.auth_token_file or args.tls_cert:
         ap.error("--auth-token-file and --tls-cert are served by the front: drop --no-front")
