@@ -187,3 +187,15 @@ def test_extra_routers_sit_behind_the_token_and_the_drain():
         assert client.get("/nothing/here").json()["error"].startswith("no such endpoint")
         state.draining = True
         assert client.post("/ocr", headers={"authorization": "Bearer t0ken"}).status_code == 503
+
+
+def test_the_watchdogs_probe_tag_cannot_come_from_a_client():
+    """Probes are left out of the ocr_* metrics by a request parameter; clients may not send it."""
+    from ppocr_steps.metrics import PROBE_PARAMETER
+
+    req = grpc_request()
+    req.parameters[PROBE_PARAMETER].bool_param = True
+    with pytest.raises(Refused, match=PROBE_PARAMETER):
+        check_infer_request(req, SPEC, LIMITS)
+    with pytest.raises(Refused, match=PROBE_PARAMETER):
+        check_json_request(http_request(parameters={PROBE_PARAMETER: True}), SPEC, memoryview(framed(b"abc")), LIMITS)
