@@ -13,7 +13,7 @@ from ._endpoints import UrlArg
 from ._errors import OcrError, OcrTimeoutError, OcrUnavailableError, map_error
 from ._images import ImageInput
 from ._params import OcrParams
-from ._results import OcrResult, results_from_outputs
+from ._results import OcrResult, results_from_outputs, single_result
 from ._retry import retry_async
 from ._triton import protocol_module, read_outputs
 
@@ -86,13 +86,18 @@ class AsyncOcrClient(_Base):
 
     async def ocr(self, image: ImageInput, params: OcrParams | None = None, *,
                   timeout: float | None = None, **overrides: Any) -> OcrResult:
-        """OCR one image (path, encoded bytes, or OpenCV-style ndarray); see :meth:`OcrClient.ocr`."""
+        """OCR one image (path, bytes, or OpenCV-style ndarray) or one-page PDF; see :meth:`OcrClient.ocr`."""
         results = await self.ocr_batch([image], params, timeout=timeout, **overrides)
-        return results[0]
+        return single_result(results)
+
+    async def ocr_document(self, document: ImageInput, params: OcrParams | None = None, *,
+                           timeout: float | None = None, **overrides: Any) -> list[OcrResult]:
+        """OCR a PDF (or an image): one result per page, in page order; see :meth:`OcrClient.ocr`."""
+        return await self.ocr_batch([document], params, timeout=timeout, **overrides)
 
     async def ocr_batch(self, images: Sequence[ImageInput], params: OcrParams | None = None, *,
                         timeout: float | None = None, **overrides: Any) -> list[OcrResult]:
-        """OCR several images in one request; one result per image, in order."""
+        """OCR several images (or PDFs) in one request; one result per image and per PDF page, in order."""
         params = OcrParams.merged(params, overrides)
         images = list(images)
         if not images:

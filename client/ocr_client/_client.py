@@ -12,7 +12,7 @@ from ._endpoints import EndpointRotation, UrlArg, grpc_target, parse_endpoints
 from ._errors import OcrError, OcrTimeoutError, OcrUnavailableError, map_error
 from ._images import ImageInput, load_image_bytes
 from ._params import OcrParams, build_tensors
-from ._results import OcrResult, results_from_outputs
+from ._results import OcrResult, results_from_outputs, single_result
 from ._retry import retry_sync
 from ._triton import grpc_channel_args, make_inputs, make_outputs, protocol_module, read_outputs
 
@@ -174,16 +174,22 @@ class OcrClient(_Base):
     # ------------------------------------------------------------------ inference
     def ocr(self, image: ImageInput, params: OcrParams | None = None, *, timeout: float | None = None,
             **overrides: Any) -> OcrResult:
-        """OCR one image (path, encoded bytes, or OpenCV-style ndarray).
+        """OCR one image (path, encoded bytes, or OpenCV-style ndarray) or one-page PDF.
 
         ``params`` and/or keyword ``overrides`` (the :class:`OcrParams` field names) set the
         per-request knobs; ``timeout`` is this call's deadline in seconds, retries included.
         """
-        return self.ocr_batch([image], params, timeout=timeout, **overrides)[0]
+        return single_result(self.ocr_batch([image], params, timeout=timeout, **overrides))
+
+    def ocr_document(self, document: ImageInput, params: OcrParams | None = None, *,
+                     timeout: float | None = None, **overrides: Any) -> list[OcrResult]:
+        """OCR a PDF (or an image): one result per page, in page order (arguments as :meth:`ocr`)."""
+        return self.ocr_batch([document], params, timeout=timeout, **overrides)
 
     def ocr_batch(self, images: Sequence[ImageInput], params: OcrParams | None = None, *,
                   timeout: float | None = None, **overrides: Any) -> list[OcrResult]:
-        """OCR several images in one request; one result per image, in order (arguments as :meth:`ocr`)."""
+        """OCR several images (or PDFs) in one request; one result per image and per PDF page, in
+        input order (``OcrResult.source`` and ``page`` say which; arguments as :meth:`ocr`)."""
         params = OcrParams.merged(params, overrides)
         images = list(images)
         if not images:

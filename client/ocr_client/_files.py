@@ -4,14 +4,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 
-__all__ = ["IMAGE_EXTENSIONS", "expand_paths", "is_image_name", "vis_names"]
+__all__ = ["DOCUMENT_EXTENSIONS", "IMAGE_EXTENSIONS", "expand_paths", "is_image_name", "vis_names"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+#: Files the server reads besides images (one result per page).
+DOCUMENT_EXTENSIONS = frozenset({".pdf"})
 
 
 def is_image_name(name: str) -> bool:
-    """Whether ``name`` has an image extension (case-insensitive)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    """Whether ``name`` has an image or PDF extension (case-insensitive)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS | DOCUMENT_EXTENSIONS
 
 
 def _walk_images(folder: str) -> list[str]:
@@ -26,8 +28,8 @@ def _walk_images(folder: str) -> list[str]:
 
 
 def expand_paths(paths: Sequence[str]) -> list[str]:
-    """Image files from ``paths``, in order: folders are searched recursively
-    (image extensions only, sorted); files named directly are kept whatever their
+    """Image and PDF files from ``paths``, in order: folders are searched recursively
+    (image and PDF extensions only, sorted); files named directly are kept whatever their
     extension. Duplicates are dropped. Raises FileNotFoundError for a missing path.
     """
     out: list[str] = []

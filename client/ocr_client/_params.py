@@ -61,6 +61,9 @@ class OcrParams:
     unclip_ratio: float | None = _param("FP32", "DB box expansion", "F", positive=True)
     use_textline_orientation: bool | None = _param("BOOL", "0/180 degree text line classifier")
     text_rec_score_thresh: float | None = _param("FP32", "drop lines recognised with a lower score", "F")
+    use_doc_orientation_classify: bool | None = _param(
+        "BOOL", "turn pages lying at 90/180/270 degrees upright before reading them")
+    use_doc_unwarping: bool | None = _param("BOOL", "unwarp curved pages (not available: the server refuses true)")
 
     def __post_init__(self) -> None:
         self.validate()

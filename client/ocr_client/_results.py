@@ -8,12 +8,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._errors import OcrServerError
+from ._errors import OcrInvalidInputError, OcrServerError
 
-__all__ = ["OUTPUT_NAMES", "OcrResult", "TextLine", "results_from_outputs"]
+__all__ = ["OPTIONAL_OUTPUT_NAMES", "OUTPUT_NAMES", "OcrResult", "TextLine", "results_from_outputs",
+           "single_result"]
 
 #: Outputs of the ``ocr`` ensemble read by the client (docs/architecture.md).
-OUTPUT_NAMES: tuple[str, ...] = ("texts", "scores", "polys", "image_index", "flipped")
+OUTPUT_NAMES: tuple[str, ...] = ("texts", "scores", "polys", "image_index", "flipped", "source_index",
+                                 "page_index", "angle")
+#: Per-image outputs a server without PDF and orientation support lacks: then each input is one upright image.
+OPTIONAL_OUTPUT_NAMES: frozenset[str] = frozenset({"source_index", "page_index", "angle"})
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,17 @@ class TextLine:
 
 @dataclass(frozen=True)
 class OcrResult:
-    """The text lines of one image, in reading order."""
+    """The text lines of one image (or one page of a PDF), in reading order.
+
+    ``source`` is the index of the input it comes from; ``page`` its 0-based page when that input
+    is a PDF (None for an image); ``angle`` how the image as sent is turned from upright (0, 90,
+    180 or 270 degrees clockwise; polygons are in the image as sent, lines in upright reading order).
+    """
 
     lines: list[TextLine] = field(default_factory=list)
+    source: int = 0
+    page: int | None = None
+    angle: int = 0
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -88,19 +100,41 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def results_from_outputs(outputs: Mapping[str, NDArray[Any] | None], num_images: int) -> list[OcrResult]:
-    """Split the concatenated outputs into one :class:`OcrResult` per input image.
+def _image_map(arrays: Mapping[str, NDArray[Any] | None], num_inputs: int) -> list[tuple[int, int | None]]:
+    """(source, page) of each result image; one per input when the server sends no mapping."""
+    sources, pages = arrays.get("source_index"), arrays.get("page_index")
+    if sources is None or pages is None:
+        return [(i, None) for i in range(num_inputs)]
+    src = np.asarray(sources).reshape(-1)
+    pg = np.asarray(pages).reshape(-1)
+    if src.shape != pg.shape:
+        raise OcrServerError(f"outputs 'source_index' ({src.shape[0]}) and 'page_index' ({pg.shape[0]}) "
+                             "differ in length")
+    if src.size and (int(src.min()) < 0 or int(src.max()) >= num_inputs):
+        raise OcrServerError(f"output 'source_index' holds {sorted(set(src.tolist()))}, "
+                             f"outside [0, {num_inputs}) for {num_inputs} input(s)")
+    return [(int(s), None if int(p) < 0 else int(p)) for s, p in zip(src.tolist(), pg.tolist(), strict=True)]
 
-    ``outputs`` maps each name of :data:`OUTPUT_NAMES` to its array. Lines keep
-    their order within an image; images without lines get an empty result.
-    Inconsistent tensors raise :class:`OcrServerError`.
+
+def results_from_outputs(outputs: Mapping[str, NDArray[Any] | None], num_images: int) -> list[OcrResult]:
+    """Split the concatenated outputs into one :class:`OcrResult` per result image.
+
+    ``num_images`` is the number of inputs sent. Each image input gives one result and
+    each PDF input one result per page, in input order (``OcrResult.source``/``page``).
+    ``outputs`` maps each name of :data:`OUTPUT_NAMES` to its array (those of
+    :data:`OPTIONAL_OUTPUT_NAMES` may be None). Lines keep their order within an image;
+    images without lines get an empty result. Inconsistent tensors raise :class:`OcrServerError`.
     """
     arrays: dict[str, NDArray[Any]] = {}
     for name in OUTPUT_NAMES:
         arr = outputs.get(name)
         if arr is None:
+            if name in OPTIONAL_OUTPUT_NAMES:
+                continue
             raise OcrServerError(f"the response has no output '{name}'")
         arrays[name] = np.asarray(arr)
+    image_map = _image_map(arrays, num_images)
+    num_results = len(image_map)
 
     texts = arrays["texts"].reshape(-1)
     scores = arrays["scores"].reshape(-1)
@@ -114,17 +148,35 @@ def results_from_outputs(outputs: Mapping[str, NDArray[Any] | None], num_images:
     for name, arr in (("scores", scores), ("image_index", index), ("flipped", flipped)):
         if arr.shape[0] != n:
             raise OcrServerError(f"output '{name}' has {arr.shape[0]} elements, 'texts' has {n}")
-    if n and (int(index.min()) < 0 or int(index.max()) >= num_images):
+    if n and (int(index.min()) < 0 or int(index.max()) >= num_results):
         raise OcrServerError(f"output 'image_index' holds {sorted(set(index.tolist()))}, "
-                             f"outside [0, {num_images}) for {num_images} image(s)")
+                             f"outside [0, {num_results}) for {num_results} image(s)")
 
     coords = _f32_list(polys)
     score_list = _f32_list(scores)
-    per_image: list[list[TextLine]] = [[] for _ in range(num_images)]
+    per_image: list[list[TextLine]] = [[] for _ in range(num_results)]
     for i in range(n):
         c = coords[i * 8:(i + 1) * 8]
         poly = [(c[0], c[1]), (c[2], c[3]), (c[4], c[5]), (c[6], c[7])]
         line = TextLine(poly=poly, text=_text(texts[i]), score=score_list[i], flipped=bool(flipped[i]))
         per_image[int(index[i])].append(line)
-    return [OcrResult(lines) for lines in per_image]
+    angles = _angles(outputs.get("angle"), num_results)
+    return [OcrResult(lines, source=src, page=page, angle=angle)
+            for lines, (src, page), angle in zip(per_image, image_map, angles, strict=True)]
 
+
+def _angles(arr: NDArray[Any] | None, num_results: int) -> list[int]:
+    if arr is None:
+        return [0] * num_results
+    angles = [int(a) for a in np.asarray(arr).reshape(-1)]
+    if len(angles) != num_results or any(a not in (0, 90, 180, 270) for a in angles):
+        raise OcrServerError(f"output 'angle' holds {angles}, expected {num_results} of 0/90/180/270")
+    return angles
+
+
+def single_result(results: list[OcrResult]) -> OcrResult:
+    """The one result of a one-image call; a PDF of several pages is refused with what to call instead."""
+    if len(results) != 1:
+        raise OcrInvalidInputError(f"the input is a PDF of {len(results)} pages; use ocr_document() or "
+                                   "ocr_batch() to get one result per page")
+    return results[0]

@@ -31,7 +31,7 @@ class Job:
 class Outcome:
     index: int
     path: str
-    result: OcrResult | None = None
+    results: list[OcrResult] | None = None  # one per image, or per page of a PDF
     error: OcrError | None = None
     seconds: float = 0.0
     vis_error: str | None = None
@@ -40,24 +40,31 @@ class Outcome:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def result(self) -> OcrResult | None:
+        """The first (for an image: the only) result."""
+        return self.results[0] if self.results else None
+
 
 def process(client: OcrClient, job: Job, params: OcrParams) -> Outcome:
-    """OCR one file (and draw it when ``job.vis_path`` is set)."""
+    """OCR one file, an image or a PDF (and draw an image when ``job.vis_path`` is set)."""
     start = time.perf_counter()
     try:
         data = load_image_bytes(job.path)
-        result = client.ocr(data, params)
+        results = client.ocr_batch([data], params)
     except OcrError as err:
         return Outcome(job.index, job.path, error=err, seconds=time.perf_counter() - start)
     vis_error = None
     if job.vis_path is not None:
         try:
+            if results and results[0].page is not None:
+                raise ValueError("pictures of PDF pages are not drawn by ocr-client (the gateway draws them)")
             from ._vis import write_visualisation
 
-            write_visualisation(data, result, job.vis_path)
-        except (OSError, ValueError) as exc:
+            write_visualisation(data, results[0], job.vis_path)
+        except (OSError, ValueError, ImportError) as exc:
             vis_error = str(exc)
-    return Outcome(job.index, job.path, result=result, seconds=time.perf_counter() - start,
+    return Outcome(job.index, job.path, results=results, seconds=time.perf_counter() - start,
                    vis_error=vis_error)
 
 

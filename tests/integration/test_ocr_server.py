@@ -133,7 +133,7 @@ def test_client_raises_typed_error_and_server_stays_healthy(client):
     with pytest.raises(OcrInvalidInputError, match="image_bytes"):
         client.ocr(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(OcrInvalidInputError, match="at most"):
-        client.ocr_batch([png(text_page(1)[0])] * 9)
+        client.ocr_batch([png(text_page(1)[0])] * 11)  # max_images_per_request is 10
     assert client.is_ready()
     img, texts = text_page(2, seed=8)
     assert [norm(t) for t in client.ocr(img).texts] == [norm(t) for t in texts]

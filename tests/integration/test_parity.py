@@ -4,7 +4,8 @@ The per-request defaults are RapidOCR's settings (limit_side_len 736, limit_type
 0.5, unclip_ratio 1.6, use_dilation, text score 0.5). Two server-side choices of ours differ from
 RapidOCR for accuracy and speed (recognition inputs padded only to the batch's widest crop instead
 of at least 320 px; flipped crops verified), so the parity server sets them back to RapidOCR's
-(`rec_min_width=320`, `cls_verify_flips=false`). A line agrees when the texts are equal and every
+(`rec_min_width=320`, `cls_verify_flips=false`), and page orientation, which RapidOCR 1.4.4 does not
+have, is off. A line agrees when the texts are equal and every
 polygon corner is within 3 px.
 """
 from __future__ import annotations
@@ -25,7 +26,9 @@ ZH_MIXED = SHARED / "evaldata_unlabeled" / "zh_mixed"
 
 RAPIDOCR_EQUIVALENT = {"rec_pipeline": {"rec_min_width": "320", "cls_verify_flips": "false", "rec_batch_size": "6",
                                         "rec_batch_total_width": "0", "cls_batch_size": "6",
-                                        "rec_width_multiple": "1"}}
+                                        "rec_width_multiple": "1"},
+                       # RapidOCR 1.4.4 has no page-orientation step
+                       "det_preprocess": {"default_use_doc_orientation_classify": "false"}}
 
 
 @pytest.fixture(scope="module")

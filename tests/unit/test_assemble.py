@@ -55,7 +55,7 @@ def test_unknown_param_names_the_model_and_key() -> None:
 def test_assemble_prints_the_effective_parameters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     models = tmp_path / "models" / "v4"
     models.mkdir(parents=True)
-    for name in ("det.onnx", "cls.onnx", "rec.onnx", "dict.txt"):
+    for name in ("det.onnx", "cls.onnx", "rec.onnx", "ori.onnx", "dict.txt", "ori_labels.txt"):
         (models / name).write_bytes(b"")
     out = tmp_path / "repo"
     assert assemble.main(["--model-set", "v4", "--out", str(out), "--models-dir", str(tmp_path / "models"),
@@ -66,5 +66,5 @@ def test_assemble_prints_the_effective_parameters(tmp_path: Path, capsys: pytest
     assert "det_model.onnx_file = model.onnx" in printed
     served = pbtxt.load_repository(out)
     assert set(served) == {"ocr", "det_preprocess", "det_postprocess", "rec_pipeline", "det_model", "cls_model",
-                           "rec_model"}
+                           "rec_model", "ori_model"}
     assert pbtxt.parameters(served["det_preprocess"])["default_limit_side_len"] == "960"

@@ -418,6 +418,7 @@ SERVED_CONFIGS = {
     "det_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "1", "allow_spinning": "false"}},
     "cls_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "0", "allow_spinning": "false"}},
     "rec_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "2", "allow_spinning": "false"}},
+    "ori_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "0", "allow_spinning": "false"}},
 }
 
 
@@ -449,19 +450,20 @@ def test_inprocess_reference_reads_a_page_with_the_served_files(tmp_path, models
     import cv2
 
     src = models_dir / "v4"
-    files = {"det_model": "det.onnx", "cls_model": "cls.onnx", "rec_model": "rec.onnx", "rec_pipeline": "dict.txt"}
+    files = {"det_model": "det.onnx", "cls_model": "cls.onnx", "rec_model": "rec.onnx", "rec_pipeline": "dict.txt",
+             "ori_model": "ori.onnx", "det_preprocess": "ori_labels.txt"}
     if not all((src / f).exists() for f in files.values()):
         pytest.skip(f"{src} not fetched (ocr-fetch-models)")
     for model, name in files.items():  # the layout of an assembled repository
         (tmp_path / model / "1").mkdir(parents=True)
-        (tmp_path / model / "1" / ("dict.txt" if name == "dict.txt" else "model.onnx")).symlink_to(src / name)
+        (tmp_path / model / "1" / (name if name.endswith(".txt") else "model.onnx")).symlink_to(src / name)
     page = cv2.imencode(".png", render_lines(["Hello World 2024", "Invoice total 42.50"], (760, 1000)))[1].tobytes()
     blank = cv2.imencode(".png", np.full((760, 1000, 3), 255, np.uint8))[1].tobytes()
     configs = {**SERVED_CONFIGS, "det_postprocess": {"parameters": step_parameters("det_postprocess")}}
     ref = inprocess.run_inprocess(tmp_path, configs, [page, blank], warmup=1)
     assert ref["texts"][1] == [] and len(ref["texts"][0]) == 2
     assert ref["texts"][0][1].replace(" ", "") == "Invoicetotal42.50"
-    assert ref["network_calls"] == {"det_model": 2, "cls_model": 1, "rec_model": 1}  # warm-up not counted
+    assert ref["network_calls"] == {"det_model": 2, "cls_model": 1, "rec_model": 1, "ori_model": 2}  # no warm-up
     nets = ref["network_ms_per_image_by_model"]
     assert ref["network_ms_per_image"] == pytest.approx(sum(nets.values())) and min(nets.values()) > 0
     assert ref["wall_ms_per_image"] == pytest.approx(ref["network_ms_per_image"] + ref["non_model_ms_per_image"])

@@ -71,6 +71,9 @@ class FakeClient:
         return OcrResult([TextLine(poly, f"len{len(image)}", 0.875),
                           TextLine(poly, "日本語", 0.5, flipped=True)])
 
+    def ocr_batch(self, images: list[Any], params: OcrParams | None = None, **kwargs: Any) -> list[OcrResult]:
+        return [self.ocr(images[0], params, **kwargs)]
+
     def close(self) -> None:
         self.closed = True
 
@@ -169,6 +172,8 @@ def test_jsonl_in_input_order_and_failures(tree: Path, tmp_path: Path, fake: dic
     assert rc == 1
     expected = [p for p in expand_paths([str(tree)]) if p != str(bad)]
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert records[-1] == {"image": str(bad), "error": "image_bytes[0]: cannot decode image"}
+    records = records[:-1]
     assert [r["image"] for r in records] == expected
     assert [r["lines"][0]["text"] for r in records] == [f"len{s}" for s in _sizes(expected)]
     assert records[0]["lines"][0] == {"poly": [[1.0, 2.0], [30.5, 2.0], [30.5, 12.0], [1.0, 12.0]],
@@ -212,7 +217,7 @@ def test_vis_dir(tmp_path: Path, fake: dict[str, Any]) -> None:
     assert cli.main(["infer", "-q", "--vis-dir", str(vis), str(a), str(b)]) == 0
     assert sorted(os.listdir(vis)) == ["page-1.vis.jpg", "page.vis.jpg"]
     img = cv2.imread(str(vis / "page.vis.jpg"))
-    assert img.shape == (50, 80, 3)
+    assert img.shape == (50, 160, 3)  # the page | the texts
     assert (np.abs(img.astype(int) - 255).sum(axis=2) > 100).any()  # something was drawn
 
 
@@ -263,14 +268,28 @@ def test_run_jobs_yields_every_job_once(tmp_path: Path) -> None:
     assert len(clients) == 3 and all(c.closed for c in clients)
 
 
-def test_label_and_drawing() -> None:
+def test_label_and_side_by_side_drawing() -> None:
     assert label_for(3, "Hello", 0.912) == "3 0.91 Hello"
-    assert label_for(4, "中文", 0.5) == "4 0.50"
     img = np.zeros((40, 60), np.uint8)
-    res = OcrResult([TextLine([(5.0, 5.0), (50.0, 5.0), (50.0, 30.0), (5.0, 30.0)], "ab", 0.9)])
+    res = OcrResult([TextLine([(5.0, 5.0), (50.0, 5.0), (50.0, 30.0), (5.0, 30.0)], "中文", 0.9)])
     drawn = draw_result(img, res)
-    assert drawn.shape == (40, 60, 3) and img.max() == 0
-    assert tuple(drawn[30, 20]) == (0, 200, 0)  # on the bottom edge of the quad
+    assert drawn.shape == (40, 120, 3) and img.max() == 0
+    assert drawn[15, 20].max() > 0  # the box is filled (translucent) on the left
+    assert tuple(drawn[38, 110]) == (255, 255, 255)  # the right half is a white canvas
+    right = drawn[6:29, 66:110]
+    assert (right.max(axis=2) < 128).sum() > 20  # the text is written inside the box
+
+
+def test_the_cjk_font_is_pinned_and_draws_chinese() -> None:
+    from ocr_client._vis import font_path
+
+    if font_path() is None:
+        pytest.skip("cvttf-NotoSansCJK-Regular is not installed")
+    from PIL import ImageFont
+
+    font = ImageFont.truetype(font_path(), 32)
+    # a glyph Pillow's fallback lacks: the CJK font draws it as ink, not as an empty box
+    assert font.getmask("发").getbbox() is not None
 
 
 def test_several_urls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,8 @@ from ocr_client._params import build_tensors, param_specs
 from ocr_client._triton import grpc_channel_args, make_inputs, make_outputs, resolve_url
 
 ALL: dict[str, Any] = dict(limit_side_len=960, limit_type="max", thresh=0.3, box_thresh=0.6, unclip_ratio=1.5,
-           use_textline_orientation=True, text_rec_score_thresh=0.5)
+           use_textline_orientation=True, text_rec_score_thresh=0.5, use_doc_orientation_classify=True,
+           use_doc_unwarping=False)
 EXPECTED = {  # name: (triton dtype, numpy dtype)
     "limit_side_len": ("INT32", np.int32),
     "limit_type": ("BYTES", np.object_),
@@ -20,6 +21,8 @@ EXPECTED = {  # name: (triton dtype, numpy dtype)
     "unclip_ratio": ("FP32", np.float32),
     "use_textline_orientation": ("BOOL", np.bool_),
     "text_rec_score_thresh": ("FP32", np.float32),
+    "use_doc_orientation_classify": ("BOOL", np.bool_),
+    "use_doc_unwarping": ("BOOL", np.bool_),
 }
 
 
@@ -84,7 +87,8 @@ def test_make_inputs_and_outputs(protocol: str) -> None:
     for name, (dtype, _) in EXPECTED.items():
         assert got[name] == (dtype, [1])
     outputs = make_outputs(protocol)
-    assert [o.name() for o in outputs] == ["texts", "scores", "polys", "image_index", "flipped"]
+    assert [o.name() for o in outputs] == ["texts", "scores", "polys", "image_index", "flipped", "source_index",
+                                           "page_index", "angle"]
 
 
 def test_grpc_channel_args_raise_message_limits() -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ocr_client import OcrResult, OcrServerError, TextLine
-from ocr_client._results import OUTPUT_NAMES, results_from_outputs
+from ocr_client._results import OPTIONAL_OUTPUT_NAMES, OUTPUT_NAMES, results_from_outputs, single_result
 
 
 def _outputs(texts: list[str], index: list[int], flipped: list[bool] | None = None,
@@ -65,7 +65,7 @@ def test_invalid_utf8_is_replaced_not_raised() -> None:
     assert results_from_outputs(out, 1)[0].texts == ["ok\ufffd"]
 
 
-@pytest.mark.parametrize("missing", OUTPUT_NAMES)
+@pytest.mark.parametrize("missing", sorted(set(OUTPUT_NAMES) - OPTIONAL_OUTPUT_NAMES))
 def test_missing_output_raises(missing: str) -> None:
     out: dict[str, np.ndarray | None] = dict(_outputs(["a"], [0]))
     out[missing] = None
@@ -124,3 +124,31 @@ def test_results_are_frozen() -> None:
     line = TextLine([(0.0, 0.0)] * 4, "a", 1.0)
     with pytest.raises(AttributeError):
         line.text = "b"  # type: ignore[misc]
+
+
+def test_pdf_pages_map_back_to_their_input_and_page() -> None:
+    # inputs: [image, 3-page PDF]; result images: image, page 0, page 1, page 2
+    out = _outputs(["img", "p0", "p2a", "p2b"], [0, 1, 3, 3])
+    out["source_index"] = np.array([0, 1, 1, 1], dtype=np.int32)
+    out["page_index"] = np.array([-1, 0, 1, 2], dtype=np.int32)
+    results = results_from_outputs(out, num_images=2)
+    assert [(r.source, r.page, r.texts) for r in results] == [
+        (0, None, ["img"]), (1, 0, ["p0"]), (1, 1, []), (1, 2, ["p2a", "p2b"])]
+    with pytest.raises(Exception, match="3 pages"):
+        single_result(results[1:])
+    assert single_result(results[:1]).texts == ["img"]
+
+
+def test_old_server_without_page_outputs_gives_one_result_per_input() -> None:
+    out: dict[str, np.ndarray | None] = dict(_outputs(["a"], [1]))
+    out["source_index"] = out["page_index"] = None
+    assert [(r.source, r.page) for r in results_from_outputs(out, 2)] == [(0, None), (1, None)]
+
+
+@pytest.mark.parametrize("bad", [-1, 2])
+def test_source_index_out_of_range_raises(bad: int) -> None:
+    out = _outputs(["a"], [0])
+    out["source_index"] = np.array([bad], dtype=np.int32)
+    out["page_index"] = np.array([0], dtype=np.int32)
+    with pytest.raises(OcrServerError, match="source_index"):
+        results_from_outputs(out, 2)

@@ -27,8 +27,8 @@ NGC = "nvcr.io/nvidia/"
 MODULES = {"numpy": "numpy", "opencv-python-headless": "cv2", "pyclipper": "pyclipper", "tritonclient": "tritonclient",
            "grpcio": "grpc", "protobuf": "google.protobuf", "onnx": "onnx", "onnxruntime": "onnxruntime",
            "ppocr-steps": "ppocr_steps", "ocr-server": "ocr_server", "nvidia-pytriton": "pytriton",
-           "prometheus-client": "prometheus_client", "fastapi": "fastapi", "starlette": "starlette",
-           "uvicorn": "uvicorn", "httpx": "httpx"}
+           "prometheus-client": "prometheus_client", "pypdfium2": "pypdfium2", "fastapi": "fastapi",
+           "starlette": "starlette", "uvicorn": "uvicorn", "httpx": "httpx"}
 # modules an NGC base image brings itself
 BASE_MODULES = {"nvcr.io/nvidia/tensorrt": {"tensorrt"}, "nvcr.io/nvidia/tritonserver": set()}
 # pins that differ from requirements/server.txt because the NGC images run Python 3.10

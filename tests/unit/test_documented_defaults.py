@@ -51,8 +51,10 @@ def same_value(documented: str, served: str) -> bool:
 
 def allowed_text(name: str) -> str:
     """PARAM_RANGES written as the README writes it: 32–4096, (0, 1), [0, 1], `min`, `max`, bool."""
-    if name == "use_textline_orientation":
+    if name in ("use_textline_orientation", "use_doc_orientation_classify"):
         return "bool"
+    if name == "use_doc_unwarping":
+        return "false only"
     spec = PARAM_RANGES[name]
     if all(isinstance(v, str) for v in spec):
         return ", ".join(f"`{v}`" for v in spec)

@@ -27,6 +27,8 @@ CONTRACT = {
                   "outputs": {"cls_probs": ("FP32", [2])}},
     "rec_model": {"max_batch": "positive", "inputs": {"rec_input": ("UINT8", [48, -1, 3])},
                   "outputs": {"rec_char_ids": ("INT32", [-1]), "rec_char_probs": ("FP32", [-1])}},
+    "ori_model": {"max_batch": "positive", "inputs": {"ori_input": ("UINT8", [224, 224, 3])},
+                  "outputs": {"ori_probs": ("FP32", [4])}},
 }
 # ONNX TensorProto element type / onnxruntime type -> Triton data type (without TYPE_)
 ONNX_TYPES = {1: "FP32", 2: "UINT8", 6: "INT32"}
@@ -189,6 +191,7 @@ def test_assembled_gpu_repository_stays_within_the_profiles(tmp_path, profiles):
     models_dir, engines_dir = tmp_path / "models", tmp_path / "engines"
     (models_dir / "v4").mkdir(parents=True)
     (models_dir / "v4" / "dict.txt").write_text("a\n")
+    (models_dir / "v4" / "ori_labels.txt").write_text("0\n90\n180\n270\n")
     for model, role in RUNTIME_MODELS.items():
         (models_dir / "v4" / f"{role}.onnx").write_bytes(b"")
         (engines_dir / "v4" / model).mkdir(parents=True)

@@ -42,6 +42,8 @@ def test_defaults_are_paddlex_values() -> None:
         "unclip_ratio": 1.6,
         "use_textline_orientation": True,
         "text_rec_score_thresh": 0.5,
+        "use_doc_orientation_classify": True,
+        "use_doc_unwarping": False,
     }
 
 
@@ -171,7 +173,8 @@ def test_json_round_trip_defaults() -> None:
 
 def test_json_round_trip_every_field_changed() -> None:
     p = OcrParams(limit_side_len=1024, limit_type="max", thresh=0.123456789, box_thresh=0.0, unclip_ratio=10.0,
-                  use_textline_orientation=False, text_rec_score_thresh=1.0)
+                  use_textline_orientation=False, text_rec_score_thresh=1.0, use_doc_orientation_classify=False,
+                  use_doc_unwarping=False)
     back = params_from_json(params_to_json(p))
     assert back == p
     for f in fields(OcrParams):
@@ -182,3 +185,10 @@ def test_json_is_plain_object_with_all_fields() -> None:
     obj = json.loads(params_to_json(DEFAULTS))
     assert set(obj) == {f.name for f in fields(OcrParams)}
     assert obj["limit_type"] == "min" and obj["use_textline_orientation"] is True
+
+
+def test_unwarping_is_refused_with_the_reason() -> None:
+    err = _refused({"use_doc_unwarping": True}, "use_doc_unwarping", "licence")
+    assert "use_doc_unwarping=false" in str(err)
+    assert parse_params({"use_doc_unwarping": False, "use_doc_orientation_classify": False}, DEFAULTS) \
+        .use_doc_orientation_classify is False

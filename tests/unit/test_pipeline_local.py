@@ -276,7 +276,7 @@ def test_preprocess_outputs_match_the_config_contract() -> None:
     out = preprocess(blobs, {"limit_type": "max", "limit_side_len": 320}, served_defaults(), served_settings())
     assert out.det_input.dtype == np.uint8 and out.det_input.ndim == 4 and out.det_input.shape[3] == 3
     assert out.images.dtype == np.uint8 and out.images.shape == (2, 200, 300, 3)
-    assert out.image_info.dtype == np.float32 and out.image_info.shape == (2, 9)
+    assert out.image_info.dtype == np.float32 and out.image_info.shape == (2, 10)
     assert out.params.limit_type == "max" and out.params.limit_side_len == 320
     assert (out.images[1, :, 120:] == 0).all() and (out.images[0, 100:] == 0).all()  # zero padding
 

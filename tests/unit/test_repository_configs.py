@@ -14,6 +14,7 @@ model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from ocr_server import pbtxt  # noqa: E402
 
 from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS  # noqa: E402
+from ppocr_steps.orientation import ORI_SIZE  # noqa: E402
 from ppocr_steps.params import OcrParams  # noqa: E402
 from ppocr_steps.recognize import CLS_SHAPE, load_dictionary  # noqa: E402
 from ppocr_steps.settings import (  # noqa: E402
@@ -29,9 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ENSEMBLE_DIR = ROOT / "ensemble"
 STEPS_DIR = ROOT / "python_backend" / "models"
 TARGETS_DIR = ROOT / "model_repository"
-RUNTIME_MODELS = ("det_model", "cls_model", "rec_model")
+RUNTIME_MODELS = ("det_model", "cls_model", "rec_model", "ori_model")
 STEP_MODELS = ("det_preprocess", "det_postprocess", "rec_pipeline")
 REC_PIPELINE_OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
+DET_PREPROCESS_OWN_KEYS = {"ori_model_name", "ori_labels"}
 MODEL_SETS_DIR = ROOT / "build" / "models"
 
 ModelConfig = model_config_pb2.ModelConfig
@@ -166,11 +168,16 @@ def test_ensemble_inputs_are_the_first_steps_inputs() -> None:
     for t in ens.input:
         p = pre_inputs[t.name]
         assert (t.data_type, list(t.dims), t.optional) == (p.data_type, list(p.dims), p.optional), t.name
-    assert {t.name for t in ens.output} == {t.name for t in rec.output}
-    assert dict(last.output_map) == {t.name: t.name for t in ens.output}
-    rec_outputs = by_name(rec.output)
+    # per-line outputs come from the last step, per-image ones (source_index, page_index) from the first
+    per_image = {t.name for t in pre.output} & {t.name for t in ens.output}
+    assert per_image == {"source_index", "page_index", "angle"}
+    assert {t.name for t in ens.output} == {t.name for t in rec.output} | per_image
+    assert dict(last.output_map) == {t.name: t.name for t in rec.output}
+    assert {k: v for k, v in first.output_map.items() if k in per_image} == {n: n for n in per_image}
+    producer_outputs = {**by_name(rec.output), **{n: by_name(pre.output)[n] for n in per_image}}
     for t in ens.output:
-        assert (t.data_type, list(t.dims)) == (rec_outputs[t.name].data_type, list(rec_outputs[t.name].dims))
+        assert (t.data_type, list(t.dims)) == (producer_outputs[t.name].data_type,
+                                               list(producer_outputs[t.name].dims))
 
 
 def test_optional_inputs_are_exactly_the_request_parameters() -> None:
@@ -200,7 +207,7 @@ def test_image_info_width_matches_the_package() -> None:
 
 def test_python_steps_parameters_accepted_by_settings() -> None:
     pre = parameters(load(STEPS_DIR / "det_preprocess" / "config.pbtxt"))
-    settings_from_parameters(pre, PreprocessSettings)
+    settings_from_parameters(pre, PreprocessSettings, ignore=DET_PREPROCESS_OWN_KEYS)
     defaults_from_parameters(pre)  # default_* validate like a request
     assert any(k.startswith("default_") for k in pre)
     settings_from_parameters(parameters(load(STEPS_DIR / "det_postprocess" / "config.pbtxt")), PostprocessSettings)
@@ -240,11 +247,13 @@ def test_model_py_uses_the_config_tensor_names(step: str) -> None:
         assert t.name in constants, f"{step}/1/model.py never names tensor {t.name!r}"
 
 
-def test_rec_pipeline_own_keys_match_model_py() -> None:
-    tree = ast.parse((STEPS_DIR / "rec_pipeline" / "1" / "model.py").read_text())
+@pytest.mark.parametrize(("step", "keys"), [("rec_pipeline", REC_PIPELINE_OWN_KEYS),
+                                            ("det_preprocess", DET_PREPROCESS_OWN_KEYS)])
+def test_own_keys_match_model_py(step: str, keys: set[str]) -> None:
+    tree = ast.parse((STEPS_DIR / step / "1" / "model.py").read_text())
     values = [ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
               and any(isinstance(t, ast.Name) and t.id == "OWN_KEYS" for t in n.targets)]
-    assert values == [REC_PIPELINE_OWN_KEYS]
+    assert values == [keys]
 
 
 def step_overrides(target: str, step: str) -> dict[str, str]:
@@ -261,7 +270,7 @@ def test_target_step_overrides_are_valid_settings(target: str) -> None:
         base = parameters(load(STEPS_DIR / step / "config.pbtxt"))
         extra = step_overrides(target, step)
         assert set(extra) <= set(base), f"{target} overrides unknown {step} parameters {set(extra) - set(base)}"
-        ignore = REC_PIPELINE_OWN_KEYS if step == "rec_pipeline" else set()
+        ignore = {"rec_pipeline": REC_PIPELINE_OWN_KEYS, "det_preprocess": DET_PREPROCESS_OWN_KEYS}.get(step, set())
         settings_from_parameters({**base, **extra}, STEP_SETTINGS[step], ignore=ignore)
 
 
@@ -283,6 +292,18 @@ def test_rec_pipeline_batches_fit_the_runtime_models(target: str) -> None:
     assert models["det_model"].max_batch_size == 0  # the ensemble passes whole [N,3,H,W] batches
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_det_preprocess_orientation_batches_fit_ori_model(target: str) -> None:
+    pre = {**parameters(load(STEPS_DIR / "det_preprocess" / "config.pbtxt")),
+           **step_overrides(target, "det_preprocess")}
+    s = settings_from_parameters(pre, PreprocessSettings, ignore=DET_PREPROCESS_OWN_KEYS)
+    ori = model_set(target)[pre["ori_model_name"]]
+    assert 0 < s.ori_batch_size <= ori.max_batch_size, target
+    ori_in = by_name(ori.input)["ori_input"]
+    assert list(ori_in.dims) == [ORI_SIZE, ORI_SIZE, 3] and ori_in.data_type == model_config_pb2.TYPE_UINT8
+    assert list(by_name(ori.output)["ori_probs"].dims) == [4]  # the labels 0/90/180/270
+
+
 def test_rec_pipeline_dictionary_is_a_plain_file_name() -> None:
     rec = parameters(load(STEPS_DIR / "rec_pipeline" / "config.pbtxt"))
     assert rec["dictionary"] and "/" not in rec["dictionary"]
@@ -291,7 +312,7 @@ def test_rec_pipeline_dictionary_is_a_plain_file_name() -> None:
 # ---------------------------------------------------------------- CPU runtime configs vs ONNX graphs
 
 ONNX_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 6: "TYPE_INT32", 7: "TYPE_INT64", 2: "TYPE_UINT8"}
-ROLES = {"det_model": "det", "cls_model": "cls", "rec_model": "rec"}
+ROLES = {"det_model": "det", "cls_model": "cls", "rec_model": "rec", "ori_model": "ori"}
 
 
 def _onnx_io(path: Path):

@@ -45,7 +45,7 @@ def test_ocrparams_have_no_defaults() -> None:
 
 
 def test_each_step_config_holds_exactly_its_settings() -> None:
-    ignore = {"dictionary", "cls_model_name", "rec_model_name"}
+    ignore = {"dictionary", "cls_model_name", "rec_model_name", "ori_model_name", "ori_labels"}
     for step, cls in STEP_SETTINGS.items():
         params = step_parameters(step)
         keys = {k for k in params if not k.startswith("default_")} - ignore
@@ -167,10 +167,12 @@ def test_defaults_coerced() -> None:
     d = defaults_from_parameters({
         "default_limit_side_len": "960", "default_limit_type": "max", "default_thresh": "0.25",
         "default_box_thresh": "0.7", "default_unclip_ratio": "2", "default_use_textline_orientation": "false",
-        "default_text_rec_score_thresh": "0",
+        "default_text_rec_score_thresh": "0", "default_use_doc_orientation_classify": "false",
+        "default_use_doc_unwarping": "false",
     })
     assert d == OcrParams(limit_side_len=960, limit_type="max", thresh=0.25, box_thresh=0.7, unclip_ratio=2.0,
-                          use_textline_orientation=False, text_rec_score_thresh=0.0)
+                          use_textline_orientation=False, text_rec_score_thresh=0.0,
+                          use_doc_orientation_classify=False, use_doc_unwarping=False)
     assert type(d.limit_side_len) is int and type(d.unclip_ratio) is float
 
 

@@ -64,8 +64,11 @@ def png(h: int = 120, w: int = 320) -> bytes:
 
 @pytest.fixture
 def det_preprocess(pb: Any, tmp_path: Path) -> Any:
+    (tmp_path / "1").mkdir(exist_ok=True)
+    (tmp_path / "1" / "ori_labels.txt").write_text("0\n90\n180\n270\n")
+    # no ori_model behind this fake stub: page orientation off (its BLS path: tests/integration)
     return load_model(pb, STEPS / "det_preprocess" / "1" / "model.py", STEPS / "det_preprocess" / "config.pbtxt",
-                      tmp_path / "1")
+                      tmp_path / "1", default_use_doc_orientation_classify="false")
 
 
 def test_each_request_gets_its_own_error_code(pb: Any, det_preprocess: Any) -> None:
@@ -89,9 +92,10 @@ def test_request_parameters_travel_with_the_request(pb: Any, det_preprocess: Any
     plain, tuned = det_preprocess.execute([pb.request(image_bytes=blob),
                                            pb.request(image_bytes=blob, limit_type=np.array([b"max"], np.object_),
                                                       limit_side_len=np.array([320], np.int32))])
-    assert params_from_json(bytes(plain.outputs()["ocr_params"][0])) == served_defaults()
+    off = {"use_doc_orientation_classify": False}
+    assert params_from_json(bytes(plain.outputs()["ocr_params"][0])) == served_defaults(**off)
     assert params_from_json(bytes(tuned.outputs()["ocr_params"][0])) == served_defaults(limit_type="max",
-                                                                                         limit_side_len=320)
+                                                                                         limit_side_len=320, **off)
 
 
 def test_a_bug_is_internal_and_fails_only_its_request(pb: Any, det_preprocess: Any,

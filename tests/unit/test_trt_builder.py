@@ -234,7 +234,7 @@ def test_build_set_gate_fallback_and_manifest(fake_trt, tmp_path, monkeypatch):
     from ocr_server.engines.fp16_gate import GateResult
     profiles = load_profiles()
     models = tmp_path / "models"
-    for role in ("det", "cls", "rec"):
+    for role in ("det", "cls", "rec", "ori"):
         (models / "v4").mkdir(parents=True, exist_ok=True)
         (models / "v4" / f"{role}.onnx").write_bytes(role.encode())
     specs = plan_builds("v4", profiles, models, tmp_path / "engines")
@@ -261,7 +261,8 @@ def test_build_set_gate_fallback_and_manifest(fake_trt, tmp_path, monkeypatch):
 
     opts = bs.BuildOptions(builder="python", gate=gate, python_available=True)
     manifest = bs.build_set(specs, profiles, GpuInfo("Tesla T4", "7.5"), "10.4.0", opts)
-    assert built == [("det_model", False), ("cls_model", False), ("rec_model", False), ("rec_model", True)]
+    assert built == [("det_model", False), ("cls_model", False), ("rec_model", False), ("rec_model", True),
+                     ("ori_model", False)]
     assert manifest.models["rec_model"].precision == "fp16+fp32-layers"
     assert manifest.models["rec_model"].fp32_layers == ["p2o.ReduceMean.0"]
     assert manifest.models["det_model"].precision == "fp16"
@@ -290,7 +291,7 @@ def test_cli_build_then_check_and_preflight_with_fake_gpu(fake_trt, tmp_path, mo
     monkeypatch.delenv("TRTEXEC", raising=False)
     models = tmp_path / "models"
     (models / "v5").mkdir(parents=True)
-    for role in ("det", "cls", "rec"):
+    for role in ("det", "cls", "rec", "ori"):
         (models / "v5" / f"{role}.onnx").write_bytes(role.encode())
     parse = trt.OnnxParser.parse_from_file
     profiles = load_profiles()
@@ -305,7 +306,7 @@ def test_cli_build_then_check_and_preflight_with_fake_gpu(fake_trt, tmp_path, mo
     assert main(["build", *args, "--out", str(out), "--skip-fp16-gate", "--builder", "python"]) == 0
     printed = capsys.readouterr().out
     assert "GPU Tesla T4 (compute 7.5); TensorRT 10.4.0" in printed
-    assert printed.count("built in") == 3 and "engines for v5 ready" in printed
+    assert printed.count("built in") == 4 and "engines for v5 ready" in printed
     assert main(["check", *args, "--engines", str(out)]) == 0
     assert main(["preflight", *args, "--engines", str(out)]) == 0
     assert "GPU preflight OK" in capsys.readouterr().out

@@ -41,7 +41,7 @@ def test_dry_run_prints_complete_trtexec_builds(model_set):
     out = _dry_run("--model-set", model_set)
     cmds = _commands(out)
     profiles = load_profiles()
-    assert set(cmds) == {"det_model", "cls_model", "rec_model"}
+    assert set(cmds) == {"det_model", "cls_model", "rec_model", "ori_model"}
     for model, cmd in cmds.items():
         p = profiles[model]
         for flag in (f"--onnx=build/models/{model_set}/{p.onnx}", f"--saveEngine=build/engines/{model_set}/{model}/"
@@ -59,8 +59,8 @@ def test_dry_run_prints_complete_trtexec_builds(model_set):
 def test_dry_run_without_fetched_models(tmp_path):
     out = _dry_run("--model-set", "v5", "--models-dir", str(tmp_path / "nothing"), "--workspace", "4096",
                    "--gpu-target", "sm_75")
-    assert out.count("not fetched yet: run ocr-fetch-models --model-set v5") == 3
-    assert len(_commands(out)) == 3 and "--memPoolSize=workspace:4096" in out and "compute capability sm_75" in out
+    assert out.count("not fetched yet: run ocr-fetch-models --model-set v5") == 4
+    assert len(_commands(out)) == 4 and "--memPoolSize=workspace:4096" in out and "compute capability sm_75" in out
 
 
 def test_dry_run_precision_fp32_and_subset():

@@ -24,11 +24,13 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 @dataclass
 class CalibrationSet:
     """What the pipeline sends the engines, all uint8 BGR NHWC (the graphs normalise): det pages
-    [1,H,W,3] (resized), cls batches [n,48,192,3] and rec batches [n,48,W,3] (grey-padded crops)."""
+    [1,H,W,3] (resized), cls batches [n,48,192,3] and rec batches [n,48,W,3] (grey-padded crops),
+    ori batches [4,224,224,3] (each page turned by 0/90/180/270, as the orientation classifier sees it)."""
 
     det: list[Any] = field(default_factory=list)
     cls: list[Any] = field(default_factory=list)
     rec: list[Any] = field(default_factory=list)
+    ori: list[Any] = field(default_factory=list)
     source: str = ""
 
     def describe(self) -> str:
@@ -47,6 +49,20 @@ def _steps() -> Any | None:
     return {"crops": crops, "det": det_preprocess, "rec": recognize,
             "settings": settings.pipeline_settings_from_parameters(params),
             "defaults": settings.defaults_from_parameters(params)}
+
+
+def _ori_batch(img: Any) -> Any | None:
+    """The orientation classifier's inputs for `img` turned by 0, 90, 180 and 270 degrees (None without
+    ppocr_steps)."""
+    try:
+        from ppocr_steps.orientation import ori_input  # noqa: PLC0415
+    except ImportError:
+        return None
+    import cv2  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    turns = [img, cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE), cv2.rotate(img, cv2.ROTATE_180),
+             cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)]
+    return np.stack([ori_input(t) for t in turns])
 
 
 def _det_input(img: Any, steps: Any, limit: int = 736, limit_type: str = "min", max_side: int = 4000) -> Any:
@@ -133,6 +149,7 @@ def load_calibration(profiles: Profiles, evaldata: Path | None, max_pages: int =
     import numpy as np  # noqa: PLC0415
     steps = _steps()
     det: list[Any] = []
+    ori: list[Any] = []
     crops: list[Any] = []
     for path, polys in _eval_items(Path(evaldata)):
         if len(det) >= max_pages:
@@ -141,12 +158,15 @@ def load_calibration(profiles: Profiles, evaldata: Path | None, max_pages: int =
         if img is None:
             continue
         det.append(_det_input(img, steps))
+        batch = _ori_batch(img)
+        if batch is not None:
+            ori.append(batch)
         for poly in polys:
             if len(crops) < max_crops and len(poly) == 4:
                 crops.append(_crop(img, np.asarray(poly, np.float32), steps))
     crops.append(_long_line())  # one very long line: exercises wide rec shapes
     cls_b, rec_b = _batches(crops, profiles, steps, chunk)
-    return CalibrationSet(det, cls_b, rec_b, f"evaluation images from {evaldata}")
+    return CalibrationSet(det, cls_b, rec_b, ori, f"evaluation images from {evaldata}")
 
 
 def _long_line(chars: int = 90) -> Any:
@@ -169,6 +189,7 @@ def synthetic_calibration(profiles: Profiles, max_pages: int = 8, chunk: int = 3
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:-/"
     fonts = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX]
     det: list[Any] = []
+    ori: list[Any] = []
     crops: list[Any] = []
     sizes = [(720, 1280), (1000, 760), (1600, 900), (480, 640), (900, 1600), (1200, 1200), (360, 1400), (2000, 1000)]
     for p in range(max_pages):
@@ -193,6 +214,9 @@ def synthetic_calibration(profiles: Profiles, max_pages: int = 8, chunk: int = 3
             img = cv2.rotate(img, cv2.ROTATE_180)
             crops[-3:] = [cv2.rotate(c, cv2.ROTATE_180) for c in crops[-3:]]
         det.append(_det_input(img, steps))
+        batch = _ori_batch(img)
+        if batch is not None:
+            ori.append(batch)
     crops.append(_long_line())
     cls_b, rec_b = _batches(crops, profiles, steps, chunk)
-    return CalibrationSet(det, cls_b, rec_b, "synthetic rendered text (no evaluation images found)")
+    return CalibrationSet(det, cls_b, rec_b, ori, "synthetic rendered text (no evaluation images found)")

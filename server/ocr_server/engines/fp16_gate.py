@@ -170,7 +170,8 @@ class OrtRunner:
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
-_COMPARE = {"det_model": ("det", compare_det), "cls_model": ("cls", compare_cls), "rec_model": ("rec", compare_rec)}
+_COMPARE = {"det_model": ("det", compare_det), "cls_model": ("cls", compare_cls), "rec_model": ("rec", compare_rec),
+            "ori_model": ("ori", compare_cls)}  # label agreement, as for the 0/180 classifier
 
 
 def run_gate(model: str, engine: Infer, reference: Infer, calib: Any, tol: Tolerances = Tolerances()) -> GateResult:

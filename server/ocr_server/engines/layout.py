@@ -12,7 +12,7 @@ __all__ = ["MODEL_SETS", "RUNTIME_MODELS", "repo_root", "default_models_dir", "d
 
 MODEL_SETS = tuple(model_set_names())
 # runtime model name (Triton) -> ONNX file role in build/models/<set>/<role>.onnx
-RUNTIME_MODELS = {"det_model": "det", "cls_model": "cls", "rec_model": "rec"}
+RUNTIME_MODELS = {"det_model": "det", "cls_model": "cls", "rec_model": "rec", "ori_model": "ori"}
 
 
 def repo_root() -> Path:

@@ -119,6 +119,7 @@ class Profiles:
             "cls_max_batch": cls.max_batch, "cls_height": cls.dim(cls.max, "H"), "cls_width": cls.dim(cls.max, "W"),
             "rec_max_batch": rec.max_batch, "rec_height": rec.dim(rec.max, "H"), "rec_min_width": rec.dim(rec.min, "W"),
             "rec_max_width": rec.dim(rec.max, "W"),
+            "ori_max_batch": self.models["ori_model"].max_batch,
         }
         for key, value in expect.items():
             if lim.get(key) != value:

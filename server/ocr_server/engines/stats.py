@@ -120,6 +120,9 @@ def _crop_ratio(poly: list[list[float]]) -> float | None:
     return w / h
 
 
+ORI_SHAPE = (224, 224, 3)  # ppocr_steps.orientation.ORI_SIZE, NHWC
+
+
 def dev_set_shapes(evaldata: Path, ctx: _Ctx | None = None) -> list[ShapeSample]:
     """Every det/cls/rec call shape for the dev split, one image per request, default parameters.
 
@@ -134,6 +137,7 @@ def dev_set_shapes(evaldata: Path, ctx: _Ctx | None = None) -> list[ShapeSample]
             src = f"{labels.parent.name}/{rec['image']}"
             out.append(ShapeSample("det_model", _det_shape(ctx, [(rec["height"], rec["width"])],
                                                            d.limit_side_len, d.limit_type), src))
+            out.append(ShapeSample("ori_model", (1, *ORI_SHAPE), src))  # one page per request
             ratios = [r for r in (_crop_ratio(ln["poly"]) for ln in rec["lines"]) if r is not None]
             out.extend(_rec_shapes(ctx, ratios, src))
     return out
@@ -158,6 +162,8 @@ def extreme_shapes(ctx: _Ctx | None = None) -> list[ShapeSample]:
     ]
     ratios = [200.0] * (ctx.rec_batch + 3) + [0.3, 1.0, 5.0]
     out.extend(_rec_shapes(ctx, ratios, "very long lines (ratio 200) and tiny crops"))
+    out.append(ShapeSample("ori_model", (min(n_max, s.ori_batch_size), *ORI_SHAPE),
+                           f"{n_max} pages in one request (max_images_per_request, ori_batch_size)"))
     return out
 
 
