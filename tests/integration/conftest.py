@@ -1,6 +1,7 @@
 """A real tritonserver (embedded CPU target) started once per test session on free ports."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest

@@ -341,3 +341,32 @@ def test_front_before_triton_on_unix_sockets(tmp_path):
         assert any(p.name.startswith("grpc.sock") for p in sockets.iterdir())
     finally:
         assert stop_fronted(server) == 0
+
+
+def test_paddlex_gateway_mounted_on_the_front(fronted, tmp_path):
+    """`POST /ocr` (the PaddleX serving API) served by the front behind its token (--router)."""
+    import base64
+
+    token_file = tmp_path / "token"
+    token_file.write_text("gw-token")
+    token_file.chmod(0o600)
+    hp, gp = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ocr_server.front", f"--upstream-grpc={fronted.internal_grpc_url}",
+                             f"--upstream-http=127.0.0.1:{fronted.internal_http}", f"--http-port={hp}",
+                             f"--grpc-port={gp}", f"--auth-token-file={token_file}",
+                             "--router=ocr_server.front.paddlex:gateway_router"],
+                            stdout=(tmp_path / "front.log").open("w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while http("GET", f"http://127.0.0.1:{hp}/v2/health/live")[0] != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "front.log").read_text()
+            time.sleep(0.2)
+        body = json.dumps({"file": base64.b64encode(png(text_page(2, seed=13)[0])).decode(), "fileType": 1}).encode()
+        headers = {"Content-Type": "application/json"}
+        assert http("POST", f"http://127.0.0.1:{hp}/ocr", body, headers)[0] == 401
+        status, _, answer = http("POST", f"http://127.0.0.1:{hp}/ocr", body,
+                                 {**headers, "authorization": "Bearer gw-token"})
+        assert status == 200 and json.loads(answer)["errorCode"] == 0, answer[:300]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)

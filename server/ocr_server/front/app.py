@@ -67,10 +67,12 @@ def read_token(path: Path) -> str:
     return token
 
 
-def load_router(spec: str) -> APIRouter:
-    """The APIRouter named by "package.module:attribute"."""
+def load_router(spec: str, state: FrontState) -> APIRouter:
+    """The APIRouter named by "package.module:attribute": a router, or a function of the front's state
+    that makes one (e.g. ocr_server.front.paddlex:gateway_router)."""
     module, _, attribute = spec.partition(":")
-    router = getattr(importlib.import_module(module), attribute or "router")
+    found = getattr(importlib.import_module(module), attribute or "router")
+    router = found if isinstance(found, APIRouter) else found(state) if callable(found) else found
     if not isinstance(router, APIRouter):
         raise SystemExit(f"--router {spec}: {type(router).__name__} is not a FastAPI APIRouter")
     return router
@@ -88,7 +90,7 @@ async def serve(opts: FrontOptions, routers: Sequence[APIRouter] = ()) -> int:
     if opts.tls_cert and opts.tls_key:
         credentials = grpc.ssl_server_credentials([(opts.tls_key.read_bytes(), opts.tls_cert.read_bytes())])
     grpc_server, channel = build_grpc_server(state, _address(opts.host, opts.grpc_port), credentials)
-    app = create_app(state, [*routers, *(load_router(spec) for spec in opts.routers)])
+    app = create_app(state, [*routers, *(load_router(spec, state) for spec in opts.routers)])
     config = uvicorn.Config(app, host=opts.host, port=opts.http_port, lifespan="off", access_log=False,
                             log_level="warning", timeout_graceful_shutdown=5,
                             ssl_certfile=str(opts.tls_cert) if credentials else None,

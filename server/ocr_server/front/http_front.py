@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -238,12 +238,6 @@ def create_app(state: FrontState, routers: Sequence[APIRouter] = ()) -> FastAPI:
     def authorize(request: Request) -> None:
         state.authorize(request.headers.get("authorization"))
 
-    async def guard(request: Request) -> Any:
-        """For extra routers: the token, and counted in flight so the drain waits for it."""
-        authorize(request)
-        with state.admit():
-            yield
-
     async def forward(method: str, path: str, content: bytes | None = None,
                       headers: dict[str, str] | None = None) -> httpx.Response:
         try:
@@ -381,8 +375,22 @@ def create_app(state: FrontState, routers: Sequence[APIRouter] = ()) -> FastAPI:
             state.spec = model_spec_from_metadata(resp.json())
         return state.spec
 
+    # extra routers sit behind the token and the drain; a middleware, because a router may wrap its own
+    # handlers (and dependencies) in an error handler of its own
+    extra_paths = {route.path for router in routers for route in router.routes if hasattr(route, "path")}
     for router in routers:
-        app.include_router(router, dependencies=[Depends(guard)])
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path not in extra_paths:
+            return await call_next(request)
+        try:
+            authorize(request)
+            with state.admit():
+                return await call_next(request)
+        except Refused as refusal:
+            return await refused(request, refusal)
 
     @app.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
     async def not_found(rest: str) -> Response:
