@@ -308,9 +308,14 @@ def test_fuzz_grpc(fronted):
 
 def test_launcher_sizes_the_front_from_the_repository(fronted):
     """The front's body limit is det_preprocess's max_images_per_request x max_image_bytes (+ 1 MiB)."""
+    import re
+
     from ocr_server.launcher import request_bytes_limit
 
-    assert request_bytes_limit(fronted.repository) == 8 * (32 * 1024 * 1024 + 4) + (1 << 20)
+    config = (fronted.repository / "det_preprocess" / "config.pbtxt").read_text()
+    images, image_bytes = (int(re.search(rf'key: "{key}"\s*value\s*\{{\s*string_value: "(\d+)"', config).group(1))
+                           for key in ("max_images_per_request", "max_image_bytes"))
+    assert request_bytes_limit(fronted.repository) == images * (image_bytes + 4) + (1 << 20)
     assert f"--max-request-bytes={request_bytes_limit(fronted.repository)}" in open(
         f"/proc/{front_pid(fronted)}/cmdline").read().replace("\0", " ")
 
