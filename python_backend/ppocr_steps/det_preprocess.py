@@ -18,7 +18,7 @@ import numpy as np
 from ppocr_steps.orientation import upright_to_sent
 from ppocr_steps.settings import PreprocessSettings
 
-__all__ = ["ImageInfo", "prepare_source", "det_resize_shape", "det_input_size", "build_det_batch",
+__all__ = ["ImageInfo", "prepare_source", "source_size", "det_resize_shape", "det_input_size", "build_det_batch",
            "IMAGE_INFO_COLUMNS"]
 
 IMAGE_INFO_COLUMNS = 10
@@ -65,27 +65,45 @@ def _round32(v: float) -> int:
     return max(int(round(v / 32) * 32), 32)
 
 
-def _resize_whole(img: np.ndarray, ratio: float) -> np.ndarray:
-    h, w = img.shape[:2]
-    new_h, new_w = _round32(int(h * ratio)), _round32(int(w * ratio))
-    return cv2.resize(img, (new_w, new_h))
+def _whole_size(h: int, w: int, ratio: float) -> tuple[int, int]:
+    return _round32(int(h * ratio)), _round32(int(w * ratio))
+
+
+def _source_plan(orig_h: int, orig_w: int, s: PreprocessSettings
+                 ) -> tuple[tuple[int, int] | None, tuple[int, int] | None, int]:
+    """What prepare_source does to an orig_h x orig_w image: the (h, w) it shrinks it to (or None), the
+    (h, w) it then enlarges it to (or None), and the letterbox rows added above and below."""
+    h, w = orig_h, orig_w
+    shrink = enlarge = None
+    if max(h, w) > s.max_side_limit:
+        shrink = h, w = _whole_size(h, w, s.max_side_limit / max(h, w))
+    if min(h, w) < s.min_side_len:
+        enlarge = h, w = _whole_size(h, w, s.min_side_len / min(h, w))
+    pad = 0
+    if h <= s.letterbox_min_height or w / h > s.letterbox_max_wh_ratio:
+        new_h = max(int(w / s.letterbox_max_wh_ratio), s.letterbox_min_height) * 2
+        pad = int(abs(new_h - h) / 2)
+    return shrink, enlarge, pad
+
+
+def source_size(orig_h: int, orig_w: int, s: PreprocessSettings) -> tuple[int, int]:
+    """(H, W) of the source image prepare_source makes from an orig_h x orig_w image, without making it."""
+    shrink, enlarge, pad = _source_plan(orig_h, orig_w, s)
+    h, w = enlarge or shrink or (orig_h, orig_w)
+    return h + 2 * pad, w
 
 
 def prepare_source(img: np.ndarray, s: PreprocessSettings) -> tuple[np.ndarray, ImageInfo]:
     """Shrink huge / enlarge tiny images and letterbox very flat ones (RapidOCR 1.4.4 semantics)."""
     orig_h, orig_w = img.shape[:2]
+    shrink, enlarge, pad = _source_plan(orig_h, orig_w, s)
     src = img
-    if max(orig_h, orig_w) > s.max_side_limit:
-        src = _resize_whole(src, s.max_side_limit / max(orig_h, orig_w))
-    h, w = src.shape[:2]
-    if min(h, w) < s.min_side_len:
-        src = _resize_whole(src, s.min_side_len / min(h, w))
+    for size in (shrink, enlarge):
+        if size is not None:
+            src = cv2.resize(src, (size[1], size[0]))
     h, w = src.shape[:2]
     scale_x, scale_y = orig_w / w, orig_h / h
-    pad = 0
-    if h <= s.letterbox_min_height or w / h > s.letterbox_max_wh_ratio:
-        new_h = max(int(w / s.letterbox_max_wh_ratio), s.letterbox_min_height) * 2
-        pad = int(abs(new_h - h) / 2)
+    if pad:
         src = cv2.copyMakeBorder(src, pad, pad, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     sh, sw = src.shape[:2]
     info = ImageInfo(orig_h, orig_w, sh, sw, pad, 0, 0, scale_x, scale_y)

@@ -7,12 +7,17 @@ Defence in depth against hostile input, before any pixel is decoded:
     end-of-image marker, the RIFF size of WebP, the first TIFF IFD; truncated and corrupt files are
     refused with what is wrong instead of being half-decoded;
   * the declared size (and TIFF tile size) against the pixel limit: decompression bombs are refused
-    without allocating anything.
+    without allocating anything;
+  * the decoder's own limit: OpenCV refuses to allocate more than OPENCV_IO_MAX_IMAGE_PIXELS (read once,
+    when cv2 is loaded; the launcher sets it to det_preprocess's max_image_pixels), so a header that
+    the checks above read differently from the decoder (e.g. a TIFF with duplicate size tags) cannot
+    make it decode a larger image.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 import struct
 import zlib
@@ -22,7 +27,7 @@ import numpy as np
 
 from ppocr_steps.errors import InvalidInputError
 
-__all__ = ["decode_image", "peek_size", "SUPPORTED_FORMATS"]
+__all__ = ["decode_image", "peek_size", "SUPPORTED_FORMATS", "decoder_limit_problem"]
 
 SUPPORTED_FORMATS = "JPEG, PNG, BMP, WebP, TIFF"
 FORMAT_NAMES = {"jpeg": "JPEG", "png": "PNG", "bmp": "BMP", "webp": "WebP", "tiff": "TIFF", "gif": "GIF"}
@@ -191,14 +196,14 @@ def _tiff_header(data: bytes) -> tuple[int, int, int]:
     count = struct.unpack(e + "H", data[ifd:ifd + 2])[0]
     if ifd + 2 + 12 * count > len(data):
         raise _Corrupt("the first IFD runs past the end of the data (truncated)")
-    tags: dict[int, int] = {}
+    tags: dict[int, int] = {}  # the largest value of each tag: a repeated tag must not hide a larger size
     for k in range(count):
         entry = data[ifd + 2 + 12 * k: ifd + 14 + 12 * k]
         tag, typ, n = struct.unpack(e + "HHI", entry[:8])
         if n == 1 and typ == 3:
-            tags[tag] = struct.unpack(e + "H", entry[8:10])[0]
+            tags[tag] = max(tags.get(tag, 0), struct.unpack(e + "H", entry[8:10])[0])
         elif n == 1 and typ == 4:
-            tags[tag] = struct.unpack(e + "I", entry[8:12])[0]
+            tags[tag] = max(tags.get(tag, 0), struct.unpack(e + "I", entry[8:12])[0])
     w, h = tags.get(256, 0), tags.get(257, 0)
     if w == 0 or h == 0:
         raise _Corrupt(f"the first IFD declares an invalid size {w}x{h}")
@@ -240,6 +245,16 @@ def peek_size(data: bytes) -> tuple[str, int, int] | None:
             return "gif", w, h
     except struct.error:
         return None
+    return None
+
+
+def decoder_limit_problem(max_pixels: int, env: dict[str, str] | None = None) -> str | None:
+    """What is wrong with OpenCV's own pixel limit (OPENCV_IO_MAX_IMAGE_PIXELS, read when cv2 loads) for
+    `max_pixels`, or None when the decoder enforces at most that."""
+    value = (os.environ if env is None else env).get("OPENCV_IO_MAX_IMAGE_PIXELS")
+    if value is None or not value.isdigit() or int(value) > max_pixels:
+        return (f"OPENCV_IO_MAX_IMAGE_PIXELS is {value!r}, not at most max_image_pixels ({max_pixels}): the decoder "
+                "does not enforce the pixel limit itself (start the server with ocr-serve / the launcher)")
     return None
 
 
@@ -330,7 +345,10 @@ def decode_image(data: bytes, max_pixels: int, min_side: int, max_bytes: int, na
     flags = cv2.IMREAD_COLOR if fmt == "jpeg" else cv2.IMREAD_UNCHANGED
     try:
         img = cv2.imdecode(buf, flags)
-    except cv2.error:
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE" in str(exc):  # the decoder read a size beyond its limit from the file
+            raise InvalidInputError(f"{name} decodes to more pixels than the limit of {max_pixels}: "
+                                    "downscale it", "too_large") from None
         img = None
     if img is None or img.size == 0:
         raise _refuse_corrupt(name, fmt, "the decoder rejected the data (corrupt or truncated file)")

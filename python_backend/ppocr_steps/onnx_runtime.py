@@ -6,7 +6,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["OrtModel"]
+__all__ = ["OrtModel", "ORT_PARAMETERS"]
+
+# config.pbtxt parameters of a CPU runtime model that OrtModel.from_parameters reads
+ORT_PARAMETERS = {"onnx_file", "intra_op_threads", "allow_spinning", "cpu_mem_arena"}
 
 
 class OrtModel:
@@ -16,16 +19,19 @@ class OrtModel:
 
     `allow_spinning` False stops idle worker threads from busy-waiting: several sessions (det, cls,
     rec in separate stubs) share the cores, and spinning threads steal them from each other.
+    `cpu_mem_arena` False gives each run's buffers back when it ends (the arena keeps the largest run's
+    memory for the life of the process).
     """
 
     def __init__(self, path: str, intra_op_threads: int = 0, inter_op_threads: int = 1,
-                 allow_spinning: bool = False) -> None:
+                 allow_spinning: bool = False, cpu_mem_arena: bool = True) -> None:
         import onnxruntime as ort  # imported lazily: only the CPU runtime models need it
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
+        opts.enable_cpu_mem_arena = cpu_mem_arena
         if intra_op_threads > 0:
             opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = inter_op_threads
@@ -38,13 +44,14 @@ class OrtModel:
     @classmethod
     def from_parameters(cls, version_dir: str, params: Mapping[str, str]) -> "OrtModel":
         """The session a CPU runtime model's config.pbtxt `parameters` describe (all required, config.pbtxt
-        being their one source): `onnx_file` (in the model's version directory), `intra_op_threads` and
-        `allow_spinning`."""
-        missing = sorted({"onnx_file", "intra_op_threads", "allow_spinning"} - set(params))
+        being their one source): `onnx_file` (in the model's version directory), `intra_op_threads`,
+        `allow_spinning` and `cpu_mem_arena`."""
+        missing = sorted(ORT_PARAMETERS - set(params))
         if missing:
             raise ValueError(f"config parameter(s) {', '.join(missing)} missing in the runtime model's config.pbtxt")
         return cls(os.path.join(version_dir, params["onnx_file"]), int(params["intra_op_threads"]),
-                   allow_spinning=params["allow_spinning"].lower() == "true")
+                   allow_spinning=params["allow_spinning"].lower() == "true",
+                   cpu_mem_arena=params["cpu_mem_arena"].lower() == "true")
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         return self.session.run(self.output_names, {self.input_name: batch})

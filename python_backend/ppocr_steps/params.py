@@ -74,7 +74,7 @@ def parse_params(raw: Mapping[str, Any], defaults: OcrParams) -> OcrParams:
     updates: dict[str, Any] = {}
     for name, value in raw.items():
         if name not in known:
-            raise InvalidInputError(f"unknown parameter '{name}'; known: {', '.join(sorted(known))}",
+            raise InvalidInputError(f"unknown parameter {name!r}; known: {', '.join(sorted(known))}",
                                     "bad_parameter")
         if value is None:
             continue
@@ -106,5 +106,25 @@ def params_to_json(params: OcrParams) -> bytes:
     return json.dumps(asdict(params), sort_keys=True).encode()
 
 
+MAX_PARAMS_JSON_BYTES = 4096  # what params_to_json writes is ~200 bytes; more is not a parameter set
+
+
 def params_from_json(data: bytes) -> OcrParams:
-    return OcrParams(**json.loads(data))
+    """The `ocr_params` tensor that det_preprocess wrote, checked as hostile (a client can send it to
+    det_postprocess / rec_pipeline directly): a JSON object with every parameter, each within its range."""
+    name = "input 'ocr_params'"
+    if len(data) > MAX_PARAMS_JSON_BYTES:
+        raise InvalidInputError(f"{name} is {len(data)} bytes; at most {MAX_PARAMS_JSON_BYTES}", "bad_parameter")
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidInputError(f"{name} is not UTF-8 JSON; send a JSON object of the parameters "
+                                f"({', '.join(f.name for f in fields(OcrParams))})", "bad_parameter") from None
+    if not isinstance(raw, dict):
+        raise InvalidInputError(f"{name} must be a JSON object, got {type(raw).__name__}", "bad_parameter")
+    missing = sorted({f.name for f in fields(OcrParams)} - set(raw))
+    if missing:
+        raise InvalidInputError(f"{name} lacks {', '.join(missing)}; send every parameter", "bad_parameter")
+    if any(v is None for v in raw.values()):
+        raise InvalidInputError(f"{name} holds null values; send a value for every parameter", "bad_parameter")
+    return parse_params(raw, OcrParams(**{f.name: raw[f.name] for f in fields(OcrParams)}))

@@ -14,14 +14,16 @@ import numpy as np
 
 from ppocr_steps.crops import crop_all
 from ppocr_steps.db_postprocess import DBConfig, detect_boxes
-from ppocr_steps.det_preprocess import IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, prepare_source
+from ppocr_steps.det_preprocess import (IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, det_input_size, prepare_source,
+                                        source_size)
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.image_io import decode_image
 from ppocr_steps.orientation import to_upright
 from ppocr_steps.params import OcrParams, parse_params
 from ppocr_steps.pdf import PdfLimits, is_pdf, rasterize_pdf
 from ppocr_steps.recognize import Infer, RecInfer, classify_and_flip, recognize_crops
-from ppocr_steps.settings import PostprocessSettings, PreprocessSettings, RecognitionSettings
+from ppocr_steps.settings import InputLimits, PostprocessSettings, PreprocessSettings, RecognitionSettings
+from ppocr_steps.validate import check_boxes, check_image_info, check_images, check_prob_map
 
 __all__ = ["PreprocessOutput", "OcrLines", "preprocess", "postprocess_detection", "recognize"]
 
@@ -135,6 +137,10 @@ def preprocess(blobs: Sequence[bytes], raw_params: Mapping[str, Any], defaults: 
         t0 = time.perf_counter()
         angles = classify_orientation(decoded)
         _add_time(timings, "doc_ori", time.perf_counter() - t0)
+    # before any source image is made: the padded batches of images of very different shapes are refused
+    upright = [img.shape[:2] if angle in (0, 180) else img.shape[1::-1] for img, angle in zip(decoded, angles,
+                                                                                             strict=True)]
+    check_padded_batches([source_size(h, w, s) for h, w in upright], params, s)
     t0 = time.perf_counter()
     sources, infos = [], []
     for img, angle in zip(decoded, angles, strict=True):
@@ -161,6 +167,22 @@ def _pdf_limits(s: PreprocessSettings, max_pages: int) -> PdfLimits:
                      timeout_s=s.pdf_render_timeout_s, max_memory_mb=s.pdf_render_max_memory_mb)
 
 
+def check_padded_batches(shapes: Sequence[tuple[int, int]], params: OcrParams, s: PreprocessSettings) -> None:
+    """Images of one request travel as batches zero-padded to the largest height and width (the source
+    images and the detector input): refuse a request whose padded batches would exceed max_batch_pixels,
+    as images of very different shapes do (a thin strip beside a tall one pads both to a huge square)."""
+    if len(shapes) < 2:
+        return
+    det = [det_input_size(h, w, params.limit_side_len, params.limit_type, s) for h, w in shapes]
+    for what, sizes in (("source images", shapes), ("detector input", det)):
+        padded = len(sizes) * max(h for h, _ in sizes) * max(w for _, w in sizes)
+        if padded > s.max_batch_pixels:
+            raise InvalidInputError(
+                f"image_bytes: the {len(sizes)} images have very different shapes; padded to one batch their "
+                f"{what} would hold {padded} pixels, the limit is {s.max_batch_pixels}: send them in separate "
+                "requests (or fewer per request)", "too_large")
+
+
 def db_config(params: OcrParams, s: PostprocessSettings) -> DBConfig:
     return DBConfig(thresh=params.thresh, box_thresh=params.box_thresh, unclip_ratio=params.unclip_ratio,
                     max_candidates=s.max_candidates, use_dilation=s.use_dilation, score_mode=s.score_mode,
@@ -168,12 +190,17 @@ def db_config(params: OcrParams, s: PostprocessSettings) -> DBConfig:
 
 
 def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: OcrParams,
-                          s: PostprocessSettings, timings: dict[str, float] | None = None
+                          s: PostprocessSettings, timings: dict[str, float] | None = None,
+                          limits: InputLimits | None = None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """prob_map [N,1,H,W] → boxes [K,4,2] (source pixels), box_scores [K], box_image_index [K].
 
-    `timings`, when given, receives the seconds spent in stage 'det_postprocess'.
+    `timings`, when given, receives the seconds spent in stage 'det_postprocess'. `limits`, when given
+    (the served step always gives them), checks the tensors as hostile first (ppocr_steps.validate).
     """
+    if limits is not None:
+        check_prob_map(prob_map, limits)
+        check_image_info(image_info, prob_map.shape[0], limits, det_hw=(prob_map.shape[2], prob_map.shape[3]))
     t0 = time.perf_counter()
     cfg = db_config(params, s)
     all_boxes, all_scores, all_index = [], [], []
@@ -194,7 +221,8 @@ def postprocess_detection(prob_map: np.ndarray, image_info: np.ndarray, params: 
 
 def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box_image_index: np.ndarray,
               params: OcrParams, s: RecognitionSettings, labels: Sequence[str], cls_infer: Infer | None,
-              rec_infer: RecInfer, timings: dict[str, float] | None = None) -> OcrLines:
+              rec_infer: RecInfer, timings: dict[str, float] | None = None,
+              limits: InputLimits | None = None) -> OcrLines:
     """Crops → optional 0/180 flip → recognition → filter by text_rec_score_thresh → original coordinates.
 
     `timings`, when given, receives the seconds spent in stages 'crop', 'cls' (classification
@@ -202,6 +230,10 @@ def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box
     recognition: resizing the crops for the recogniser and CTC decoding). With a pipelined
     recogniser (`submit`, see ppocr_steps.recognize) 'rec' is the time spent waiting for it.
     """
+    if limits is not None:
+        check_images(images, limits)
+        check_image_info(image_info, images.shape[0], limits, src_hw=(images.shape[1], images.shape[2]))
+        check_boxes(boxes, box_image_index, image_info, limits, s.max_crop_pixels)
     if len(boxes) == 0:
         return OcrLines.empty()
     t0 = time.perf_counter()

@@ -11,9 +11,9 @@ from typing import Any, TypeVar, get_type_hints
 
 from ppocr_steps.params import OcrParams, parse_params
 
-__all__ = ["PreprocessSettings", "PostprocessSettings", "RecognitionSettings", "PipelineSettings",
+__all__ = ["PreprocessSettings", "PostprocessSettings", "RecognitionSettings", "PipelineSettings", "InputLimits",
            "STEP_SETTINGS", "settings_from_parameters", "defaults_from_parameters",
-           "pipeline_settings_from_parameters"]
+           "pipeline_settings_from_parameters", "limits_from_parameters", "INPUT_LIMIT_KEYS"]
 
 T = TypeVar("T")
 
@@ -26,6 +26,7 @@ class PreprocessSettings:
     max_image_bytes: int
     max_image_pixels: int
     min_image_side: int
+    max_batch_pixels: int
     # PDF documents in image_bytes (ppocr_steps.pdf): render resolution and limits
     pdf_dpi: float
     pdf_max_pages: int
@@ -65,11 +66,32 @@ class RecognitionSettings:
     rec_min_width: int
     rec_max_width: int
     rec_width_multiple: int
+    max_crop_pixels: int
 
 
 @dataclass(frozen=True)
 class PipelineSettings(RecognitionSettings, PostprocessSettings, PreprocessSettings):
     """Every step's settings, for running the whole pipeline in one process (bench, engine tooling, tests)."""
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """The `ocr` path's limits that every later step and CPU runtime model also enforces on tensors a
+    client sends it directly (ppocr_steps.validate). Each is set in one step's config.pbtxt and copied
+    into the others' by the assembler (SHARED_LIMITS in server/ocr_server/assemble.py)."""
+
+    max_images_per_request: int
+    max_image_pixels: int
+    min_image_side: int
+    max_side_limit: int
+    min_side_len: int
+    max_batch_pixels: int
+    max_boxes_per_request: int
+    rec_image_height: int
+    rec_max_width: int
+
+
+INPUT_LIMIT_KEYS = frozenset(f.name for f in fields(InputLimits))
 
 
 # Which step's config.pbtxt holds which settings (python_backend/models/<step>/config.pbtxt).
@@ -127,3 +149,8 @@ def pipeline_settings_from_parameters(params: Mapping[str, str]) -> PipelineSett
     """PipelineSettings from the merged `parameters` of all steps (keys that are not settings are skipped)."""
     known = {f.name for f in fields(PipelineSettings)}
     return settings_from_parameters({k: v for k, v in params.items() if k in known}, PipelineSettings)
+
+
+def limits_from_parameters(params: Mapping[str, str]) -> InputLimits:
+    """InputLimits from a model's `parameters` (every limit required; the other keys are skipped)."""
+    return settings_from_parameters({k: v for k, v in params.items() if k in INPUT_LIMIT_KEYS}, InputLimits)

@@ -12,13 +12,15 @@ import contextlib
 import copy
 import json
 import logging
+import os
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-from ppocr_steps.errors import InvalidInputError
+from ppocr_steps.errors import InvalidInputError, one_line
 from ppocr_steps.metrics import PROBE_PARAMETER, OcrMetrics, muted
 
 __all__ = ["pb_utils", "model_config", "config_parameters", "input_array", "optional_scalar", "output_dtype",
@@ -35,6 +37,32 @@ class ModelUnavailableError(RuntimeError):
     """A model called through BLS is unavailable (dead stub, reloading): Triton UNAVAILABLE."""
 
 log = logging.getLogger("ppocr_steps")
+
+
+SHM_PREFIX = "triton_python_backend_shm_region"
+
+
+def protect_shared_memory() -> None:
+    """Make this stub's /dev/shm region (its argument on the command line) readable by its owner only.
+
+    The Python backend creates it with mode 0644 whatever the umask (boost.interprocess sets the mode
+    explicitly), and it holds request tensors (pixels); tritonserver and the stub run as the owner.
+    Called at import, before the model serves any request.
+    """
+    try:
+        args = open("/proc/self/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        return
+    for arg in args:
+        name = arg.decode(errors="replace")
+        if name.startswith(SHM_PREFIX) and "/" not in name:
+            try:
+                os.chmod(os.path.join("/dev/shm", name), 0o600)
+            except OSError as exc:
+                log.warning("could not make shared memory %s private: %s", name, exc)
+
+
+protect_shared_memory()
 
 
 def model_config(args: Mapping[str, str]) -> dict[str, Any]:
@@ -80,10 +108,11 @@ def error_response(exc: BaseException) -> Any:
     if isinstance(exc, InvalidInputError):
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
     if isinstance(exc, ModelUnavailableError):
-        log.warning("%s", exc)
+        log.warning("%s", one_line(str(exc)))
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"temporarily unavailable, retry: {exc}",
                                                                      pb_utils.TritonError.UNAVAILABLE))
-    log.exception("internal error while serving a request")
+    log.error("internal error while serving a request: %s",
+              one_line("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
     return pb_utils.InferenceResponse(
         error=pb_utils.TritonError(f"internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL))
 

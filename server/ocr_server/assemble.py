@@ -27,6 +27,15 @@ from ocr_server.paths import REPO_ROOT as ROOT
 
 STEPS = ["det_preprocess", "det_postprocess", "rec_pipeline"]
 RUNTIME = {"det_model": "det", "cls_model": "cls", "rec_model": "rec", "ori_model": "ori"}
+# Limits set once (in their source model's config) and copied into the models that also enforce them
+# (ppocr_steps.settings.InputLimits): every step and CPU runtime model can be called directly, and is
+# bounded like the `ocr` path.
+SHARED_LIMITS = {
+    ("det_preprocess", ("max_images_per_request", "max_image_pixels", "min_image_side", "max_side_limit",
+                        "min_side_len", "max_batch_pixels")): ("det_postprocess", "rec_pipeline", *RUNTIME),
+    ("det_postprocess", ("max_boxes_per_request",)): ("rec_pipeline", *RUNTIME),
+    ("rec_pipeline", ("rec_image_height", "rec_max_width")): ("det_postprocess", *RUNTIME),
+}
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -99,7 +108,19 @@ def effective_configs(target: str, model_set: str,
                 raise SystemExit(f"{src.relative_to(ROOT)}: one instance_group expected to set its count")
             config.instance_group[0].count = instances[name]
         configs[name] = config
+    share_limits(configs, target)
     return configs
+
+
+def share_limits(configs: dict[str, pbtxt.ModelConfig], target: str) -> None:
+    """Copy SHARED_LIMITS from their source config into the configs that enforce them as well."""
+    for (source, keys), receivers in SHARED_LIMITS.items():
+        values = {key: pbtxt.parameters(configs[source])[key] for key in keys}
+        for receiver in receivers:
+            if receiver in RUNTIME and target != "cpu":  # TensorRT: the engine profiles bound the shapes
+                continue
+            for key, value in values.items():
+                configs[receiver].parameters[key].string_value = value
 
 
 def describe_parameters(configs: dict[str, pbtxt.ModelConfig]) -> str:

@@ -201,6 +201,17 @@ def prepare_backends(build_dir: Path) -> Path:
 NGC_TRITON = Path("/opt/tritonserver")
 
 
+def decoder_pixel_limit(model_repository: Path) -> str | None:
+    """det_preprocess's max_image_pixels in the repository: OpenCV enforces it while decoding
+    (OPENCV_IO_MAX_IMAGE_PIXELS, read once when a stub loads cv2); None if there is no such config."""
+    path = Path(model_repository) / "det_preprocess" / "config.pbtxt"
+    if not path.exists():
+        return None
+    from ocr_server import pbtxt
+
+    return pbtxt.parameters(pbtxt.load(path)).get("max_image_pixels")
+
+
 def listen_addresses(opts: ServerOptions) -> list[str]:
     """HTTP and gRPC on host:port, or on Unix sockets in the owner-only `opts.socket_dir`.
 
@@ -249,7 +260,9 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
     if not opts.gpu:  # the wheel's stub links libpython; a full Triton's stub finds it, and CUDA's libs stay first
         libdir = sysconfig.get_config_var("LIBDIR") or ""
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in [libdir, env.get("LD_LIBRARY_PATH", "")] if p)
-    env.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
+    pixel_limit = decoder_pixel_limit(opts.model_repository)
+    if pixel_limit is not None:
+        env["OPENCV_IO_MAX_IMAGE_PIXELS"] = pixel_limit
     env.setdefault("OMP_NUM_THREADS", "1")
     # glibc malloc serves buffers over 128 KiB-32 MiB (its dynamic threshold) with a fresh mmap and
     # returns them at free, so every decoded image, resized input, probability map and bitmap was

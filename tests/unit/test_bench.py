@@ -415,10 +415,14 @@ SERVED_CONFIGS = {
     "det_postprocess": {"parameters": {**step_parameters("det_postprocess"), "score_mode": "slow",
                                        "max_boxes_per_request": "100"}},
     "rec_pipeline": {"parameters": {**step_parameters("rec_pipeline"), "rec_batch_size": "8"}},
-    "det_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "1", "allow_spinning": "false"}},
-    "cls_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "0", "allow_spinning": "false"}},
-    "rec_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "2", "allow_spinning": "false"}},
-    "ori_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "0", "allow_spinning": "false"}},
+    "det_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "1", "allow_spinning": "false",
+                                 "cpu_mem_arena": "false"}},
+    "cls_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "0", "allow_spinning": "false",
+                                 "cpu_mem_arena": "true"}},
+    "rec_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "2", "allow_spinning": "false",
+                                 "cpu_mem_arena": "true"}},
+    "ori_model": {"parameters": {"onnx_file": "model.onnx", "intra_op_threads": "0", "allow_spinning": "false",
+                                 "cpu_mem_arena": "true"}},
 }
 
 

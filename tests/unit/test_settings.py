@@ -202,5 +202,5 @@ def test_defaults_uncoercible_refused(key: str, value: str) -> None:
 def test_runtime_model_parameters_are_required() -> None:
     from ppocr_steps.onnx_runtime import OrtModel
 
-    with pytest.raises(ValueError, match="allow_spinning, intra_op_threads missing"):
+    with pytest.raises(ValueError, match="allow_spinning, cpu_mem_arena, intra_op_threads missing"):
         OrtModel.from_parameters("/nonexistent", {"onnx_file": "model.onnx"})

@@ -21,6 +21,8 @@ from served import served_defaults
 pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from google.protobuf import json_format  # noqa: E402
 from ocr_server import pbtxt  # noqa: E402
+from ocr_server.assemble import effective_configs  # noqa: E402
+from ocr_server.manifest import default_model_set  # noqa: E402
 
 from ppocr_steps.det_preprocess import ImageInfo  # noqa: E402
 from ppocr_steps.params import params_to_json  # noqa: E402
@@ -37,8 +39,9 @@ def pb(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def load_model(pb: Any, model_py: Path, config_path: Path, version_dir: Path, **parameters: str) -> Any:
-    """model.py's TritonPythonModel, initialised with config_path's config (`parameters` changed)."""
-    config = pbtxt.load(config_path)
+    """model.py's TritonPythonModel, initialised with config_path's config as assembled (the limits it
+    shares with other models copied in: ocr_server.assemble.SHARED_LIMITS), `parameters` changed."""
+    config = effective_configs("cpu", default_model_set())[pbtxt.load(config_path).name]
     pbtxt.set_parameters(config, parameters)
     spec = importlib.util.spec_from_file_location(f"model_{config.name}", model_py)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
@@ -144,7 +147,7 @@ def rec_request(pb: Any, n_boxes: int, drop: str = "") -> Any:
     info = ImageInfo(400, 600, 400, 600, 0, 400, 600, 1, 1).to_row()
     boxes = np.array([[[10, 10 + 9 * i % 380], [40 + 13 * i % 550, 10 + 9 * i % 380],
                        [40 + 13 * i % 550, 20 + 9 * i % 380], [10, 20 + 9 * i % 380]] for i in range(n_boxes)],
-                     np.float32)
+                     np.float32).reshape(-1, 4, 2)  # [0, 4, 2] without boxes, as Triton delivers it
     inputs = {"images": image[None], "image_info": np.array([info], np.float32), "boxes": boxes,
               "box_image_index": np.zeros(n_boxes, np.int32),
               "ocr_params": np.array([params_to_json(served_defaults())], dtype=np.object_)}

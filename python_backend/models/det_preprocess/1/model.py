@@ -7,6 +7,7 @@ from functools import partial
 import numpy as np
 
 from ppocr_steps import metrics as m
+from ppocr_steps.image_io import decoder_limit_problem
 from ppocr_steps import triton_adapter as ta
 from ppocr_steps.orientation import classify_angles
 from ppocr_steps.params import OcrParams, params_to_json
@@ -26,6 +27,9 @@ class TritonPythonModel:
         with open(os.path.join(version_dir, params["ori_labels"]), encoding="utf-8") as fh:
             self.ori_labels = fh.read().split()
         self.ori = ta.BlsModel(params["ori_model_name"], "ori_input", ["ori_probs"], self.settings.ori_batch_size)
+        problem = decoder_limit_problem(self.settings.max_image_pixels)
+        if problem is not None:
+            ta.log.warning("%s", problem)
         self.metrics = ta.create_metrics(specs=[m.IMAGES, m.STAGE_LATENCY, m.REJECTED_INPUTS],
                                          stages=["decode", "doc_ori", "det_preprocess"])
 

@@ -9,7 +9,8 @@ from ppocr_steps import metrics as m
 from ppocr_steps.params import params_from_json
 from ppocr_steps.pipeline import recognize
 from ppocr_steps.recognize import load_dictionary
-from ppocr_steps.settings import RecognitionSettings, settings_from_parameters
+from ppocr_steps.settings import (INPUT_LIMIT_KEYS, RecognitionSettings, limits_from_parameters,
+                                  settings_from_parameters)
 from ppocr_steps import triton_adapter as ta
 
 OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
@@ -18,7 +19,8 @@ OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         params = ta.config_parameters(ta.model_config(args))
-        self.settings = settings_from_parameters(params, RecognitionSettings, ignore=OWN_KEYS)
+        self.settings = settings_from_parameters(params, RecognitionSettings, ignore=OWN_KEYS | INPUT_LIMIT_KEYS)
+        self.limits = limits_from_parameters(params)
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.labels = load_dictionary(os.path.join(version_dir, params["dictionary"]))
         s = self.settings
@@ -35,7 +37,8 @@ class TritonPythonModel:
         timings: dict[str, float] = {}
         lines = recognize(ta.input_array(request, "images"), info, ta.input_array(request, "boxes"),
                           ta.input_array(request, "box_image_index"), params, self.settings, self.labels,
-                          self.cls.for_request(request), self.rec.for_request(request), timings)
+                          self.cls.for_request(request), self.rec.for_request(request), timings,
+                          limits=self.limits)
         self.metrics.stage_times(timings)
         self.metrics.lines(lines.texts)
         self.metrics.cls_flips(int(lines.flipped.sum()))
