@@ -45,8 +45,10 @@ class AsyncOcrClient(_Base):
 
     def __init__(self, url: UrlArg = None, protocol: str = "grpc", model_name: str = "ocr",
                  timeout: float = 30.0, retries: int = 3,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes)
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *, auth_token: str | None = None,
+                 ssl: bool = False, root_certificates: str | None = None) -> None:
+        super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes, auth_token, ssl,
+                         root_certificates)
         self._clients: dict[str, Any] = {}  # gRPC: one balancing channel; HTTP: one per endpoint
         self._closed = False
 
@@ -73,7 +75,12 @@ class AsyncOcrClient(_Base):
             if self.protocol == "grpc":
                 client = self._grpc_client(mod)
             else:  # deadlines come from asyncio.wait_for, not the session
-                client = mod.InferenceServerClient(address, conn_timeout=None)
+                tls: dict[str, Any] = {}
+                if self.ssl:
+                    import ssl
+
+                    tls = {"ssl": True, "ssl_context": ssl.create_default_context(cafile=self.root_certificates)}
+                client = mod.InferenceServerClient(address, conn_timeout=None, **tls)
             self._clients[address] = client
         return client
 
@@ -100,10 +107,11 @@ class AsyncOcrClient(_Base):
 
         async def attempt(remaining: float) -> list[OcrResult]:
             address = self._pick()
-            kw = {"client_timeout": remaining} if self.protocol == "grpc" else {}
+            kw: dict[str, Any] = {"client_timeout": remaining} if self.protocol == "grpc" else {}
             try:
                 client = self._triton(address)
-                res = await _translate(client.infer(self.model_name, inputs, outputs=outputs, **kw),
+                res = await _translate(client.infer(self.model_name, inputs, outputs=outputs,
+                                                    headers=self.headers, **kw),
                                        remaining)
             except OcrError as err:
                 self._record(address, err)

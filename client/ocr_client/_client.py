@@ -30,7 +30,8 @@ class _Base:
     """Settings shared by the sync and async clients."""
 
     def __init__(self, url: UrlArg, protocol: str, model_name: str, timeout: float,
-                 retries: int, max_message_bytes: int) -> None:
+                 retries: int, max_message_bytes: int, auth_token: str | None = None,
+                 ssl: bool = False, root_certificates: str | None = None) -> None:
         self.protocol = protocol
         self.endpoints = parse_endpoints(url, protocol)
         self.url = str(self.endpoints)
@@ -43,6 +44,22 @@ class _Base:
         self.retries = int(retries)
         self.max_message_bytes = int(max_message_bytes)
         self._rotation = EndpointRotation(self.endpoints.addresses) if protocol == "http" else None
+        if auth_token is not None and (not auth_token or any(c.isspace() for c in auth_token)):
+            raise ValueError("auth_token must be a non-empty token without whitespace")
+        self.headers: dict[str, str] = {"authorization": f"Bearer {auth_token}"} if auth_token else {}
+        self.ssl = bool(ssl or root_certificates)
+        self.root_certificates = root_certificates
+
+    def _tls_kwargs(self) -> dict[str, Any]:
+        """tritonclient's TLS arguments (sync clients): the system's CAs, or ``root_certificates`` (a PEM file)."""
+        if not self.ssl:
+            return {}
+        if self.protocol == "grpc":
+            return {"ssl": True, "root_certificates": self.root_certificates}
+        import gevent.ssl
+
+        options = {"ca_certs": self.root_certificates} if self.root_certificates else {}
+        return {"ssl": True, "ssl_options": options, "ssl_context_factory": gevent.ssl.create_default_context}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(url={self.url!r}, protocol={self.protocol!r}, "
@@ -78,7 +95,8 @@ class _Base:
 
     def _grpc_client(self, mod: Any) -> Any:
         return mod.InferenceServerClient(grpc_target(self.endpoints),
-                                         channel_args=grpc_channel_args(self.max_message_bytes))
+                                         channel_args=grpc_channel_args(self.max_message_bytes),
+                                         **self._tls_kwargs())
 
 
 def _translate(fn: Callable[[], T]) -> T:
@@ -99,13 +117,18 @@ class OcrClient(_Base):
     endpoints (a list or ``"h1:p1,h2:p2"``), or for gRPC a resolver URI such as
     ``dns:///name:port``; calls are spread round robin over the endpoints that answer.
     ``timeout`` (seconds) is the default deadline of every call, retries on UNAVAILABLE
-    (which go to the next endpoint) included. Not thread-safe: use one client per thread.
+    (which go to the next endpoint) included. ``auth_token`` is sent as
+    ``authorization: Bearer <token>`` (the public front's ``--auth-token-file``); ``ssl`` turns
+    on TLS, verified against the system's CAs or ``root_certificates`` (a PEM file; implies
+    ``ssl``). Not thread-safe: use one client per thread.
     """
 
     def __init__(self, url: UrlArg = None, protocol: str = "grpc", model_name: str = "ocr",
                  timeout: float = 30.0, retries: int = 3,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes)
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *, auth_token: str | None = None,
+                 ssl: bool = False, root_certificates: str | None = None) -> None:
+        super().__init__(url, protocol, model_name, timeout, retries, max_message_bytes, auth_token, ssl,
+                         root_certificates)
         # gRPC: one balancing channel under _GRPC; HTTP: one client per (endpoint, timeout)
         self._clients: dict[tuple[str, float], Any] = {}
         self._closed = False
@@ -144,7 +167,7 @@ class OcrClient(_Base):
                     oldest = next(iter(self._clients))
                     self._clients.pop(oldest).close()
                 client = mod.InferenceServerClient(
-                    address, connection_timeout=timeout, network_timeout=timeout)
+                    address, connection_timeout=timeout, network_timeout=timeout, **self._tls_kwargs())
             self._clients[key] = client
         return client
 
@@ -180,9 +203,10 @@ class OcrClient(_Base):
                 client = self._triton(total, address)
                 if self.protocol == "grpc":
                     res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs,
-                                                          client_timeout=remaining))
+                                                          client_timeout=remaining, headers=self.headers))
                 else:
-                    res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs))
+                    res = _translate(lambda: client.infer(self.model_name, inputs, outputs=outputs,
+                                                          headers=self.headers))
             except OcrError as err:
                 self._record(address, err)
                 raise

@@ -52,6 +52,10 @@ def _connection_options() -> argparse.ArgumentParser:
                    help="seconds per call, retries included (default: %(default)s)")
     g.add_argument("--retries", type=int, default=3, metavar="N",
                    help="retries when the server is unavailable (default: %(default)s)")
+    g.add_argument("--auth-token-file", metavar="PATH",
+                   help="send the bearer token in PATH (servers started with --auth-token-file)")
+    g.add_argument("--ssl", action="store_true", help="TLS, verified against the system's CAs")
+    g.add_argument("--root-certificates", metavar="PEM", help="TLS, verified against this CA file (implies --ssl)")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     return p
 
@@ -128,8 +132,13 @@ def error_record(image: str, message: str) -> dict[str, Any]:
 
 
 def _make_client(args: argparse.Namespace) -> OcrClient:
+    token = None
+    if args.auth_token_file:
+        with open(args.auth_token_file, encoding="utf-8") as f:
+            token = f.read().strip()
     return OcrClient(args.url, protocol=args.protocol, model_name=args.model_name,
-                     timeout=args.timeout, retries=args.retries)
+                     timeout=args.timeout, retries=args.retries, auth_token=token, ssl=args.ssl,
+                     root_certificates=args.root_certificates)
 
 
 def _print_summary(outcome: Outcome, out: TextIO) -> None:

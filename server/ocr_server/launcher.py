@@ -7,6 +7,12 @@ This is what `scripts/serve.sh` executes and what the integration tests start. I
     and this interpreter's LIBDIR on LD_LIBRARY_PATH (the stub links libpython),
   * forwards SIGINT/SIGTERM and exits with the server's status.
 
+Unless --no-front, clients talk to the public front (ocr_server.front, docs/front.md) on
+--host/--http-port/--grpc-port: it checks every request before Triton sees it and serves only the
+`ocr` model; tritonserver's own HTTP/gRPC frontends listen on loopback ports only. On SIGTERM/SIGINT
+the front is drained first (readiness false, new requests UNAVAILABLE/503, in-flight requests get up
+to --grace-period s), then tritonserver is stopped, so the ensemble's calls to its steps finish.
+
 With --supervise (the default of serve.sh) it also runs a watchdog around the server:
   * tritonserver runs with --model-control-mode=explicit --load-model=*; the model-repository
     (load/unload/index), shared-memory, trace and logging APIs are restricted to callers that send
@@ -31,6 +37,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -65,12 +72,95 @@ class ServerOptions:
     gpu: bool = False
     admin_key: str | None = None      # set: restrict RESTRICTED_APIS to callers sending it
     explicit_model_control: bool = False
+    metrics_host: str | None = None   # default: host (the front moves HTTP/gRPC to loopback, not metrics)
     socket_dir: Path | None = None    # set: HTTP and gRPC listen on Unix sockets there, not on host:port
 
     def socket_path(self, protocol: str) -> Path:
         """The Unix socket of `protocol` ("grpc" | "http"): gRPC's address gets ":<grpc-port>" appended, HTTP's not."""
         assert self.socket_dir is not None
         return self.socket_dir / ("http.sock" if protocol == "http" else f"grpc.sock:{self.grpc_port}")
+
+
+@dataclass
+class FrontSettings:
+    """The public front: where clients connect, and its options (server/ocr_server/front/app.py)."""
+
+    host: str
+    http_port: int
+    grpc_port: int
+    grace_period: float = 30.0
+    auth_token_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    request_log: bool = True
+    max_request_bytes: int | None = None  # None: the front's default
+    routers: tuple[str, ...] = ()         # extra APIRouters of the HTTP front, "module:attribute"
+
+    def command(self, upstream: ServerOptions) -> list[str]:
+        if upstream.socket_dir is not None:  # Triton on owner-only Unix sockets: no TCP door but the front
+            grpc, http = f"unix:{upstream.socket_path('grpc')}", f"unix:{upstream.socket_path('http')}"
+        else:
+            grpc, http = f"127.0.0.1:{upstream.grpc_port}", f"127.0.0.1:{upstream.http_port}"
+        cmd = [sys.executable, "-m", "ocr_server.front", f"--upstream-grpc={grpc}", f"--upstream-http={http}",
+               f"--host={self.host}",
+               f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}", f"--grace-period={self.grace_period}"]
+        for flag, path in (("--auth-token-file", self.auth_token_file), ("--tls-cert", self.tls_cert),
+                           ("--tls-key", self.tls_key)):
+            if path is not None:
+                cmd.append(f"{flag}={path}")
+        if self.max_request_bytes is not None:
+            cmd.append(f"--max-request-bytes={self.max_request_bytes}")
+        cmd += [f"--router={spec}" for spec in self.routers]
+        return cmd + ([] if self.request_log else ["--no-request-log"])
+
+
+def request_bytes_limit(repository: Path) -> int | None:
+    """The largest request det_preprocess can accept: max_images_per_request images of max_image_bytes
+    (plus their 4-byte length prefixes) and 1 MiB for the other inputs and headers. The front refuses
+    anything bigger before it is copied into Triton; None if the repository does not say."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    try:
+        text = (repository / "det_preprocess" / "config.pbtxt").read_text()
+        params = text_format.Parse(text, model_config_pb2.ModelConfig()).parameters
+        images = int(params["max_images_per_request"].string_value)
+        image_bytes = int(params["max_image_bytes"].string_value)
+    except (OSError, ValueError, text_format.ParseError):
+        return None
+    return images * (image_bytes + 4) + (1 << 20)
+
+
+class FrontProcess:
+    """The front as a child process: started beside tritonserver, drained before it stops."""
+
+    def __init__(self, settings: FrontSettings, upstream: ServerOptions, stdout: Any = None) -> None:
+        self.settings, self.upstream, self.stdout = settings, upstream, stdout
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log.info("starting the front (grpc %s, http %s on %s)", self.settings.grpc_port, self.settings.http_port,
+                 self.settings.host)
+        # a session of its own: a terminal's Ctrl-C reaches the launcher only, which drains in order
+        self.proc = subprocess.Popen(self.settings.command(self.upstream), stdout=self.stdout,
+                                     stderr=subprocess.STDOUT if self.stdout else None, preexec_fn=_set_pdeathsig,
+                                     start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def drain(self) -> None:
+        """SIGTERM: the front refuses new requests and waits for the ones in flight (its grace period)."""
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=self.settings.grace_period + 15)
+        except subprocess.TimeoutExpired:
+            log.warning("the front did not stop after its grace period; killing it")
+            self.proc.kill()
+            self.proc.wait()
 
 
 def triton_dir() -> Path:
@@ -189,7 +279,7 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
         f"--backend-directory={backends}",
         f"--cache-directory={ts / 'caches'}",
         f"--http-port={opts.http_port}", f"--grpc-port={opts.grpc_port}", f"--metrics-port={opts.metrics_port}",
-        *listen_addresses(opts), f"--metrics-address={opts.host}",
+        *listen_addresses(opts), f"--metrics-address={opts.metrics_host or opts.host}",
         "--disable-auto-complete-config", "--exit-timeout-secs=10", "--strict-readiness=true",
         "--metrics-config=summary_latencies=true",  # p50/p99 of docker/grafana/dashboards/ocr.json
         f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_DEFAULT_BYTES}",
@@ -353,7 +443,8 @@ class Supervisor:
 
     def __init__(self, opts: ServerOptions, build_dir: Path = ROOT / "build", check_interval: float = 0.25,
                  probe_interval: float = 2.0, probe_timeout: float = 30.0, probe_failures: int = 3,
-                 startup_timeout: float = 300.0, stdout: Any = None, metrics_port: int = 0) -> None:
+                 startup_timeout: float = 300.0, stdout: Any = None, metrics_port: int = 0,
+                 front: FrontSettings | None = None) -> None:
         if not opts.admin_key and opts.socket_dir is None:  # with sockets, their permissions guard the admin APIs
             opts.admin_key = os.environ.get("OCR_ADMIN_KEY") or secrets.token_urlsafe(24)
         opts.explicit_model_control = True
@@ -380,6 +471,7 @@ class Supervisor:
         self.metrics = WatchdogMetrics(self.is_ready, self.server_processes)
         self.metrics_port = metrics_port
         self.log_thread: threading.Thread | None = None
+        self.front = FrontProcess(front, opts, stdout) if front is not None else None
 
     # -- admin calls -------------------------------------------------------------------------
     @property
@@ -715,6 +807,10 @@ class Supervisor:
         if self.proc.poll() is not None:
             self.restart_server(f"tritonserver exited with status {self.proc.returncode}")
             return
+        if self.front is not None and not self.front.alive():
+            assert self.front.proc is not None
+            log.error("the front exited with status %s; starting it again", self.front.proc.returncode)
+            self.front.start()
         dead = self.dead_models()
         if dead:
             self.heal(dead, "stub process died")
@@ -755,6 +851,8 @@ class Supervisor:
                 self.remove_stale_shm()
                 if attempt == 3 or self.stopping.wait(2.0 * attempt):
                     return 1
+        if self.front is not None:
+            self.front.start()
         prober = threading.Thread(target=self.probe_loop, name="probe", daemon=True)
         prober.start()
         while not self.stopping.wait(self.check_interval):
@@ -762,6 +860,9 @@ class Supervisor:
                 self.check()
             except Exception as exc:  # noqa: BLE001 - the watchdog itself must not die
                 log.exception("watchdog check failed: %s", exc)
+        if self.front is not None:
+            log.info("draining the front (up to %.0f s)", self.front.settings.grace_period)
+            self.front.drain()
         code = self.stop_server()
         if self.log_thread is not None:
             self.log_thread.join(timeout=5)  # the server's last lines
@@ -796,30 +897,78 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tritonserver's HTTP and gRPC listen on Unix sockets in this owner-only directory "
                          "(<dir>/grpc.sock:<grpc-port>, <dir>/http.sock) instead of --host: only the "
                          "service user (and the front proxy) can reach them, so no admin key is needed")
+    ap.add_argument("--no-front", action="store_true",
+                    help="no public front: Triton's own HTTP/gRPC frontends listen on --host (docs/front.md)")
+    ap.add_argument("--internal-http-port", type=int, default=0, help="Triton's loopback HTTP port (0: a free one)")
+    ap.add_argument("--internal-grpc-port", type=int, default=0, help="Triton's loopback gRPC port (0: a free one)")
+    ap.add_argument("--grace-period", type=float, default=float(os.environ.get("OCR_GRACE_PERIOD", 30.0)),
+                    help="seconds in-flight requests get to finish at SIGTERM/SIGINT (default 30)")
+    ap.add_argument("--auth-token-file", type=Path, help="require 'authorization: Bearer <token>' (owner-only file)")
+    ap.add_argument("--tls-cert", type=Path, help="PEM certificate for TLS on the front's gRPC and HTTP ports")
+    ap.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    ap.add_argument("--no-request-log", action="store_true", help="no JSON line per request from the front")
+    ap.add_argument("--front-router", action="append", default=[], metavar="MODULE:ATTR",
+                    help="an extra FastAPI APIRouter for the HTTP front (e.g. the documents endpoint); repeatable")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, extra = build_parser().parse_known_args(argv)
+    ap = build_parser()
+    args, extra = ap.parse_known_args(argv)
     opts = ServerOptions(args.model_repository, args.http_port, args.grpc_port, args.metrics_port, args.host,
                          args.log_verbose, extra, args.gpu, socket_dir=args.socket_dir)
+    front = None
+    if not args.no_front:
+        if (args.tls_cert is None) != (args.tls_key is None):
+            ap.error("--tls-cert and --tls-key go together")
+        front = FrontSettings(args.host, args.http_port, args.grpc_port, args.grace_period, args.auth_token_file,
+                              args.tls_cert, args.tls_key, not args.no_request_log,
+                              request_bytes_limit(args.model_repository), tuple(args.front_router))
+        if opts.socket_dir is None:  # else Triton has no HTTP/gRPC TCP port; the sockets keep the port as a suffix
+            opts.http_port = args.internal_http_port or free_loopback_port()
+            opts.grpc_port = args.internal_grpc_port or free_loopback_port()
+        opts.metrics_host, opts.host = opts.host, "127.0.0.1"
+    elif args.auth_token_file or args.tls_cert:
+        ap.error("--auth-token-file and --tls-cert are served by the front: drop --no-front")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(levelname)s %(message)s", stream=sys.stderr)
     if args.supervise:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(levelname)s %(message)s",
-                            stream=sys.stderr)
         return Supervisor(opts, check_interval=args.check_interval, probe_interval=args.probe_interval,
                           probe_timeout=args.probe_timeout, probe_failures=args.probe_failures,
-                          metrics_port=args.watchdog_metrics_port).run()
+                          metrics_port=args.watchdog_metrics_port, front=front).run()
+    return run_plain(opts, front)
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_plain(opts: ServerOptions, front: FrontSettings | None) -> int:
+    """tritonserver (and the front) without the watchdog; a signal drains the front, then stops the server."""
     cmd, env = server_command(opts)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_set_pdeathsig, start_new_session=front is not None)
     assert proc.stdout is not None
     log_thread = forward_lines(proc.stdout, sys.stderr.buffer, drop_cuda_noise=not opts.gpu,
                                drop_socket_noise=opts.socket_dir is not None)
+    stopping = threading.Event()
+    frontp = FrontProcess(front, opts) if front is not None else None
+    if frontp is None:
+        def forward(signum: int, _frame: object) -> None:
+            proc.send_signal(signum)
 
-    def forward(signum: int, _frame: object) -> None:
-        proc.send_signal(signum)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+    else:
+        signal.signal(signal.SIGINT, lambda *_: stopping.set())
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+        frontp.start()
+        while not stopping.wait(0.25) and proc.poll() is None:
+            pass
+        frontp.drain()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
     code = proc.wait()
     log_thread.join(timeout=5)
     return code

@@ -3,23 +3,26 @@
 Used by the integration tests (tests/integration/conftest.py), the benchmark (scripts/bench.py) and
 anything else that needs a throw-away server: assemble a CPU repository (server/ocr_server/assemble.py)
 with optional parameter overrides, launch it the way serve.sh does (server/ocr_server/launcher.py) and
-wait until the `ocr` model is ready.
+wait until the `ocr` model is ready. `start_fronted` runs the supervised launcher with the public front
+(Triton on loopback ports behind it), as `ocr-serve` does.
 """
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ocr_server.assemble import assemble
 from ocr_server.launcher import ServerOptions, server_command
 from ocr_server.paths import REPO_ROOT as ROOT
 
-__all__ = ["RunningServer", "free_port", "start_server", "stop_server"]
+__all__ = ["FrontedServer", "RunningServer", "free_port", "start_fronted", "start_server", "stop_fronted",
+           "stop_server"]
 
 
 def free_port() -> int:
@@ -89,3 +92,95 @@ def stop_server(server: RunningServer) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.proc.pid, 9)
             server.proc.wait()
+
+
+@dataclass
+class FrontedServer:
+    """`ocr-launch --supervise` with the public front: clients use http_port/grpc_port, Triton the internal ones."""
+
+    proc: subprocess.Popen
+    http_port: int
+    grpc_port: int
+    internal_http: int
+    internal_grpc: int
+    metrics_port: int
+    log_path: Path
+    repository: Path
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def internal_grpc_url(self) -> str:
+        return f"127.0.0.1:{self.internal_grpc}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def triton_pid(self) -> int | None:
+        """The tritonserver process the launcher runs now."""
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            if comm == "tritonserver" and ppid == self.proc.pid:
+                return int(entry.name)
+        return None
+
+    def ready(self) -> bool:
+        """The front's readiness (Triton ready, the `ocr` model ready, not draining)."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=5) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+
+def start_fronted(work: Path, extra: list[str] | None = None, model_set: str = "v4",
+                  timeout: float = 180.0, ports: list[int] | None = None) -> FrontedServer:
+    """Assemble `work/repo` and run the supervised launcher with the front on free loopback ports (or
+    `ports`: public http, grpc, internal http, grpc, metrics, e.g. those of a server stopped before)."""
+    work.mkdir(parents=True, exist_ok=True)
+    repo = assemble("cpu", model_set, work / "repo", {}, ROOT / "build" / "models", ROOT / "build" / "engines")
+    ports = ports or [free_port() for _ in range(5)]
+    log_path = work / f"launcher_{ports[1]}.log"
+    cmd = [sys.executable, "-m", "ocr_server.launcher", "--supervise", "--model-repository", str(repo),
+           "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--internal-http-port", str(ports[2]),
+           "--internal-grpc-port", str(ports[3]), "--metrics-port", str(ports[4]), *(extra or [])]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = FrontedServer(proc, ports[0], ports[1], ports[2], ports[3], ports[4], log_path, repo, extra or [])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"launcher exited with {proc.returncode}:\n{server.log()[-3000:]}")
+        if server.ready():
+            return server
+        time.sleep(0.3)
+    stop_fronted(server)
+    raise RuntimeError(f"front not ready after {timeout:.0f} s:\n{server.log()[-3000:]}")
+
+
+def stop_fronted(server: FrontedServer, timeout: float = 60.0) -> int:
+    """SIGTERM (the front drains, then tritonserver stops); the exit status of the launcher."""
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.proc.pid, signal.SIGKILL)
+            server.proc.wait()
+    return server.proc.returncode

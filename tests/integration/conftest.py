@@ -47,3 +47,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def fronted(tmp_path_factory: pytest.TempPathFactory):
+    """A supervised server behind the public front (the way serve.sh runs it)."""
+    from ocr_server.local_server import start_fronted, stop_fronted
+
+    srv = start_fronted(tmp_path_factory.mktemp("fronted"))
+    yield srv
+    stop_fronted(srv)

@@ -86,7 +86,7 @@ def supervised(tmp_path_factory: pytest.TempPathFactory):
     env = dict(os.environ, OCR_ADMIN_KEY=ADMIN_KEY)
     cmd = [sys.executable, "-m", "ocr_server.launcher", "--supervise", "--model-repository", str(repo),
            "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
-           "--probe-interval", "1", "--watchdog-metrics-port", str(free_port())]
+           "--probe-interval", "1", "--watchdog-metrics-port", str(free_port()), "--no-front"]
     proc = subprocess.Popen(cmd, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     sup = Supervised(proc, *ports, log_path, repo)
     try:

@@ -70,7 +70,8 @@ class Instance:
 
 def serve_command(model_set: str, ports: tuple[int, int, int]) -> list[str]:
     return [sys.executable, "-m", "ocr_server.serve", "--model-set", model_set, "--http-port", str(ports[0]),
-            "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--probe-interval", "1"]
+            "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--probe-interval", "1",
+            "--no-front"]  # it calls rec_model directly, which the public front does not serve
 
 
 def ready(inst: Instance) -> bool:

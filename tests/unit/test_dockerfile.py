@@ -28,7 +28,8 @@ MODULES = {"numpy": "numpy", "opencv-python-headless": "cv2", "pyclipper": "pycl
            "grpcio": "grpc", "protobuf": "google.protobuf", "onnx": "onnx", "onnxruntime": "onnxruntime",
            "ppocr-steps": "ppocr_steps", "ocr-server": "ocr_server", "nvidia-pytriton": "pytriton",
            "prometheus-client": "prometheus_client", "pypdfium2": "pypdfium2", "openvino": "openvino",
-           "openvino-telemetry": "openvino_telemetry"}
+           "openvino-telemetry": "openvino_telemetry", "fastapi": "fastapi", "starlette": "starlette",
+           "uvicorn": "uvicorn", "httpx": "httpx"}
 # modules an NGC base image brings itself
 BASE_MODULES = {"nvcr.io/nvidia/tensorrt": {"tensorrt"}, "nvcr.io/nvidia/tritonserver": set()}
 # pins that differ from requirements/server.txt because the NGC images run Python 3.10
