@@ -310,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="send limit_type=max with this limit_side_len (0: the server defaults)")
     ap.add_argument("--duration-limit", type=float, default=1800.0, help="stop issuing requests after this many s")
     ap.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds")
-    ap.add_argument("--server-pid", type=int, default=0, help="tritonserver pid (default: the one on --url's port, or the one behind the front there)")
+    ap.add_argument("--server-pid", type=int, default=0,
+                    help="tritonserver pid (default: the one on --url's port, or the one behind the front there)")
     ap.add_argument("--max-rss-growth", type=float, default=0.0,
                     help="fail when total RSS grows more than this many %% after warm-up (0: report only)")
     ap.add_argument("--json", type=Path, help="also write the report as JSON here")

@@ -352,8 +352,9 @@ def test_default_triton_has_no_tcp_door_and_no_key(fronted):
     launcher made, its only TCP port the metrics one, no admin key on any command line or in the stubs."""
     import stat
 
-    from ocr_client import OcrClient
     from ocr_server.launcher import ADMIN_HEADER, stub_processes
+
+    from ocr_client import OcrClient
 
     pid = fronted.triton_pid()
     assert pid is not None
