@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = importlib.util.spec_from_file_location("pdf_samples", ROOT / "tests" / "pdf_samples.py")
     assert spec is not None and spec.loader is not None
     ps = importlib.util.module_from_spec(spec)
+    sys.modules["pdf_samples"] = ps  # its dataclasses look their module up there
     spec.loader.exec_module(ps)
 
     from ppocr_steps.pdf import PdfLimits, rasterize_pdf, render_in_process
