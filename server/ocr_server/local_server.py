@@ -182,7 +182,8 @@ def start_fronted(work: Path, extra: list[str] | None = None, model_set: str = "
     cmd = [sys.executable, "-m", "ocr_server.launcher", "--supervise", "--model-repository", str(repo),
            "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
            *(["--internal-http-port", str(free_port()), "--internal-grpc-port", str(free_port())]
-             if internal_tcp else []), *(extra or [])]
+             if internal_tcp else []),
+           *([] if any(a.startswith("--gateway-port") for a in extra or []) else ["--no-gateway"]), *(extra or [])]
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = FrontedServer(proc, ports[0], ports[1], ports[2], log_path, repo, extra or [])
