@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 import numpy as np
 
 from ppocr_steps.crops import crop_all
-from ppocr_steps.deadline import Deadline
 from ppocr_steps.db_postprocess import DBConfig, detect_boxes
+from ppocr_steps.deadline import Deadline
 from ppocr_steps.det_preprocess import (IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, det_input_size, prepare_source,
                                         source_size)
 from ppocr_steps.errors import InvalidInputError
