@@ -95,6 +95,7 @@ class FrontSettings:
     request_log: bool = True
     max_request_bytes: int | None = None  # None: the front's default
     routers: tuple[str, ...] = ()         # extra APIRouters of the HTTP front, "module:attribute"
+    gateway_port: int = 0                 # the PaddleX serving API (POST /ocr) on its own port; 0: none
 
     def command(self, upstream: ServerOptions) -> list[str]:
         if upstream.socket_dir is not None:  # Triton on owner-only Unix sockets: no TCP door but the front
@@ -111,6 +112,8 @@ class FrontSettings:
         if self.max_request_bytes is not None:
             cmd.append(f"--max-request-bytes={self.max_request_bytes}")
         cmd += [f"--router={spec}" for spec in self.routers]
+        if self.gateway_port:
+            cmd.append(f"--gateway-port={self.gateway_port}")
         return cmd + ([] if self.request_log else ["--no-request-log"])
 
 
@@ -907,6 +910,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tls-cert", type=Path, help="PEM certificate for TLS on the front's gRPC and HTTP ports")
     ap.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     ap.add_argument("--no-request-log", action="store_true", help="no JSON line per request from the front")
+    ap.add_argument("--gateway-port", type=int, default=int(os.environ.get("OCR_GATEWAY_PORT", 8080)),
+                    help="the front also serves the PaddleX serving API (POST /ocr, /docs) on this port of --host "
+                         "(default 8080; a port already taken is logged and skipped)")
+    ap.add_argument("--no-gateway", action="store_true", help="no PaddleX serving API port")
     ap.add_argument("--front-router", action="append", default=[], metavar="MODULE:ATTR",
                     help="an extra FastAPI APIRouter for the HTTP front (e.g. the documents endpoint); repeatable")
     return ap
@@ -923,7 +930,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--tls-cert and --tls-key go together")
         front = FrontSettings(args.host, args.http_port, args.grpc_port, args.grace_period, args.auth_token_file,
                               args.tls_cert, args.tls_key, not args.no_request_log,
-                              request_bytes_limit(args.model_repository), tuple(args.front_router))
+                              request_bytes_limit(args.model_repository), tuple(args.front_router),
+                              0 if args.no_gateway else args.gateway_port)
         if opts.socket_dir is None:  # else Triton has no HTTP/gRPC TCP port; the sockets keep the port as a suffix
             opts.http_port = args.internal_http_port or free_loopback_port()
             opts.grpc_port = args.internal_grpc_port or free_loopback_port()

@@ -159,7 +159,8 @@ def start_fronted(work: Path, extra: list[str] | None = None, model_set: str = "
     log_path = work / f"launcher_{ports[1]}.log"
     cmd = [sys.executable, "-m", "ocr_server.launcher", "--supervise", "--model-repository", str(repo),
            "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--internal-http-port", str(ports[2]),
-           "--internal-grpc-port", str(ports[3]), "--metrics-port", str(ports[4]), *(extra or [])]
+           "--internal-grpc-port", str(ports[3]), "--metrics-port", str(ports[4]),
+           *([] if any(a.startswith("--gateway-port") for a in extra or []) else ["--no-gateway"]), *(extra or [])]
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = FrontedServer(proc, ports[0], ports[1], ports[2], ports[3], ports[4], log_path, repo, extra or [])

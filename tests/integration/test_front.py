@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -343,19 +344,23 @@ def test_front_before_triton_on_unix_sockets(tmp_path):
         assert stop_fronted(server) == 0
 
 
-def test_paddlex_gateway_mounted_on_the_front(fronted, tmp_path):
-    """`POST /ocr` (the PaddleX serving API) served by the front behind its token (--router)."""
+@pytest.mark.parametrize("where", ["router", "gateway-port"])
+def test_paddlex_gateway_behind_the_front(fronted, tmp_path, where):
+    """`POST /ocr` (the PaddleX serving API) behind the front's token: mounted on its HTTP port (--router)
+    or on a port of its own (--gateway-port, what ocr-serve does by default), where a taken port is skipped."""
     import base64
 
     token_file = tmp_path / "token"
     token_file.write_text("gw-token")
     token_file.chmod(0o600)
-    hp, gp = free_port(), free_port()
+    hp, gp, wp = free_port(), free_port(), free_port()
+    extra = (["--router=ocr_server.front.paddlex:gateway_router"] if where == "router"
+             else [f"--gateway-port={wp}"])
     proc = subprocess.Popen([sys.executable, "-m", "ocr_server.front", f"--upstream-grpc={fronted.internal_grpc_url}",
                              f"--upstream-http=127.0.0.1:{fronted.internal_http}", f"--http-port={hp}",
-                             f"--grpc-port={gp}", f"--auth-token-file={token_file}",
-                             "--router=ocr_server.front.paddlex:gateway_router"],
+                             f"--grpc-port={gp}", f"--auth-token-file={token_file}", *extra],
                             stdout=(tmp_path / "front.log").open("w"), stderr=subprocess.STDOUT)
+    port = hp if where == "router" else wp
     try:
         deadline = time.monotonic() + 60
         while http("GET", f"http://127.0.0.1:{hp}/v2/health/live")[0] != 200:
@@ -363,10 +368,32 @@ def test_paddlex_gateway_mounted_on_the_front(fronted, tmp_path):
             time.sleep(0.2)
         body = json.dumps({"file": base64.b64encode(png(text_page(2, seed=13)[0])).decode(), "fileType": 1}).encode()
         headers = {"Content-Type": "application/json"}
-        assert http("POST", f"http://127.0.0.1:{hp}/ocr", body, headers)[0] == 401
-        status, _, answer = http("POST", f"http://127.0.0.1:{hp}/ocr", body,
+        status, _, answer = http("POST", f"http://127.0.0.1:{port}/ocr", body, headers)
+        assert status == 401, answer[:300]
+        if where == "gateway-port":  # the gateway's own port answers in PaddleX's error shape
+            assert json.loads(answer)["errorCode"] == 401, answer[:300]
+        status, _, answer = http("POST", f"http://127.0.0.1:{port}/ocr", body,
                                  {**headers, "authorization": "Bearer gw-token"})
         assert status == 200 and json.loads(answer)["errorCode"] == 0, answer[:300]
+        if where == "gateway-port":
+            assert http("GET", f"http://127.0.0.1:{port}/openapi.json")[0] == 200
+            with socket.socket() as taken:  # a second front whose gateway port is taken still serves KServe
+                taken.bind(("127.0.0.1", 0))
+                taken.listen(1)
+                hp2, gp2 = free_port(), free_port()
+                other = subprocess.Popen([sys.executable, "-m", "ocr_server.front",
+                                          f"--upstream-grpc={fronted.internal_grpc_url}",
+                                          f"--upstream-http=127.0.0.1:{fronted.internal_http}", f"--http-port={hp2}",
+                                          f"--grpc-port={gp2}", f"--gateway-port={taken.getsockname()[1]}"],
+                                         stdout=(tmp_path / "front2.log").open("w"), stderr=subprocess.STDOUT)
+                try:
+                    while http("GET", f"http://127.0.0.1:{hp2}/v2/health/live")[0] != 200:
+                        assert other.poll() is None and time.monotonic() < deadline, (tmp_path / "front2.log").read_text()
+                        time.sleep(0.2)
+                finally:
+                    other.send_signal(signal.SIGTERM)
+                    other.wait(timeout=60)
+                assert "cannot listen" in (tmp_path / "front2.log").read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
