@@ -242,7 +242,7 @@ class Target:
             return None
 
     def settled_network_ns(self, timeout: float = 5.0) -> dict[str, int] | None:
-        """The counter once it has stopped moving: the stubs apply metric updates 50 ms late
+        """The counter once it has stopped moving: the stubs apply metric updates late
         (ppocr_steps.triton_adapter.METRICS_DELAY_S)."""
         deadline = time.monotonic() + timeout
         last = self.network_ns()

@@ -6,8 +6,8 @@ The names, kinds, labels and buckets are plain data here (importable and testabl
 module it is given, keeps references to the families (a `Metric` whose family was garbage-collected
 fails with "Invalid metric operation"), and never lets a metrics failure fail a request.
 
-Every metric update through `pb_utils` is a round trip to tritonserver (~0.1 ms; seven of them cost
-rec_pipeline ~0.5 ms per request). With `deferred_s` > 0 the updates are queued and applied by a
+Every metric update through `pb_utils` is a round trip to tritonserver, which adds up over the
+several updates of each request. With `deferred_s` > 0 the updates are queued and applied by a
 background thread that many seconds after the first one queued, counters summed per series, so the
 request's response does not wait for them; the exported values lag by that delay.
 
@@ -83,8 +83,8 @@ CLS_FLIPS = MetricSpec("ocr_cls_flips_total", "counter",
 REJECTED_INPUTS = MetricSpec("ocr_rejected_inputs_total", "counter",
                              "Requests refused with INVALID_ARG, by reason", labels=("reason",))
 # Time inside the network runtime's own call (onnxruntime's run()), per runtime model. Triton's
-# compute_infer of a Python-backend model also holds the stub round trip (~0.4-1.2 ms per execution,
-# measured), so this is the figure to compare request time against.
+# compute_infer of a Python-backend model also holds the stub round trip, so this is the figure to
+# compare request time against.
 NETWORK_COMPUTE = MetricSpec("ocr_network_compute_seconds_total", "counter",
                              "Time inside the network runtime (onnxruntime run()), in seconds, per model",
                              labels=("model",))

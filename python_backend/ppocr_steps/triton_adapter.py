@@ -173,8 +173,7 @@ class BlsModel:
     `submit(batch)` makes the same call on a worker thread and returns a `wait()` for its result, so
     the caller can prepare its next batch meanwhile (ppocr_steps.recognize.pipelined). Two workers:
     with two calls submitted, the second already waits in the callee's queue when the first ends,
-    so the model never idles for a stub round trip (measured at concurrency 1: non-model time
-    42-43 -> 37-39 ms/image). The callee still runs them one after the other (one instance).
+    so the model never idles for a stub round trip. The callee still runs them one after the other (one instance).
     (The stub's `exec()` waits for the response in C++ without holding the GIL.)
 
     `for_request(request)` gives the same model whose calls belong to `request` in Triton's trace:

@@ -13,7 +13,7 @@ Steps for each model set in server/ocr_server/models.json (plus the page-orienta
      normalise them inside (x / 127.5 - 1), the recogniser outputs the greedy CTC inputs (best
      class and its probability per timestep) instead of the full softmax, and all three get PaddlePaddle's
      exported scalar affines folded into their Convs and hardswish written as x * HardSigmoid(x)
-     (exact algebra, 20-28 % less CPU time); <role>.openvino.onnx is the same graph without the
+     (exact algebra that saves element-wise passes); <role>.openvino.onnx is the same graph without the
      hardswish rewrite, for the OpenVINO runtime (which fuses the original pattern itself); the
      wheels' graphs are also kept unchanged in original/ (the benchmark's peer runs those);
   5. write the dictionary as dict.txt (one character per line, from the ONNX metadata or the file)

@@ -10,8 +10,8 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
   every pixel. The Cast comes first: TensorRT accepts UINT8 only as a network input feeding a Cast.
 * classifier and recogniser: the same edit for the line crops, UINT8 [N, 48, W, 3], normalised
   x / 127.5 - 1 (mean 0.5, std 0.5, as PaddleOCR's cls/rec pre-processing). rec_pipeline only
-  resizes the crops and pads them (ppocr_steps.recognize.crop_batch); measured on the dev crops:
-  2.35 -> 0.72 ms/image for the recogniser's batches, and a quarter of the bytes to copy per call.
+  resizes the crops and pads them (ppocr_steps.recognize.crop_batch), so no Python code normalises
+  every pixel of a batch, and a call copies a quarter of the bytes.
 * detector: the probability map output becomes UINT8 [N, 1, H, W], round(255 p), clipped to 0..255
   (`uint8_prob_map_output`). It is the largest tensor between two steps (~1 M values for a 960-px
   image); as bytes it is a quarter of the float map to write to shared memory and copy, and DB
@@ -24,10 +24,10 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
 * all three networks (`fuse_affine_activations`): PaddlePaddle's exporter writes PP-LCNet's blocks
   as Conv -> Mul(scalar) -> Add(scalar) -> hardswish as Add(3) -> Clip(0, 6) -> Mul -> Div(6) ->
   Mul(scalar) -> Add(scalar). onnxruntime runs every one of those element-wise ops as a separate
-  pass over the activations (42 % of the recogniser's time). The edit folds the scalar affine after
+  pass over the activations, a large share of the recogniser's time. The edit folds the scalar affine after
   a Conv into its weights and bias, the scalar affine before an unpadded Conv (1x1) into that Conv,
   and writes hardswish as x * HardSigmoid(x; 1/6, 1/2). The algebra is exact; only float rounding
-  differs (measured: recogniser probabilities within 4e-6, arg-max identical). OpenVINO fuses the
+  differs (the recogniser's arg-max is identical; docs/benchmarks.md). OpenVINO fuses the
   exporter's hardswish pattern into the Conv itself and runs x * HardSigmoid(x) slower, so the copy
   of each graph served to OpenVINO is written with `hardswish=False` (the affine folds are kept).
 
