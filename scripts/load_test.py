@@ -358,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nrequests: {stats.done} in {wall:.1f} s = {report['throughput_rps']:.2f} req/s"
           f"{'' if finished else ' (STOPPED by --duration-limit)'}; lines recognised: {stats.lines}")
-    print(f"errors: {errors}" + (f" {stats.errors}" if errors else "") + f" (warm-up errors: {report['warmup_errors']})")
+    warmup = report["warmup_errors"]
+    print(f"errors: {errors}" + (f" {stats.errors}" if errors else "") + f" (warm-up errors: {warmup})")
     for kind, example in stats.examples.items():
         print(f"  {kind}: {example}")
     ls = report["latency_s"]

@@ -19,11 +19,11 @@ import time
 import numpy as np
 
 from ppocr_steps import metrics as m
+from ppocr_steps import triton_adapter as ta
 from ppocr_steps.batching import run_grouped
 from ppocr_steps.onnx_runtime import load_runtime_model
 from ppocr_steps.runtime_inputs import check_runtime_input, run_chunks, run_det_batch
 from ppocr_steps.settings import limits_from_parameters
-from ppocr_steps import triton_adapter as ta
 
 
 class TritonPythonModel:

@@ -142,7 +142,7 @@ def order_points_clockwise(pts: np.ndarray) -> np.ndarray:
 def filter_boxes(boxes: np.ndarray, scores: np.ndarray, img_h: int, img_w: int) -> tuple[np.ndarray, np.ndarray]:
     """Order clockwise, clip to the image (integer pixels), drop boxes with a side of 3 px or less."""
     kept, kept_scores = [], []
-    for box, score in zip(boxes, scores):
+    for box, score in zip(boxes, scores, strict=True):
         corners = [(int(min(max(x, 0.0), img_w - 1)), int(min(max(y, 0.0), img_h - 1)))
                    for x, y in _clockwise(box.astype(np.float32).tolist())]
         (x0, y0), (x1, y1), _, (x3, y3) = corners

@@ -72,7 +72,8 @@ def _unsupported_hint(data: bytes) -> str | None:
             return "looks base64-encoded; base64-decode it and send the raw file bytes"
     if head[4:8] == b"ftyp":
         brand = head[8:12].decode("ascii", "replace")
-        return f"is an ISO media file (brand '{brand}', e.g. HEIC/AVIF), which is not supported; convert it to JPEG or PNG"
+        return (f"is an ISO media file (brand '{brand}', e.g. HEIC/AVIF), which is not supported; "
+                "convert it to JPEG or PNG")
     if head[:4] in (b"II+\x00", b"MM\x00+"):
         return "is a BigTIFF, which is not supported; save it as a classic TIFF, PNG or JPEG"
     return None

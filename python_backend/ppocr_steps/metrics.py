@@ -30,8 +30,9 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 __all__ = ["MetricSpec", "IMAGES", "LINES", "CHARACTERS", "BOXES_PER_IMAGE", "STAGE_LATENCY", "EMPTY_RESULTS",
            "CLS_FLIPS", "REJECTED_INPUTS", "NETWORK_COMPUTE", "ALL_METRICS", "METRIC_NAMES", "STAGES", "REJECT_REASONS",
@@ -66,8 +67,9 @@ STAGES = (
 )
 # `reason` label values of ocr_rejected_inputs_total: ppocr_steps.errors.InvalidInputError.reason
 REJECT_REASONS = ("bad_image", "unsupported_format", "bad_parameter", "empty", "missing_input", "too_large",
-                  "too_small", "too_many_images", "too_many_boxes", "bad_tensor", "invalid", "pdf_encrypted", "pdf_broken",
-                  "pdf_empty", "pdf_too_many_pages", "pdf_page_too_large", "pdf_too_slow", "pdf_too_large")
+                  "too_small", "too_many_images", "too_many_boxes", "bad_tensor", "invalid", "pdf_encrypted",
+                  "pdf_broken", "pdf_empty", "pdf_too_many_pages", "pdf_page_too_large", "pdf_too_slow",
+                  "pdf_too_large")
 
 IMAGES = MetricSpec("ocr_images_total", "counter", "Images decoded and accepted for OCR")
 LINES = MetricSpec("ocr_lines_total", "counter", "Text lines returned (after text_rec_score_thresh)")

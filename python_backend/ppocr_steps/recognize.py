@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -163,6 +164,6 @@ def recognize_crops(crops: list[np.ndarray], infer: RecInfer, labels: Sequence[s
     plan = rec_batch_plan(ratios, batch_size, height, min_width, max_width, width_multiple, total_width)
     batches = ((idx, crop_batch([crops[i] for i in idx], height, width)) for idx, width in plan)
     for idx, (char_ids, char_probs) in pipelined(infer, batches):
-        for i, res in zip(idx, ctc_greedy_decode(char_ids, char_probs, labels)):
+        for i, res in zip(idx, ctc_greedy_decode(char_ids, char_probs, labels), strict=True):
             results[i] = res
     return [r for r in results if r is not None]

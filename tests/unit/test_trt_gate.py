@@ -1,7 +1,6 @@
 """FP16 gate figures and calibration data (pure numpy / onnxruntime; no TensorRT)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np

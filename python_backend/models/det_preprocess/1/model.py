@@ -7,8 +7,8 @@ from functools import partial
 import numpy as np
 
 from ppocr_steps import metrics as m
-from ppocr_steps.image_io import decoder_limit_problem
 from ppocr_steps import triton_adapter as ta
+from ppocr_steps.image_io import decoder_limit_problem
 from ppocr_steps.orientation import classify_angles
 from ppocr_steps.params import OcrParams, params_to_json
 from ppocr_steps.pipeline import preprocess

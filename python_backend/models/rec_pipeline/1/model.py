@@ -6,12 +6,11 @@ import os
 import numpy as np
 
 from ppocr_steps import metrics as m
+from ppocr_steps import triton_adapter as ta
 from ppocr_steps.params import params_from_json
 from ppocr_steps.pipeline import recognize
 from ppocr_steps.recognize import load_dictionary
-from ppocr_steps.settings import (INPUT_LIMIT_KEYS, RecognitionSettings, limits_from_parameters,
-                                  settings_from_parameters)
-from ppocr_steps import triton_adapter as ta
+from ppocr_steps.settings import INPUT_LIMIT_KEYS, RecognitionSettings, limits_from_parameters, settings_from_parameters
 
 OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
 
