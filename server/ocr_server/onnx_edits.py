@@ -201,10 +201,11 @@ class _Graph:
         if node is None or node.op_type not in ("Mul", "Add") or len(node.input) != 2:
             return None
         a, b = node.input
-        if self.scalar(b) is not None and a not in self.consts:
-            return a, self.scalar(b)
-        if self.scalar(a) is not None and b not in self.consts:
-            return b, self.scalar(a)
+        kb, ka = self.scalar(b), self.scalar(a)
+        if kb is not None and a not in self.consts:
+            return a, kb
+        if ka is not None and b not in self.consts:
+            return b, ka
         return None
 
 
@@ -266,13 +267,13 @@ def _fold_affine_before_conv(graph) -> bool:  # noqa: ANN001
             continue
         last = g.producer.get(conv.input[0])
         op = g.scalar_op(last) if last is not None and g.only_user(conv.input[0]) is conv else None
-        if op is None:
+        if op is None or last is None:
             continue
         chain, (x, k) = [last], op
         scale, shift = (k, 0.0) if last.op_type == "Mul" else (1.0, k)
         first = g.producer.get(x)
         first_op = g.scalar_op(first) if last.op_type == "Add" and g.only_user(x) is last else None
-        if first_op is not None and first.op_type == "Mul":
+        if first_op is not None and first is not None and first.op_type == "Mul":
             chain.insert(0, first)
             x, scale = first_op[0], first_op[1]
         w, b = _conv_params(g, conv)

@@ -105,7 +105,7 @@ def build_with_trtexec(spec: BuildSpec, trtexec: str, out_path: Path) -> BuildRe
 
 
 def _make_logger(trt: Any, model: str, logf: Any) -> Any:
-    class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
