@@ -52,6 +52,7 @@ def sample(text: str, series: str) -> float:
 
 class Prometheus:
     def __init__(self, tmp: Path, target_port: int) -> None:
+        assert PROMETHEUS is not None, "the module is skipped without prometheus"
         self.port = free_port()
         config = tmp / "prometheus.yml"
         config.write_text(

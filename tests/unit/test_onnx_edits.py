@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from ppocr_steps.onnx_runtime import OrtModel, OvModel  # noqa: E402
 MODEL_SETS = list(json.loads(MODEL_MANIFEST.read_text())["sets"])
 
 
-def _session(model) -> ort.InferenceSession:
+def _session(model) -> Any:  # an ort.InferenceSession
     onnx.checker.check_model(model)
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
@@ -167,7 +168,7 @@ def _lcnet_block(second_pad: int = 0, conv_used_twice: bool = False):
     b1 = onnx.numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "b1")
     k = 1 + 2 * second_pad
     w2 = onnx.numpy_helper.from_array(rng.normal(size=(3, 4, k, k)).astype(np.float32), "w2")
-    nodes = [
+    nodes: list[Any] = [
         _const("s1", [1.7]), _const("c1", [0.3]), _const("three", [3.0]), _const("zero", 0.0), _const("six", 6.0),
         _const("six1", [6.0]), _const("s2", [0.4]), _const("c2", [-0.2]),
         helper.make_node("Conv", ["x", "w1", "b1"], ["conv1"], pads=[1, 1, 1, 1]),

@@ -7,6 +7,7 @@ import ast
 import json
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -38,7 +39,10 @@ DET_PREPROCESS_OWN_KEYS = {"ori_model_name", "ori_labels"}
 MODEL_SETS_DIR = ROOT / "build" / "models"
 MODEL_SET_NAMES = list(json.loads(MODEL_MANIFEST.read_text())["sets"])
 
-ModelConfig = model_config_pb2.ModelConfig
+if TYPE_CHECKING:  # the generated module has no type information: ModelConfig is Any
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+else:
+    ModelConfig = model_config_pb2.ModelConfig
 DataType = model_config_pb2.DataType
 
 

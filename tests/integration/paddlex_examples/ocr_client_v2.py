@@ -1,7 +1,6 @@
 # PaddleX general OCR pipeline, serving documentation: the Python example client (original API),
 # verbatim; the test replaces only API_URL and file_path.
 import base64
-
 import requests
 
 API_URL = "http://localhost:8080/ocr"

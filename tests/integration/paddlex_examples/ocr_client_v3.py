@@ -1,7 +1,6 @@
 # The PaddleX 3 serving documentation's Python example client for the OCR pipeline (prunedResult /
 # ocrImage; not among the seeds: reproduced from the PaddleX 3 docs); the test replaces only API_URL and file_path.
 import base64
-
 import requests
 
 API_URL = "http://localhost:8080/ocr"
