@@ -6,7 +6,8 @@
 # (server/ocr_server/launcher.py), this passes options only. Arguments go to ocr-serve, e.g.
 # --param MODEL.KEY=VALUE or --log-verbose 1 (`ocr-serve --help`, `--help-launcher`).
 #   env OCR_MODEL_SET (a set of server/ocr_server/models.json), OCR_REPOSITORY (where to assemble),
-#       OCR_ADMIN_KEY (key of the restricted admin APIs; default: random, known only to the watchdog)
+#       OCR_SOCKET_DIR (owner-only directory of Triton's own Unix sockets behind the front; default: a new one),
+#       OCR_ADMIN_KEY (with --no-front: key of the restricted admin APIs; default: random, only the watchdog's)
 set -euo pipefail
 case "${OCR_TARGET:-gpu}" in
   gpu) exec ocr-serve --gpu --host 0.0.0.0 --repository "${OCR_REPOSITORY:-/opt/ocr/run/model_repository}" "$@";;

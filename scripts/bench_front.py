@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no images in {args.images}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_fronted(Path(tmp), ["--no-request-log"])
+        # Triton on loopback ports: the HTTP client library has no Unix-socket transport for the direct path
+        server = start_fronted(Path(tmp), ["--no-request-log"], internal_tcp=True)
         try:
             urls = {("front", "grpc"): server.grpc_url, ("front", "http"): server.http_url,
-                    ("direct", "grpc"): server.internal_grpc_url,
-                    ("direct", "http"): f"127.0.0.1:{server.internal_http}"}
+                    ("direct", "grpc"): server.internal_grpc_url, ("direct", "http"): server.internal_http_url}
             clients = {key: OcrClient(url, protocol=key[1], timeout=300, retries=0) for key, url in urls.items()}
             for client in clients.values():  # warm-up: connections, first-request allocations
                 client.ocr(blobs[0])

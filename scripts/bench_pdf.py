@@ -8,6 +8,7 @@ Generated documents (tests/pdf_samples.py): 1 and 10 text pages, 10 scanned (JPE
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import time
@@ -33,8 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "tests"))  # the test-suite's PDF writer
-    import pdf_samples as ps
+    # the test suite's PDF writer, loaded from its file (the tests are not an installed package)
+    spec = importlib.util.spec_from_file_location("pdf_samples", ROOT / "tests" / "pdf_samples.py")
+    assert spec is not None and spec.loader is not None
+    ps = importlib.util.module_from_spec(spec)
+    sys.modules["pdf_samples"] = ps  # its dataclasses look their module up there
+    spec.loader.exec_module(ps)
 
     from ppocr_steps.pdf import PdfLimits, rasterize_pdf, render_in_process
 

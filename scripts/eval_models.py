@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_lib import data  # noqa: E402
 from bench_lib.inprocess import RUNTIME, served_settings  # noqa: E402

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocr_server.launcher import rss_bytes, stub_processes  # noqa: E402
+from ocr_server.launcher import proc_stat, rss_bytes, stub_processes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -136,6 +136,29 @@ def pid_listening_on(port: int) -> int | None:
         except OSError:
             continue
     return None
+
+
+def tritonserver_behind(pid: int | None) -> int | None:
+    """`pid` if it is tritonserver, else its tritonserver sibling: the front listens on the public port,
+    and the launcher runs the front and tritonserver (on Unix sockets by default) side by side."""
+    if pid is None or comm(pid) == "tritonserver":
+        return pid
+    stat = proc_stat(pid)
+    if stat is None:
+        return None
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and comm(int(entry.name)) == "tritonserver":
+            sibling = proc_stat(int(entry.name))
+            if sibling is not None and sibling[1] == stat[1]:
+                return int(entry.name)
+    return None
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 @dataclass
@@ -287,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="send limit_type=max with this limit_side_len (0: the server defaults)")
     ap.add_argument("--duration-limit", type=float, default=1800.0, help="stop issuing requests after this many s")
     ap.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds")
-    ap.add_argument("--server-pid", type=int, default=0, help="tritonserver pid (default: the one on --url's port)")
+    ap.add_argument("--server-pid", type=int, default=0,
+                    help="tritonserver pid (default: the one on --url's port, or the one behind the front there)")
     ap.add_argument("--max-rss-growth", type=float, default=0.0,
                     help="fail when total RSS grows more than this many %% after warm-up (0: report only)")
     ap.add_argument("--json", type=Path, help="also write the report as JSON here")
@@ -315,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     params: dict[str, Any] = {}
     if args.limit_side_len:
         params = {"limit_type": "max", "limit_side_len": args.limit_side_len}
-    server_pid = args.server_pid or pid_listening_on(int(port))
+    server_pid = args.server_pid or tritonserver_behind(pid_listening_on(int(port)))
     avg_kib = sum(len(d) for _, d in images) / len(images) / 1024
     print(f"load test: {args.requests} requests (+{args.warmup} warm-up) at concurrency {args.concurrency}, "
           f"{args.protocol} {args.url}, {source} (mean {avg_kib:.0f} KiB), params {params or 'server defaults'}")

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         server = start_fronted(Path(tmp) / "a")
-        ports = [server.http_port, server.grpc_port, server.internal_http, server.internal_grpc, server.metrics_port]
+        ports = [server.http_port, server.grpc_port, server.metrics_port]
         threads = [threading.Thread(target=client, args=((server.grpc_url, "grpc") if i % 2 == 0
                                                          else (server.http_url, "http"))) for i in range(args.clients)]
         for t in threads:

@@ -69,7 +69,7 @@ STAGES = (
 REJECT_REASONS = ("bad_image", "unsupported_format", "bad_parameter", "empty", "missing_input", "too_large",
                   "too_small", "too_many_images", "too_many_boxes", "bad_tensor", "invalid", "pdf_encrypted",
                   "pdf_broken", "pdf_empty", "pdf_too_many_pages", "pdf_page_too_large", "pdf_too_slow",
-                  "pdf_too_large")
+                  "pdf_too_large", "time_limit")
 
 IMAGES = MetricSpec("ocr_images_total", "counter", "Images decoded and accepted for OCR")
 LINES = MetricSpec("ocr_lines_total", "counter", "Text lines returned (after text_rec_score_thresh)")

@@ -15,6 +15,7 @@ import numpy as np
 
 from ppocr_steps.crops import crop_all
 from ppocr_steps.db_postprocess import DBConfig, detect_boxes
+from ppocr_steps.deadline import Deadline
 from ppocr_steps.det_preprocess import (
     IMAGE_INFO_COLUMNS,
     ImageInfo,
@@ -243,6 +244,7 @@ def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box
         check_boxes(boxes, box_image_index, image_info, limits, s.max_crop_pixels)
     if len(boxes) == 0:
         return OcrLines.empty()
+    deadline = Deadline(s.max_request_seconds, "rec_pipeline")
     t0 = time.perf_counter()
     crops = crop_all(list(images), boxes, box_image_index)
     flipped = np.zeros(len(crops), dtype=bool)
@@ -250,7 +252,7 @@ def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box
     _add_time(timings, "crop", t1 - t0)
     originals = crops
     if params.use_textline_orientation and cls_infer is not None:
-        crops, flipped, _ = classify_and_flip(crops, cls_infer, s.cls_batch_size, s.cls_thresh)
+        crops, flipped, _ = classify_and_flip(crops, cls_infer, s.cls_batch_size, s.cls_thresh, deadline)
         _add_time(timings, "cls", time.perf_counter() - t1)
     # flip verification: a turned crop is also read as it was, and the more confident reading wins
     # (the mobile 0/180 classifier turns some short upright words by mistake)
@@ -259,7 +261,7 @@ def recognize(images: np.ndarray, image_info: np.ndarray, boxes: np.ndarray, box
     t2 = time.perf_counter()
     results = recognize_crops(crops + [originals[i] for i in recheck], _timed(rec_infer, rec_timings, "rec"),
                               labels, s.rec_batch_size, s.rec_image_height, s.rec_min_width, s.rec_max_width,
-                              s.rec_width_multiple, s.rec_batch_total_width)
+                              s.rec_width_multiple, s.rec_batch_total_width, deadline)
     for j, i in enumerate(recheck):
         unturned = results[len(crops) + j]
         if unturned.score > results[i].score:

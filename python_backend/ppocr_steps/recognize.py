@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
+from ppocr_steps.deadline import Deadline, checked
+
 __all__ = ["CLS_SHAPE", "classify_and_flip", "recognize_crops", "ctc_greedy_decode", "rec_batch_plan",
            "crop_batch", "CROP_PAD", "pipelined", "RecResult", "load_dictionary", "Infer", "RecInfer"]
 
@@ -85,9 +87,10 @@ def crop_batch(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarr
     return out
 
 
-def classify_and_flip(crops: list[np.ndarray], infer: Infer, batch_size: int, thresh: float
-                      ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Run the 0/180 classifier; turn crops whose '180' score exceeds `thresh`.
+def classify_and_flip(crops: list[np.ndarray], infer: Infer, batch_size: int, thresh: float,
+                      deadline: Deadline | None = None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Run the 0/180 classifier; turn crops whose '180' score exceeds `thresh`. `deadline` is checked
+    before each chunk.
 
     Returns (crops, flipped[bool N], score_of_predicted_label[N]).
     """
@@ -99,7 +102,7 @@ def classify_and_flip(crops: list[np.ndarray], infer: Infer, batch_size: int, th
     out = list(crops)
     order = np.argsort([c.shape[1] / float(c.shape[0]) for c in crops], kind="stable")
     ch, cw, _ = CLS_SHAPE
-    chunks = (order[start:start + batch_size] for start in range(0, n, batch_size))
+    chunks = checked((order[start:start + batch_size] for start in range(0, n, batch_size)), deadline)
     for idx, probs in pipelined(infer, ((idx, crop_batch([crops[i] for i in idx], ch, cw)) for idx in chunks)):
         labels = probs.argmax(axis=1)
         for j, i in enumerate(idx):
@@ -156,13 +159,15 @@ def ctc_greedy_decode(char_ids: np.ndarray, char_probs: np.ndarray, labels: Sequ
 
 
 def recognize_crops(crops: list[np.ndarray], infer: RecInfer, labels: Sequence[str], batch_size: int, height: int,
-                    min_width: int, max_width: int, width_multiple: int = 1, total_width: int = 0
-                    ) -> list[RecResult]:
-    """Recognise every crop; results in the input order. Chunks: :func:`rec_batch_plan`."""
+                    min_width: int, max_width: int, width_multiple: int = 1, total_width: int = 0,
+                    deadline: Deadline | None = None) -> list[RecResult]:
+    """Recognise every crop; results in the input order. Chunks: :func:`rec_batch_plan`; `deadline` is
+    checked before each chunk is built."""
     results: list[RecResult | None] = [None] * len(crops)
     ratios = [c.shape[1] / float(c.shape[0]) for c in crops]
     plan = rec_batch_plan(ratios, batch_size, height, min_width, max_width, width_multiple, total_width)
-    batches = ((idx, crop_batch([crops[i] for i in idx], height, width)) for idx, width in plan)
+    batches = ((idx, crop_batch([crops[i] for i in idx], height, width))
+               for idx, width in checked(plan, deadline))
     for idx, (char_ids, char_probs) in pipelined(infer, batches):
         for i, res in zip(idx, ctc_greedy_decode(char_ids, char_probs, labels), strict=True):
             results[i] = res

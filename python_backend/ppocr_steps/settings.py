@@ -67,6 +67,7 @@ class RecognitionSettings:
     rec_max_width: int
     rec_width_multiple: int
     max_crop_pixels: int
+    max_request_seconds: float  # the most one request may hold the step (ppocr_steps.deadline)
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,19 @@ This is what `scripts/serve.sh` executes and what the integration tests start. I
 
 Unless --no-front, clients talk to the public front (ocr_server.front, docs/front.md) on
 --host/--http-port/--grpc-port: it checks every request before Triton sees it and serves only the
-`ocr` model; tritonserver's own HTTP/gRPC frontends listen on loopback ports only. On SIGTERM/SIGINT
+`ocr` model; tritonserver's own HTTP/gRPC frontends listen on Unix sockets in an owner-only directory
+(--socket-dir, or one the launcher creates and removes), or on loopback ports if
+--internal-http-port/--internal-grpc-port ask for them. On SIGTERM/SIGINT
 the front is drained first (readiness false, new requests UNAVAILABLE/503, in-flight requests get up
 to --grace-period s), then tritonserver is stopped, so the ensemble's calls to its steps finish.
 
 With --supervise (the default of serve.sh) it also runs a watchdog around the server:
-  * tritonserver runs with --model-control-mode=explicit --load-model=*; the model-repository
-    (load/unload/index), shared-memory, trace and logging APIs are restricted to callers that send
-    the admin header (`ocr-admin-key: <key>` over HTTP, `triton-grpc-protocol-ocr-admin-key` over
-    gRPC); the key is OCR_ADMIN_KEY or a random one that only the watchdog knows;
+  * tritonserver runs with --model-control-mode=explicit --load-model=*; on Unix sockets their
+    directory's permissions guard the admin APIs; on TCP (--no-front, internal ports) the
+    model-repository (load/unload/index), shared-memory, trace and logging APIs are restricted to
+    callers that send the admin header (`ocr-admin-key: <key>` over HTTP,
+    `triton-grpc-protocol-ocr-admin-key` over gRPC); the key is OCR_ADMIN_KEY or a random one that
+    only the watchdog knows, and it is on tritonserver's command line (the only way 2.51 takes it);
   * every --check-interval it looks for the Python stub processes of each model (a crashed stub is
     never restarted by Triton and the model keeps reporting ready), and every --probe-interval it
     sends a tiny real OCR request; a dead stub or a "Stub process ... is not healthy" error makes it
@@ -36,11 +40,13 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -95,6 +101,7 @@ class FrontSettings:
     request_log: bool = True
     max_request_bytes: int | None = None  # None: the front's default
     routers: tuple[str, ...] = ()         # extra APIRouters of the HTTP front, "module:attribute"
+    gateway_port: int = 0                 # the PaddleX serving API (POST /ocr) on its own port; 0: none
 
     def command(self, upstream: ServerOptions) -> list[str]:
         if upstream.socket_dir is not None:  # Triton on owner-only Unix sockets: no TCP door but the front
@@ -111,6 +118,8 @@ class FrontSettings:
         if self.max_request_bytes is not None:
             cmd.append(f"--max-request-bytes={self.max_request_bytes}")
         cmd += [f"--router={spec}" for spec in self.routers]
+        if self.gateway_port:
+            cmd.append(f"--gateway-port={self.gateway_port}")
         return cmd + ([] if self.request_log else ["--no-request-log"])
 
 
@@ -893,17 +902,25 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--socket-dir", type=Path, default=os.environ.get("OCR_SOCKET_DIR") or None,
                     help="tritonserver's HTTP and gRPC listen on Unix sockets in this owner-only directory "
                          "(<dir>/grpc.sock:<grpc-port>, <dir>/http.sock) instead of --host: only the "
-                         "service user (and the front proxy) can reach them, so no admin key is needed")
+                         "service user (and the front proxy) can reach them, so no admin key is needed; "
+                         "default with the front: a new one under $XDG_RUNTIME_DIR or /tmp, removed on exit")
     ap.add_argument("--no-front", action="store_true",
                     help="no public front: Triton's own HTTP/gRPC frontends listen on --host (docs/front.md)")
-    ap.add_argument("--internal-http-port", type=int, default=0, help="Triton's loopback HTTP port (0: a free one)")
-    ap.add_argument("--internal-grpc-port", type=int, default=0, help="Triton's loopback gRPC port (0: a free one)")
+    ap.add_argument("--internal-http-port", type=int, default=0,
+                    help="put Triton's HTTP behind the front on this loopback port instead of a Unix socket (the "
+                         "admin key is then on tritonserver's command line, docs/operations.md)")
+    ap.add_argument("--internal-grpc-port", type=int, default=0,
+                    help="the same for Triton's gRPC (either flag selects loopback TCP; the other port: a free one)")
     ap.add_argument("--grace-period", type=float, default=float(os.environ.get("OCR_GRACE_PERIOD", 30.0)),
                     help="seconds in-flight requests get to finish at SIGTERM/SIGINT (default 30)")
     ap.add_argument("--auth-token-file", type=Path, help="require 'authorization: Bearer <token>' (owner-only file)")
     ap.add_argument("--tls-cert", type=Path, help="PEM certificate for TLS on the front's gRPC and HTTP ports")
     ap.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     ap.add_argument("--no-request-log", action="store_true", help="no JSON line per request from the front")
+    ap.add_argument("--gateway-port", type=int, default=int(os.environ.get("OCR_GATEWAY_PORT", 8080)),
+                    help="the front also serves the PaddleX serving API (POST /ocr, /docs) on this port of --host "
+                         "(default 8080; a port already taken is logged and skipped)")
+    ap.add_argument("--no-gateway", action="store_true", help="no PaddleX serving API port")
     ap.add_argument("--front-router", action="append", default=[], metavar="MODULE:ATTR",
                     help="an extra FastAPI APIRouter for the HTTP front (e.g. the documents endpoint); repeatable")
     return ap
@@ -914,25 +931,53 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = ap.parse_known_args(argv)
     opts = ServerOptions(args.model_repository, args.http_port, args.grpc_port, args.metrics_port, args.host,
                          args.log_verbose, extra, args.gpu, socket_dir=args.socket_dir)
-    front = None
+    front, own_socket_dir = None, None
     if not args.no_front:
         if (args.tls_cert is None) != (args.tls_key is None):
             ap.error("--tls-cert and --tls-key go together")
         front = FrontSettings(args.host, args.http_port, args.grpc_port, args.grace_period, args.auth_token_file,
                               args.tls_cert, args.tls_key, not args.no_request_log,
-                              request_bytes_limit(args.model_repository), tuple(args.front_router))
-        if opts.socket_dir is None:  # else Triton has no HTTP/gRPC TCP port; the sockets keep the port as a suffix
+                              request_bytes_limit(args.model_repository), tuple(args.front_router),
+                              0 if args.no_gateway else args.gateway_port)
+        internal_tcp = bool(args.internal_http_port or args.internal_grpc_port)
+        if internal_tcp and opts.socket_dir is not None:
+            ap.error("--socket-dir and --internal-http-port/--internal-grpc-port exclude each other")
+        if internal_tcp:  # asked for: Triton on loopback TCP ports, admin APIs behind the key
             opts.http_port = args.internal_http_port or free_loopback_port()
             opts.grpc_port = args.internal_grpc_port or free_loopback_port()
+        elif opts.socket_dir is None:  # the default: owner-only sockets, no key, no TCP door but the front's
+            opts.socket_dir = own_socket_dir = private_socket_dir()
         opts.metrics_host, opts.host = opts.host, "127.0.0.1"
     elif args.auth_token_file or args.tls_cert:
         ap.error("--auth-token-file and --tls-cert are served by the front: drop --no-front")
+    if opts.socket_dir is not None and len(str(opts.socket_path("grpc"))) > MAX_SOCKET_PATH:
+        ap.error(f"--socket-dir {opts.socket_dir}: too long for a Unix socket path ({MAX_SOCKET_PATH} bytes)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s watchdog %(levelname)s %(message)s", stream=sys.stderr)
-    if args.supervise:
-        return Supervisor(opts, check_interval=args.check_interval, probe_interval=args.probe_interval,
-                          probe_timeout=args.probe_timeout, probe_failures=args.probe_failures,
-                          metrics_port=args.watchdog_metrics_port, front=front).run()
-    return run_plain(opts, front)
+    try:
+        if args.supervise:
+            return Supervisor(opts, check_interval=args.check_interval, probe_interval=args.probe_interval,
+                              probe_timeout=args.probe_timeout, probe_failures=args.probe_failures,
+                              metrics_port=args.watchdog_metrics_port, front=front).run()
+        return run_plain(opts, front)
+    finally:
+        if own_socket_dir is not None:
+            shutil.rmtree(own_socket_dir, ignore_errors=True)
+
+
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
+
+
+def private_socket_dir() -> Path:
+    """A new owner-only (0700) directory for Triton's sockets: under $XDG_RUNTIME_DIR (a per-user tmpfs)
+    when there is one, else the temporary directory; /tmp if those make the socket paths too long."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    candidates = [runtime] if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK) else []
+    for base in [*candidates, None, "/tmp"]:
+        path = Path(tempfile.mkdtemp(prefix="ocr-triton-", dir=base))
+        if len(str(path / "grpc.sock:65535")) <= MAX_SOCKET_PATH:
+            return path
+        path.rmdir()
+    raise SystemExit("no directory for Triton's Unix sockets with a short enough path: pass --socket-dir")
 
 
 def free_loopback_port() -> int:

@@ -4,7 +4,7 @@ Used by the integration tests (tests/integration/conftest.py), the benchmark (sc
 anything else that needs a throw-away server: assemble a CPU repository (server/ocr_server/assemble.py)
 with optional parameter overrides, launch it the way serve.sh does (server/ocr_server/launcher.py) and
 wait until the `ocr` model is ready. `start_fronted` runs the supervised launcher with the public front
-(Triton on loopback ports behind it), as `ocr-serve` does.
+(Triton on owner-only Unix sockets behind it, or on loopback ports with `internal_tcp`), as `ocr-serve` does.
 """
 from __future__ import annotations
 
@@ -96,13 +96,12 @@ def stop_server(server: RunningServer) -> None:
 
 @dataclass
 class FrontedServer:
-    """`ocr-launch --supervise` with the public front: clients use http_port/grpc_port, Triton the internal ones."""
+    """`ocr-launch --supervise` with the public front: clients use http_port/grpc_port; Triton listens where
+    its command line says (Unix sockets by default, loopback ports with `internal_tcp`)."""
 
     proc: subprocess.Popen
     http_port: int
     grpc_port: int
-    internal_http: int
-    internal_grpc: int
     metrics_port: int
     log_path: Path
     repository: Path
@@ -116,9 +115,31 @@ class FrontedServer:
     def http_url(self) -> str:
         return f"127.0.0.1:{self.http_port}"
 
+    def triton_args(self) -> dict[str, str]:
+        """tritonserver's `--name=value` options ({} if it does not run)."""
+        pid = self.triton_pid()
+        if pid is None:
+            return {}
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        return dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+
     @property
     def internal_grpc_url(self) -> str:
-        return f"127.0.0.1:{self.internal_grpc}"
+        """Triton's own gRPC, behind the front: `unix:<dir>/grpc.sock:<port>` or `127.0.0.1:<port>`."""
+        args = self.triton_args()
+        return f"{args['grpc-address']}:{args['grpc-port']}"
+
+    @property
+    def internal_http_url(self) -> str:
+        """Triton's own HTTP: `unix:<dir>/http.sock` (the front's --upstream-http form) or `127.0.0.1:<port>`."""
+        args = self.triton_args()
+        address = args["http-address"]
+        return address if address.startswith("unix:") else f"{address}:{args['http-port']}"
+
+    def socket_dir(self) -> Path | None:
+        """The directory of Triton's Unix sockets, None if it listens on TCP."""
+        address = self.triton_args().get("grpc-address", "")
+        return Path(address[len("unix:"):]).parent if address.startswith("unix:") else None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -150,19 +171,22 @@ class FrontedServer:
 
 
 def start_fronted(work: Path, extra: list[str] | None = None, model_set: str = "v4",
-                  timeout: float = 180.0, ports: list[int] | None = None) -> FrontedServer:
+                  timeout: float = 180.0, ports: list[int] | None = None, internal_tcp: bool = False) -> FrontedServer:
     """Assemble `work/repo` and run the supervised launcher with the front on free loopback ports (or
-    `ports`: public http, grpc, internal http, grpc, metrics, e.g. those of a server stopped before)."""
+    `ports`: public http, grpc, metrics, e.g. those of a server stopped before). Triton listens on the
+    launcher's own Unix sockets, or on free loopback ports with `internal_tcp` (for direct TCP clients)."""
     work.mkdir(parents=True, exist_ok=True)
     repo = assemble("cpu", model_set, work / "repo", {}, ROOT / "build" / "models", ROOT / "build" / "engines")
-    ports = ports or [free_port() for _ in range(5)]
+    ports = ports or [free_port() for _ in range(3)]
     log_path = work / f"launcher_{ports[1]}.log"
     cmd = [sys.executable, "-m", "ocr_server.launcher", "--supervise", "--model-repository", str(repo),
-           "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--internal-http-port", str(ports[2]),
-           "--internal-grpc-port", str(ports[3]), "--metrics-port", str(ports[4]), *(extra or [])]
+           "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
+           *(["--internal-http-port", str(free_port()), "--internal-grpc-port", str(free_port())]
+             if internal_tcp else []),
+           *([] if any(a.startswith("--gateway-port") for a in extra or []) else ["--no-gateway"]), *(extra or [])]
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = FrontedServer(proc, ports[0], ports[1], ports[2], ports[3], ports[4], log_path, repo, extra or [])
+    server = FrontedServer(proc, ports[0], ports[1], ports[2], log_path, repo, extra or [])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -238,8 +239,8 @@ def test_auth_and_tls(fronted, tmp_path):
     token_file.chmod(0o600)
     hp, gp = free_port(), free_port()
     log_path = tmp_path / "front.log"
-    upstream = [f"--upstream-grpc=127.0.0.1:{fronted.internal_grpc}",
-                f"--upstream-http=127.0.0.1:{fronted.internal_http}"]
+    upstream = [f"--upstream-grpc={fronted.internal_grpc_url}",
+                f"--upstream-http={fronted.internal_http_url}"]
     proc = subprocess.Popen([sys.executable, "-m", "ocr_server.front", *upstream, f"--http-port={hp}",
                              f"--grpc-port={gp}", f"--tls-cert={cert}", f"--tls-key={key}",
                              f"--auth-token-file={token_file}"],
@@ -285,7 +286,9 @@ def test_drain_finishes_in_flight_requests_and_refuses_new_ones(tmp_path):
     from tritonclient.utils import InferenceServerException
 
     server = start_fronted(tmp_path, ["--grace-period", "60"])
+    sockets = server.socket_dir()
     try:
+        assert sockets is not None and sockets.is_dir()
         blob = png(text_page(30, width=1200, seed=9)[0])
         texts = direct_texts(server.internal_grpc_url, blob)
         results: list[str] = []
@@ -319,43 +322,81 @@ def test_drain_finishes_in_flight_requests_and_refuses_new_ones(tmp_path):
         assert late == ["StatusCode.UNAVAILABLE", "503"], late
         assert server.proc.wait(timeout=90) == 0
         assert "draining" in server.log()
+        assert not sockets.exists()  # the launcher removes the socket directory it made
     finally:
         stop_fronted(server)
         if server.proc.returncode is None:
             os.killpg(server.proc.pid, signal.SIGKILL)
 
 
-def test_front_before_triton_on_unix_sockets(tmp_path):
-    """--socket-dir: Triton has no TCP port for HTTP/gRPC at all; the front reaches it over the sockets."""
+def listening_tcp_ports(pid: int) -> set[int]:
+    """The TCP ports process `pid` listens on (its socket inodes matched against /proc/net/tcp*)."""
+    inodes = set()
+    for fd in os.scandir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(fd.path)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            parts = line.split()
+            if parts[3] == "0A" and parts[9] in inodes:  # 0A: LISTEN
+                ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_default_triton_has_no_tcp_door_and_no_key(fronted):
+    """The default (ocr-serve's) layout: Triton's HTTP/gRPC on Unix sockets in an owner-only directory the
+    launcher made, its only TCP port the metrics one, no admin key on any command line or in the stubs."""
+    import stat
+
+    from ocr_server.launcher import ADMIN_HEADER, stub_processes
+
     from ocr_client import OcrClient
 
-    sockets = tmp_path / "sockets"
-    server = start_fronted(tmp_path, ["--socket-dir", str(sockets)])
-    try:
-        blob = png(text_page(2, seed=12)[0])
-        for protocol, url in (("grpc", server.grpc_url), ("http", server.http_url)):
-            with OcrClient(url, protocol=protocol, timeout=120) as c:
-                assert len(c.ocr(blob).lines) >= 2
-        for port in (server.internal_grpc, server.internal_http):  # nothing listens on the would-be ports
-            assert http("GET", f"http://127.0.0.1:{port}/v2/health/live")[0] == 0
-        assert any(p.name.startswith("grpc.sock") for p in sockets.iterdir())
-    finally:
-        assert stop_fronted(server) == 0
+    pid = fronted.triton_pid()
+    assert pid is not None
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    assert not [a for a in argv if "restricted" in a], argv
+    ps = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True).stdout
+    ours = [line for line in ps.splitlines()  # launcher, front, tritonserver, stubs (other servers may share the host)
+            if {int(x) for x in line.split()[:2]} & {fronted.proc.pid, pid}]
+    assert len(ours) >= 3 and not [line for line in ours if ADMIN_HEADER in line], ours
+    assert listening_tcp_ports(pid) == {fronted.metrics_port}
+    sockets = fronted.socket_dir()
+    assert sockets is not None and stat.S_IMODE(sockets.stat().st_mode) == 0o700
+    assert sockets.stat().st_uid == os.getuid()
+    stubs = [s for s in stub_processes(pid) if s.alive]
+    assert stubs
+    for stub in stubs:
+        environ = Path(f"/proc/{stub.pid}/environ").read_bytes()
+        assert b"OCR_ADMIN_KEY=" not in environ and ADMIN_HEADER.encode() not in environ, stub
+    blob = png(text_page(2, seed=12)[0])
+    for protocol, url in (("grpc", fronted.grpc_url), ("http", fronted.http_url)):
+        with OcrClient(url, protocol=protocol, timeout=120) as c:
+            assert [x.text for x in c.ocr(blob).lines] == direct_texts(fronted.internal_grpc_url, blob)
 
 
-def test_paddlex_gateway_mounted_on_the_front(fronted, tmp_path):
-    """`POST /ocr` (the PaddleX serving API) served by the front behind its token (--router)."""
+@pytest.mark.parametrize("where", ["router", "gateway-port"])
+def test_paddlex_gateway_behind_the_front(fronted, tmp_path, where):
+    """`POST /ocr` (the PaddleX serving API) behind the front's token: mounted on its HTTP port (--router)
+    or on a port of its own (--gateway-port, what ocr-serve does by default), where a taken port is skipped."""
     import base64
 
     token_file = tmp_path / "token"
     token_file.write_text("gw-token")
     token_file.chmod(0o600)
-    hp, gp = free_port(), free_port()
+    hp, gp, wp = free_port(), free_port(), free_port()
+    extra = (["--router=ocr_server.front.paddlex:gateway_router"] if where == "router"
+             else [f"--gateway-port={wp}"])
     proc = subprocess.Popen([sys.executable, "-m", "ocr_server.front", f"--upstream-grpc={fronted.internal_grpc_url}",
-                             f"--upstream-http=127.0.0.1:{fronted.internal_http}", f"--http-port={hp}",
-                             f"--grpc-port={gp}", f"--auth-token-file={token_file}",
-                             "--router=ocr_server.front.paddlex:gateway_router"],
+                             f"--upstream-http={fronted.internal_http_url}", f"--http-port={hp}",
+                             f"--grpc-port={gp}", f"--auth-token-file={token_file}", *extra],
                             stdout=(tmp_path / "front.log").open("w"), stderr=subprocess.STDOUT)
+    port = hp if where == "router" else wp
     try:
         deadline = time.monotonic() + 60
         while http("GET", f"http://127.0.0.1:{hp}/v2/health/live")[0] != 200:
@@ -363,10 +404,33 @@ def test_paddlex_gateway_mounted_on_the_front(fronted, tmp_path):
             time.sleep(0.2)
         body = json.dumps({"file": base64.b64encode(png(text_page(2, seed=13)[0])).decode(), "fileType": 1}).encode()
         headers = {"Content-Type": "application/json"}
-        assert http("POST", f"http://127.0.0.1:{hp}/ocr", body, headers)[0] == 401
-        status, _, answer = http("POST", f"http://127.0.0.1:{hp}/ocr", body,
+        status, _, answer = http("POST", f"http://127.0.0.1:{port}/ocr", body, headers)
+        assert status == 401, answer[:300]
+        if where == "gateway-port":  # the gateway's own port answers in PaddleX's error shape
+            assert json.loads(answer)["errorCode"] == 401, answer[:300]
+        status, _, answer = http("POST", f"http://127.0.0.1:{port}/ocr", body,
                                  {**headers, "authorization": "Bearer gw-token"})
         assert status == 200 and json.loads(answer)["errorCode"] == 0, answer[:300]
+        if where == "gateway-port":
+            assert http("GET", f"http://127.0.0.1:{port}/openapi.json")[0] == 200
+            with socket.socket() as taken:  # a second front whose gateway port is taken still serves KServe
+                taken.bind(("127.0.0.1", 0))
+                taken.listen(1)
+                hp2, gp2 = free_port(), free_port()
+                other = subprocess.Popen([sys.executable, "-m", "ocr_server.front",
+                                          f"--upstream-grpc={fronted.internal_grpc_url}",
+                                          f"--upstream-http={fronted.internal_http_url}", f"--http-port={hp2}",
+                                          f"--grpc-port={gp2}", f"--gateway-port={taken.getsockname()[1]}"],
+                                         stdout=(tmp_path / "front2.log").open("w"), stderr=subprocess.STDOUT)
+                try:
+                    while http("GET", f"http://127.0.0.1:{hp2}/v2/health/live")[0] != 200:
+                        log = (tmp_path / "front2.log").read_text
+                        assert other.poll() is None and time.monotonic() < deadline, log()
+                        time.sleep(0.2)
+                finally:
+                    other.send_signal(signal.SIGTERM)
+                    other.wait(timeout=60)
+                assert "cannot listen" in (tmp_path / "front2.log").read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

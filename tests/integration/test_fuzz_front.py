@@ -346,7 +346,7 @@ def small_front(fronted, tmp_path_factory):
     hp, gp = free_port(), free_port()
     log = (tmp_path_factory.mktemp("small_front") / "front.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "ocr_server.front", f"--upstream-grpc={fronted.internal_grpc_url}",
-                             f"--upstream-http=127.0.0.1:{fronted.internal_http}", f"--http-port={hp}",
+                             f"--upstream-http={fronted.internal_http_url}", f"--http-port={hp}",
                              f"--grpc-port={gp}", "--max-request-bytes=1000000"], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while True:

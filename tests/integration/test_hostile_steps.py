@@ -22,7 +22,8 @@ from helpers import norm, png
 from ocr_server import pbtxt
 from ocr_server.launcher import stub_processes
 
-from ppocr_steps.settings import defaults_from_parameters
+from ppocr_steps.settings import defaults_from_parameters, limits_from_parameters
+from ppocr_steps.validate import source_side_bound
 
 LIMITS = pbtxt.parameters(pbtxt.load(Path(__file__).resolve().parents[2] / "python_backend" / "models"
                                      / "det_preprocess" / "config.pbtxt"))
@@ -271,3 +272,46 @@ def test_shared_memory_is_private(server):
 def test_decoder_enforces_the_pixel_limit(server):
     """The launcher gave OpenCV det_preprocess's max_image_pixels (else det_preprocess warns at load)."""
     assert "OPENCV_IO_MAX_IMAGE_PIXELS" not in server.log()
+
+
+# ---------------------------------------------------------------- time bound (max_request_seconds)
+
+MODELS = Path(__file__).resolve().parents[2] / "python_backend" / "models"
+BOUND_S = 2  # this module's own server: a small bound keeps the test short
+
+
+@pytest.fixture(scope="module")
+def bounded_server(tmp_path_factory: pytest.TempPathFactory):
+    """A server whose rec_pipeline may hold one request for BOUND_S seconds (set through the assembler)."""
+    from ocr_server.local_server import start_server, stop_server
+
+    srv = start_server(tmp_path_factory.mktemp("bounded"), timeout=180,
+                       overrides={"rec_pipeline": {"max_request_seconds": str(BOUND_S)}})
+    yield srv
+    stop_server(srv)
+
+
+def _wide_boxes_request(copies: int) -> list[RawTensor]:
+    """`copies` boxes as wide as a source image may be and 47 px high: inside every size limit, yet each
+    is a recogniser call of rec_max_width columns of its own."""
+    merged = {k: v for step in ("det_preprocess", "det_postprocess", "rec_pipeline")
+              for k, v in pbtxt.parameters(pbtxt.load(MODELS / step / "config.pbtxt")).items()}
+    width = min(7520, source_side_bound(limits_from_parameters(merged)))
+    return _ok_rec_inputs(images=_u8("images", (1, 48, width, 3), 255),
+                          image_info=_info(orig_h=48, orig_w=width, src_h=48, src_w=width, det_h=48, det_w=width),
+                          boxes=_f32("boxes", [_box(0, 0, width - 1, 47)] * copies),
+                          box_image_index=_i32("box_image_index", [0] * copies))
+
+
+def test_a_request_past_max_request_seconds_is_refused(bounded_server):
+    """60 full-width boxes sent straight to rec_pipeline pass every size check but take many seconds:
+    the step refuses them once the bound has passed, naming the limit, and then still serves."""
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException) as err:
+        infer(bounded_server.grpc_url, "rec_pipeline", _wide_boxes_request(60))
+    assert err.value.status() == "StatusCode.INVALID_ARGUMENT", (err.value.status(), err.value.message())
+    assert f"max_request_seconds = {BOUND_S} s" in err.value.message(), err.value.message()
+    out = infer(bounded_server.grpc_url, "rec_pipeline", _ok_rec_inputs())
+    assert out.as_numpy("texts").shape[0] <= 1
+    assert bounded_server.proc.poll() is None

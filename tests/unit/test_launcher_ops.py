@@ -5,7 +5,7 @@ import io
 import os
 from pathlib import Path
 
-from ocr_server.launcher import ServerOptions, server_command
+from ocr_server.launcher import MAX_SOCKET_PATH, ServerOptions, private_socket_dir, server_command
 from ocr_server.server_log import forward_lines, is_cpu_noise
 from ocr_server.watchdog_metrics import WATCHDOG_METRICS, WatchdogMetrics, process_usage
 from prometheus_client import generate_latest
@@ -77,3 +77,16 @@ def test_unix_sockets_replace_the_admin_key(tmp_path: Path) -> None:
     cmd, env = server_command(tcp, build_dir=tmp_path / "build")
     assert "--grpc-address=127.0.0.1" in cmd and any("restricted" in a for a in cmd)  # TCP: the key is needed
     assert "OCR_ADMIN_KEY" not in env
+
+
+def test_private_socket_dir_is_owner_only_and_short(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    made = private_socket_dir()
+    assert made.parent == tmp_path and made.stat().st_mode & 0o777 == 0o700
+    deep = tmp_path / ("d" * 100)  # too long for sun_path: falls back to a shorter base
+    deep.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    fallback = private_socket_dir()
+    assert fallback.parent != deep and not list(deep.iterdir())
+    assert len(str(fallback / "grpc.sock:65535")) <= MAX_SOCKET_PATH
+    fallback.rmdir()
