@@ -1,4 +1,4 @@
-"""Comments and docstrings say why in words: measured figures live in docs/benchmarks.md and CHANGELOG.md."""
+"""Comments and docstrings say why in words (figures: docs/benchmarks.md, CHANGELOG.md); the README stays short."""
 from __future__ import annotations
 
 import ast
@@ -83,3 +83,8 @@ def test_configuration_values_and_formulas_pass(tmp_path: Path) -> None:
     clean.write_text('TIMEOUT_MS = 500  # the limit clients see; a 1x1 Conv, 2 x max_side_limit\n'
                      'log.warning("%s is %d", a, b)\n', encoding="utf-8")
     assert findings([clean]) == []
+
+
+def test_readme_stays_short() -> None:
+    lines = len((ROOT / "README.md").read_text(encoding="utf-8").splitlines())
+    assert lines <= 200, f"README.md has {lines} lines; details belong in docs/"
