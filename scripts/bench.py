@@ -43,8 +43,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from bench_lib import data, load, metrics, peer, report, tritonstats  # noqa: E402
-from bench_lib import inprocess, peers  # noqa: E402
+from bench_lib import data, inprocess, load, metrics, peer, peers, report, tritonstats  # noqa: E402  # noqa: E402
 from ocr_server.manifest import model_set_names  # noqa: E402
 
 SHARED = Path(os.environ.get("OCR_SHARED_DIR", ROOT.parent / "shared"))
@@ -242,7 +241,7 @@ class Target:
             return None
 
     def settled_network_ns(self, timeout: float = 5.0) -> dict[str, int] | None:
-        """The counter once it has stopped moving: the stubs apply metric updates 50 ms late
+        """The counter once it has stopped moving: the stubs apply metric updates late
         (ppocr_steps.triton_adapter.METRICS_DELAY_S)."""
         deadline = time.monotonic() + timeout
         last = self.network_ns()
@@ -494,8 +493,8 @@ def main(argv: list[str] | None = None) -> int:
             url = args.url
             result["server_mode"] = {"mode": "url", "url": url}
         else:
-            from ocr_server.assemble import parse_overrides
             from bench_lib.server import start_server
+            from ocr_server.assemble import parse_overrides
 
             overrides = parse_overrides(args.param)
             log(f"starting tritonserver (model set {args.model_set}, overrides {args.param or 'none'}) ...")

@@ -30,6 +30,8 @@ TURN = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COU
 
 def load_scorer(shared: Path):
     spec = importlib.util.spec_from_file_location("ocr_eval", shared / "tools" / "ocr_eval.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {shared / 'tools' / 'ocr_eval.py'}")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["ocr_eval"] = mod  # its dataclasses look their module up
     spec.loader.exec_module(mod)

@@ -382,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nrequests: {stats.done} in {wall:.1f} s = {report['throughput_rps']:.2f} req/s"
           f"{'' if finished else ' (STOPPED by --duration-limit)'}; lines recognised: {stats.lines}")
-    print(f"errors: {errors}" + (f" {stats.errors}" if errors else "") + f" (warm-up errors: {report['warmup_errors']})")
+    warmup = report["warmup_errors"]
+    print(f"errors: {errors}" + (f" {stats.errors}" if errors else "") + f" (warm-up errors: {warmup})")
     for kind, example in stats.examples.items():
         print(f"  {kind}: {example}")
     ls = report["latency_s"]
@@ -392,10 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         names = sorted(set().union(*(s.rss for s in snapshots)), key=lambda n: (n != "tritonserver", n))
         print(f"\n{'RSS':34s} {'start':>11s} {'after warm-up':>14s} {'end':>11s} {'growth':>8s}")
         for name in names:
-            a, b, c = (s.rss.get(name, 0) for s in snapshots)
-            print(f"{name:34s} {mib(a):>11s} {mib(b):>14s} {mib(c):>11s} {growth(b, c):>+7.1f}%")
-        a, b, c = (s.total for s in snapshots)
-        print(f"{'total':34s} {mib(a):>11s} {mib(b):>14s} {mib(c):>11s} {growth(b, c):>+7.1f}%")
+            first, warmed, last = (s.rss.get(name, 0) for s in snapshots)
+            print(f"{name:34s} {mib(first):>11s} {mib(warmed):>14s} {mib(last):>11s} {growth(warmed, last):>+7.1f}%")
+        first, warmed, last = (s.total for s in snapshots)
+        print(f"{'total':34s} {mib(first):>11s} {mib(warmed):>14s} {mib(last):>11s} {growth(warmed, last):>+7.1f}%")
         print(f"/dev/shm used (machine): {mib(snapshots[0].shm_used)} -> {mib(warm_snap.shm_used)} -> "
               f"{mib(end_snap.shm_used)}; this server's stub regions: {mib(snapshots[0].shm_server)} -> "
               f"{mib(warm_snap.shm_server)} -> {mib(end_snap.shm_server)}")

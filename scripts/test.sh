@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run the whole test suite (no GPU needed): unit tests, repository checks, and integration tests
-# that start a real tritonserver. Sets up .venv like serve.sh (plus the test dependencies).
+# Run the quality gates (ruff and mypy over the whole tree: scripts/lint.sh), then the whole test
+# suite (no GPU needed): unit tests, repository checks, and integration tests that start a real
+# tritonserver. Sets up .venv like serve.sh (plus the test dependencies).
 #
 #   ./scripts/test.sh [pytest args...]      e.g. ./scripts/test.sh tests/unit -q
 #
@@ -13,5 +14,6 @@ export TOOLS_VENV="${TOOLS_VENV:-$ROOT/.venv-tools}"  # checkov, found there by 
 VENV="$VENV" bash "$ROOT/scripts/setup_env.sh" test
 cd "$ROOT"
 export PYTHONDONTWRITEBYTECODE=1
+VENV="$VENV" bash "$ROOT/scripts/lint.sh"
 if [ $# -eq 0 ]; then set -- tests; fi
 exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -20,7 +20,7 @@ MAX_DELAY = 2.0
 
 
 def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
-    """Delay before retry ``attempt`` (0-based): 0.1 s doubling, capped, with 50-100 % jitter."""
+    """Delay before retry ``attempt`` (0-based): BASE_DELAY doubling up to MAX_DELAY, times a jitter in [0.5, 1)."""
     return float(min(MAX_DELAY, BASE_DELAY * 2.0 ** attempt) * (0.5 + 0.5 * rng()))
 
 

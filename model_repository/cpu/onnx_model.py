@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import os
 import time
+from typing import cast
 
 import numpy as np
 
 from ppocr_steps import metrics as m
+from ppocr_steps import triton_adapter as ta
 from ppocr_steps.batching import run_grouped
 from ppocr_steps.onnx_runtime import load_runtime_model
 from ppocr_steps.runtime_inputs import check_runtime_input, run_chunks, run_det_batch
 from ppocr_steps.settings import limits_from_parameters
-from ppocr_steps import triton_adapter as ta
 
 
 class TritonPythonModel:
@@ -43,7 +44,7 @@ class TritonPythonModel:
         self.metrics = ta.create_metrics(specs=[m.NETWORK_COMPUTE])
 
     def execute(self, requests: list) -> list:
-        arrays = []
+        arrays: list[np.ndarray | BaseException] = []
         probes = [ta.is_probe(request) for request in requests]
         for request in requests:
             try:
@@ -52,7 +53,8 @@ class TritonPythonModel:
                 arrays.append(exc)
 
         def run(batch: np.ndarray, members: list[int]) -> list[np.ndarray]:
-            share = sum(len(arrays[i]) for i in members if not probes[i]) / len(batch)
+            # members are the requests whose input was read (an array, never an exception)
+            share = sum(len(cast(np.ndarray, arrays[i])) for i in members if not probes[i]) / len(batch)
 
             def run_piece(piece: np.ndarray) -> list[np.ndarray]:
                 return self._run(piece, share)

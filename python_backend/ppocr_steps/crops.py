@@ -43,4 +43,4 @@ def crop_quad(img: np.ndarray, quad: np.ndarray) -> np.ndarray:
 
 def crop_all(images: list[np.ndarray], boxes: np.ndarray, image_index: np.ndarray) -> list[np.ndarray]:
     """One crop per box; `image_index[i]` says which image box i belongs to."""
-    return [crop_quad(images[int(k)], box) for box, k in zip(boxes, image_index)]
+    return [crop_quad(images[int(k)], box) for box, k in zip(boxes, image_index, strict=True)]

@@ -50,7 +50,7 @@ def _score_fast(pred: np.ndarray, box: np.ndarray) -> float:
     ymin, ymax = _clamp(math.floor(min(ys)), h - 1), _clamp(math.ceil(max(ys)), h - 1)
     mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
     shifted = box - np.array([xmin, ymin], dtype=box.dtype)
-    cv2.fillPoly(mask, shifted.reshape(1, -1, 2).astype(np.int32), 1)
+    cv2.fillPoly(mask, [shifted.reshape(-1, 2).astype(np.int32)], (1,))
     return float(cv2.mean(pred[ymin:ymax + 1, xmin:xmax + 1], mask)[0])
 
 
@@ -61,7 +61,7 @@ def _score_slow(pred: np.ndarray, contour: np.ndarray) -> float:
     ymin, ymax = int(np.clip(c[:, 1].min(), 0, h - 1)), int(np.clip(c[:, 1].max(), 0, h - 1))
     mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
     c -= np.array([xmin, ymin], dtype=c.dtype)
-    cv2.fillPoly(mask, c.reshape(1, -1, 2).astype(np.int32), 1)
+    cv2.fillPoly(mask, [c.reshape(-1, 2).astype(np.int32)], (1,))
     return float(cv2.mean(pred[ymin:ymax + 1, xmin:xmax + 1], mask)[0])
 
 
@@ -142,7 +142,7 @@ def order_points_clockwise(pts: np.ndarray) -> np.ndarray:
 def filter_boxes(boxes: np.ndarray, scores: np.ndarray, img_h: int, img_w: int) -> tuple[np.ndarray, np.ndarray]:
     """Order clockwise, clip to the image (integer pixels), drop boxes with a side of 3 px or less."""
     kept, kept_scores = [], []
-    for box, score in zip(boxes, scores):
+    for box, score in zip(boxes, scores, strict=True):
         corners = [(int(min(max(x, 0.0), img_w - 1)), int(min(max(y, 0.0), img_h - 1)))
                    for x, y in _clockwise(box.astype(np.float32).tolist())]
         (x0, y0), (x1, y1), _, (x3, y3) = corners

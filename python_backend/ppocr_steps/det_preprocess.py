@@ -10,7 +10,6 @@ detector graph (server/ocr_server/onnx_edits.py), so no Python code touches ever
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, replace
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -47,7 +46,7 @@ class ImageInfo:
         return list(astuple(self))
 
     @classmethod
-    def from_row(cls, row: np.ndarray) -> "ImageInfo":
+    def from_row(cls, row: np.ndarray) -> ImageInfo:
         return cls(*(float(v) for v in row[:IMAGE_INFO_COLUMNS]))
 
     def to_original(self, pts: np.ndarray) -> np.ndarray:
@@ -140,7 +139,7 @@ def build_det_batch(sources: list[np.ndarray], infos: list[ImageInfo], limit_sid
     """
     resized_images = []
     out_infos = []
-    for src, info in zip(sources, infos):
+    for src, info in zip(sources, infos, strict=True):
         dh, dw = det_input_size(src.shape[0], src.shape[1], limit_side_len, limit_type, s)
         resized_images.append(cv2.resize(src, (dw, dh)))
         out_infos.append(replace(info, det_h=dh, det_w=dw))

@@ -72,7 +72,8 @@ def _unsupported_hint(data: bytes) -> str | None:
             return "looks base64-encoded; base64-decode it and send the raw file bytes"
     if head[4:8] == b"ftyp":
         brand = head[8:12].decode("ascii", "replace")
-        return f"is an ISO media file (brand '{brand}', e.g. HEIC/AVIF), which is not supported; convert it to JPEG or PNG"
+        return (f"is an ISO media file (brand '{brand}', e.g. HEIC/AVIF), which is not supported; "
+                "convert it to JPEG or PNG")
     if head[:4] in (b"II+\x00", b"MM\x00+"):
         return "is a BigTIFF, which is not supported; save it as a classic TIFF, PNG or JPEG"
     return None
@@ -263,7 +264,7 @@ def _composite_over_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """uint8 color (H,W,C) over white with uint8 alpha (H,W,1), in integers (no float copies)."""
     a = alpha.astype(np.uint16)
     out = color.astype(np.uint16) * a
-    out += (255 - a) * np.uint16(255) + np.uint16(127)
+    out += (np.uint16(255) - a) * np.uint16(255) + np.uint16(127)
     out //= np.uint16(255)
     return out.astype(np.uint8)
 
@@ -275,7 +276,7 @@ def _to_bgr8(img: np.ndarray) -> np.ndarray:
         img = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
         img = np.clip(img * (255.0 if img.size and img.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
     elif img.dtype != np.uint8:
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        img = cv2.normalize(img, np.empty_like(img), 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     channels = img.shape[2]

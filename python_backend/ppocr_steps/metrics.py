@@ -6,8 +6,8 @@ The names, kinds, labels and buckets are plain data here (importable and testabl
 module it is given, keeps references to the families (a `Metric` whose family was garbage-collected
 fails with "Invalid metric operation"), and never lets a metrics failure fail a request.
 
-Every metric update through `pb_utils` is a round trip to tritonserver (~0.1 ms; seven of them cost
-rec_pipeline ~0.5 ms per request). With `deferred_s` > 0 the updates are queued and applied by a
+Every metric update through `pb_utils` is a round trip to tritonserver, which adds up over the
+several updates of each request. With `deferred_s` > 0 the updates are queued and applied by a
 background thread that many seconds after the first one queued, counters summed per series, so the
 request's response does not wait for them; the exported values lag by that delay.
 
@@ -30,8 +30,9 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 __all__ = ["MetricSpec", "IMAGES", "LINES", "CHARACTERS", "BOXES_PER_IMAGE", "STAGE_LATENCY", "EMPTY_RESULTS",
            "CLS_FLIPS", "REJECTED_INPUTS", "NETWORK_COMPUTE", "ALL_METRICS", "METRIC_NAMES", "STAGES", "REJECT_REASONS",
@@ -66,9 +67,9 @@ STAGES = (
 )
 # `reason` label values of ocr_rejected_inputs_total: ppocr_steps.errors.InvalidInputError.reason
 REJECT_REASONS = ("bad_image", "unsupported_format", "bad_parameter", "empty", "missing_input", "too_large",
-                  "too_small", "too_many_images", "too_many_boxes", "bad_tensor", "invalid", "pdf_encrypted", "pdf_broken",
-                  "pdf_empty", "pdf_too_many_pages", "pdf_page_too_large", "pdf_too_slow", "pdf_too_large",
-                  "time_limit")
+                  "too_small", "too_many_images", "too_many_boxes", "bad_tensor", "invalid", "pdf_encrypted",
+                  "pdf_broken", "pdf_empty", "pdf_too_many_pages", "pdf_page_too_large", "pdf_too_slow",
+                  "pdf_too_large", "time_limit")
 
 IMAGES = MetricSpec("ocr_images_total", "counter", "Images decoded and accepted for OCR")
 LINES = MetricSpec("ocr_lines_total", "counter", "Text lines returned (after text_rec_score_thresh)")
@@ -84,8 +85,8 @@ CLS_FLIPS = MetricSpec("ocr_cls_flips_total", "counter",
 REJECTED_INPUTS = MetricSpec("ocr_rejected_inputs_total", "counter",
                              "Requests refused with INVALID_ARG, by reason", labels=("reason",))
 # Time inside the network runtime's own call (onnxruntime's run()), per runtime model. Triton's
-# compute_infer of a Python-backend model also holds the stub round trip (~0.4-1.2 ms per execution,
-# measured), so this is the figure to compare request time against.
+# compute_infer of a Python-backend model also holds the stub round trip, so this is the figure to
+# compare request time against.
 NETWORK_COMPUTE = MetricSpec("ocr_network_compute_seconds_total", "counter",
                              "Time inside the network runtime (onnxruntime run()), in seconds, per model",
                              labels=("model",))

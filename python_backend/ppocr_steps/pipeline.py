@@ -7,16 +7,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ppocr_steps.crops import crop_all
 from ppocr_steps.db_postprocess import DBConfig, detect_boxes
 from ppocr_steps.deadline import Deadline
-from ppocr_steps.det_preprocess import (IMAGE_INFO_COLUMNS, ImageInfo, build_det_batch, det_input_size, prepare_source,
-                                        source_size)
+from ppocr_steps.det_preprocess import (
+    IMAGE_INFO_COLUMNS,
+    ImageInfo,
+    build_det_batch,
+    det_input_size,
+    prepare_source,
+    source_size,
+)
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.image_io import decode_image
 from ppocr_steps.orientation import to_upright
@@ -51,7 +58,7 @@ class OcrLines:
     flipped: np.ndarray      # BOOL [L]
 
     @classmethod
-    def empty(cls) -> "OcrLines":
+    def empty(cls) -> OcrLines:
         return cls([], np.zeros(0, np.float32), np.zeros((0, 4, 2), np.float32), np.zeros(0, np.int32),
                    np.zeros(0, bool))
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -168,6 +169,6 @@ def recognize_crops(crops: list[np.ndarray], infer: RecInfer, labels: Sequence[s
     batches = ((idx, crop_batch([crops[i] for i in idx], height, width))
                for idx, width in checked(plan, deadline))
     for idx, (char_ids, char_probs) in pipelined(infer, batches):
-        for i, res in zip(idx, ctc_greedy_decode(char_ids, char_probs, labels)):
+        for i, res in zip(idx, ctc_greedy_decode(char_ids, char_probs, labels), strict=True):
             results[i] = res
     return [r for r in results if r is not None]

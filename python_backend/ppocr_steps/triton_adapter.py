@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import traceback
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
-import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+import triton_python_backend_utils as pb_utils
 
 from ppocr_steps.errors import InvalidInputError, one_line
 from ppocr_steps.metrics import PROBE_PARAMETER, OcrMetrics, muted
@@ -173,8 +174,7 @@ class BlsModel:
     `submit(batch)` makes the same call on a worker thread and returns a `wait()` for its result, so
     the caller can prepare its next batch meanwhile (ppocr_steps.recognize.pipelined). Two workers:
     with two calls submitted, the second already waits in the callee's queue when the first ends,
-    so the model never idles for a stub round trip (measured at concurrency 1: non-model time
-    42-43 -> 37-39 ms/image). The callee still runs them one after the other (one instance).
+    so the model never idles for a stub round trip. The callee still runs them one after the other (one instance).
     (The stub's `exec()` waits for the response in C++ without holding the GIL.)
 
     `for_request(request)` gives the same model whose calls belong to `request` in Triton's trace:
@@ -188,7 +188,7 @@ class BlsModel:
         self._worker = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"bls-{model_name}")
         self._request_kwargs: dict[str, Any] = dict(_CPU_OUTPUT)
 
-    def for_request(self, request: Any) -> "BlsModel":
+    def for_request(self, request: Any) -> BlsModel:
         """This model, its calls traced as children of `request` (same workers)."""
         bound = copy.copy(self)
         trace = getattr(request, "trace", None)  # absent in old python backends
@@ -204,7 +204,7 @@ class BlsModel:
     def __call__(self, batch: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         chunks = [self._run(np.ascontiguousarray(batch[start:start + self.max_batch]))
                   for start in range(0, len(batch), self.max_batch)]
-        outs = [c[0] if len(chunks) == 1 else np.concatenate(c) for c in zip(*chunks)]
+        outs = [c[0] if len(chunks) == 1 else np.concatenate(c) for c in zip(*chunks, strict=True)]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _run(self, chunk: np.ndarray) -> list[np.ndarray]:

@@ -8,6 +8,7 @@ check raises InvalidInputError naming the input and what is allowed.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def require_array(name: str, arr: np.ndarray, dtype: type | tuple[type, ...], nd
                   fixed: dict[int, int] | None = None) -> np.ndarray:
     """`arr` as a `dtype` array (or one of several) of rank `ndim` whose axes in `fixed` ({axis: size})
     have those sizes."""
-    allowed = [np.dtype(d) for d in (dtype if isinstance(dtype, tuple) else (dtype,))]
+    allowed: list[np.dtype[Any]] = [np.dtype(d) for d in (dtype if isinstance(dtype, tuple) else (dtype,))]
     if arr.dtype not in allowed:
         raise _refuse(f"input '{name}' must be {' or '.join(d.name for d in allowed)}, got {arr.dtype.name}")
     if arr.ndim != ndim:

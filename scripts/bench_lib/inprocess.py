@@ -125,6 +125,6 @@ def _work(timings: Mapping[str, float], nets: Mapping[str, _TimedModel]) -> dict
 def parity(texts: Sequence[Sequence[str]], keys: Sequence[str],
            served: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
     """How many images got the same texts, in the same order, in process and from the server."""
-    same = [k for k, t in zip(keys, texts) if k in served and [ln["text"] for ln in served[k]] == list(t)]
+    same = [k for k, t in zip(keys, texts, strict=True) if k in served and [ln["text"] for ln in served[k]] == list(t)]
     compared = sum(1 for k in keys if k in served)
     return {"images_compared": compared, "images_identical": len(same)}

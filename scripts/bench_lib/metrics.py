@@ -5,8 +5,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["FAMILY_TARGETS", "LATENCY_KEYS", "TARGETS", "family_summary", "latency_summary", "level_summary", "percentile", "ratio", "ratio_dict",
-           "summarize_targets"]
+__all__ = ["FAMILY_TARGETS", "LATENCY_KEYS", "TARGETS", "family_summary", "latency_summary", "level_summary",
+           "percentile", "ratio", "ratio_dict", "summarize_targets"]
 
 #: Latency figures reported per side and level, in milliseconds.
 LATENCY_KEYS: tuple[str, ...] = ("p50_ms", "p90_ms", "p99_ms")
@@ -135,7 +135,7 @@ def family_summary(levels: Sequence[Mapping[str, Any]], accuracy: Mapping[str, A
     c1 = next((lvl for lvl in levels if int(lvl["concurrency"]) == 1), None)
     ours_p50 = ((c1 or {}).get("ours") or {}).get("p50_ms")
     ours_acc = accuracy.get("ours") or {}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, p in peers.items():
         sweep = p.get("sweep") or []
         best = max(sweep, key=lambda r: r.get("images_per_s") or 0.0, default=None)

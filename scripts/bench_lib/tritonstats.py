@@ -143,7 +143,7 @@ def breakdown(delta: Mapping[str, Mapping[str, int]], *, images: int, client_req
     the NETWORK_COMPUTE_METRIC counter), or None. For a runtime model listed there, that is its network
     compute, and the rest of its ``compute_infer`` is a "stub" row: on the CPU target the runtime models
     are Python-backend stubs around onnxruntime, and their ``compute_infer`` also holds the round trip to
-    the stub (measured 0.4-1.2 ms per execution). A runtime model not listed there (TensorRT on the GPU
+    the stub. A runtime model not listed there (TensorRT on the GPU
     target exports no such counter) counts its whole ``compute_infer``.
 
     Non-model time = request time - Σ network compute of the runtime models, everywhere they run.

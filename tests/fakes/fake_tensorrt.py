@@ -133,7 +133,7 @@ _OUTPUT_TYPES = {"prob_map": _DataType.UINT8, "rec_char_ids": _DataType.INT32}
 
 def network_io(profile: Any) -> tuple[list[FakeTensor], list[FakeTensor]]:
     """(inputs, outputs) of the parsed network of a ModelProfile's graph: -1 where its shape is dynamic."""
-    shape = tuple(lo if lo == hi else -1 for lo, hi in zip(profile.min, profile.max))
+    shape = tuple(lo if lo == hi else -1 for lo, hi in zip(profile.min, profile.max, strict=True))
     dtype = _DataType(profile.dtype)
     outputs = [FakeTensor(n, dtype=_OUTPUT_TYPES.get(n, _DataType.FLOAT)) for n in profile.outputs]
     return [FakeTensor(profile.input, shape, dtype)], outputs

@@ -23,8 +23,8 @@ def built(request, tmp_path_factory):
     if not (ROOT / "build" / "models" / model_set / "rec.onnx").exists():
         pytest.skip(f"models not fetched: ocr-fetch-models --model-set {model_set}")
     out = tmp_path_factory.mktemp("engines")
-    res = subprocess.run([sys.executable, "-m", "ocr_server.engines", "build", "--model-set", model_set, "--out", str(out),
-                          "--calib-pages", "6", "--calib-crops", "128", "--timing-cache",
+    res = subprocess.run([sys.executable, "-m", "ocr_server.engines", "build", "--model-set", model_set,
+                          "--out", str(out), "--calib-pages", "6", "--calib-crops", "128", "--timing-cache",
                           str(out / "timing.cache")],
                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=3600)
     print(res.stdout[-6000:], res.stderr[-3000:])
@@ -51,7 +51,8 @@ def test_engines_pass_the_fp16_gate(built):
 
 def test_preflight_accepts_the_fresh_engines(built):
     model_set, out, _ = built
-    res = subprocess.run([sys.executable, "-m", "ocr_server.engines", "check", "--model-set", model_set, "--engines", str(out)],
+    res = subprocess.run([sys.executable, "-m", "ocr_server.engines", "check", "--model-set", model_set,
+                          "--engines", str(out)],
                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
 

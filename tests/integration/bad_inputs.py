@@ -18,7 +18,7 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import cv2
@@ -27,7 +27,7 @@ import numpy as np
 __all__ = ["Case", "RawTensor", "cases", "text_image", "OK_PARAMS"]
 
 # keep the detector input small for the "ok" cases: the corpus is about decoding, not accuracy
-OK_PARAMS = {"limit_type": "max", "limit_side_len": 960}
+OK_PARAMS: dict[str, Any] = {"limit_type": "max", "limit_side_len": 960}
 MAX_IMAGE_BYTES = 32 * 1024 * 1024  # det_preprocess max_image_bytes (repository default)
 PARAM_TYPES = {"limit_side_len": ("INT32", np.int32), "limit_type": ("BYTES", np.object_),
                "thresh": ("FP32", np.float32), "box_thresh": ("FP32", np.float32),
@@ -65,7 +65,7 @@ class Case:
 
 
 # ---------------------------------------------------------------------------------------------- images
-@lru_cache(maxsize=None)
+@cache
 def _text_image() -> bytes:
     img = np.full((120, 520, 3), 255, np.uint8)
     cv2.putText(img, "TOTAL 1234.56", (20, 50), cv2.FONT_HERSHEY_SIMPLEX, 1.1, (0, 0, 0), 2, cv2.LINE_AA)

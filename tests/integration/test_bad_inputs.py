@@ -13,7 +13,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-
 from bad_inputs import OK_PARAMS, Case, cases, text_image
 from helpers import norm, png
 from ocr_server.launcher import stub_processes
@@ -87,8 +86,8 @@ def test_corpus(server, grpc, stubs_before, rejected_before, case: Case):
             assert needle in message, f"{needle!r} not in: {message}"
         assert "Traceback" not in message and "internal error" not in message
         return
-    assert case.expect in ("ok", "ok_or_invalid"), f"expected INVALID_ARGUMENT, got a result: {result.as_numpy('texts')}"
     texts = result.as_numpy("texts")
+    assert case.expect in ("ok", "ok_or_invalid"), f"expected INVALID_ARGUMENT, got a result: {texts}"
     if case.min_lines:
         found = {norm(t.decode()) for t in texts}
         assert len(texts) >= case.min_lines and EXPECTED_TEXT <= found, found
@@ -143,9 +142,9 @@ def test_server_healthy_after_the_corpus(server, grpc, stubs_before, rejected_be
 
 def test_limits_are_configurable(tmp_path):
     """A server with small limits refuses what the default one accepts, naming the limit."""
-    from ocr_client import OcrClient, OcrInvalidInputError
-
     from ocr_server.local_server import start_server, stop_server
+
+    from ocr_client import OcrClient, OcrInvalidInputError
 
     overrides = {"det_preprocess": {"max_images_per_request": "2", "max_image_bytes": "200000",
                                     "max_image_pixels": "250000", "min_image_side": "16"},

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import cv2
-
 from helpers import SHARED, norm, text_page
 
 CLI = str(Path(sys.executable).parent / "ocr-client")
@@ -38,6 +37,7 @@ def test_cli_jsonl_keeps_going_past_a_bad_file(server, tmp_path):
     scorer = SHARED / "tools" / "ocr_eval.py"
     if scorer.exists():  # the predictions format is the scorer's
         spec = importlib.util.spec_from_file_location("ocr_eval", scorer)
+        assert spec is not None and spec.loader is not None
         mod = importlib.util.module_from_spec(spec)
         sys.modules["ocr_eval"] = mod  # its dataclasses look their module up
         spec.loader.exec_module(mod)

@@ -18,11 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ocr_server.local_server import RunningServer, free_port
 from helpers import norm, png, text_page
-from ocr_server.launcher import (ADMIN_HEADER, UNHEALTHY_RE, ServerOptions, model_of_instance, proc_stat, server_command,
-                           stub_processes)
+from ocr_server.launcher import (
+    ADMIN_HEADER,
+    UNHEALTHY_RE,
+    ServerOptions,
+    model_of_instance,
+    proc_stat,
+    server_command,
+    stub_processes,
+)
+from ocr_server.local_server import RunningServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RESTORE_LIMIT_S = 10.0
@@ -88,7 +94,7 @@ def supervised(tmp_path_factory: pytest.TempPathFactory):
            "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
            "--probe-interval", "1", "--watchdog-metrics-port", str(free_port()), "--no-front"]
     proc = subprocess.Popen(cmd, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    sup = Supervised(proc, *ports, log_path, repo)
+    sup = Supervised(proc, ports[0], ports[1], ports[2], log_path, repo)
     try:
         wait_until(lambda: proc.poll() is not None or _ready(sup.grpc_url) is True, 120, 0.3)
         assert proc.poll() is None, sup.log()[-3000:]
@@ -103,7 +109,8 @@ def supervised(tmp_path_factory: pytest.TempPathFactory):
             proc.wait()
         if server is not None:  # the server and its stubs are gone with the supervisor
             time.sleep(1)
-            assert proc_stat(server) is None or proc_stat(server)[0] == "Z", "tritonserver outlived the supervisor"
+            st = proc_stat(server)
+            assert st is None or st[0] == "Z", "tritonserver outlived the supervisor"
 
 
 @dataclass
@@ -140,7 +147,7 @@ class Traffic:
                     self.outcomes.append((start, time.monotonic(), outcome))
                 time.sleep(0.02)
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Traffic:
         img, texts = text_page(2, width=500, seed=31)
         blob, expected = png(img), [norm(t) for t in texts]
         for _ in range(self.threads):
@@ -176,7 +183,7 @@ def kill_stub_and_measure(sup: Supervised, model: str) -> dict:
     victims = [s for s in stub_processes(server) if s.model == model and s.alive]
     assert victims, f"no stub for {model}: {stub_processes(server)}"
     unloads_before = sup.log().count(f"successfully unloaded '{model}'")
-    stop, seen = threading.Event(), []
+    stop, seen = threading.Event(), list[bool]()
     watcher = threading.Thread(target=watch_readiness, args=(sup.grpc_url, stop, seen), daemon=True)
     with Traffic(sup.grpc_url) as traffic:
         wait_until(lambda: any(o == "ok" for _, _, o in traffic.outcomes), 60)
@@ -301,7 +308,7 @@ def test_hung_stub_is_found_by_the_probe_and_replaced(supervised):
         except OSError:
             pass
     print(f"\nhung det_postprocess stub: replaced {restore_s:.2f} s after SIGSTOP")
-    wait_until(lambda: proc_stat(victim.pid) is None or proc_stat(victim.pid)[0] in ("Z", "X"), 10)
+    wait_until(lambda: (proc_stat(victim.pid) or ("Z",))[0] in ("Z", "X"), 10)
     img, texts = text_page(2, width=500, seed=33)
     from ocr_client import OcrClient
 

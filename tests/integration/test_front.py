@@ -424,7 +424,8 @@ def test_paddlex_gateway_behind_the_front(fronted, tmp_path, where):
                                          stdout=(tmp_path / "front2.log").open("w"), stderr=subprocess.STDOUT)
                 try:
                     while http("GET", f"http://127.0.0.1:{hp2}/v2/health/live")[0] != 200:
-                        assert other.poll() is None and time.monotonic() < deadline, (tmp_path / "front2.log").read_text()
+                        log = (tmp_path / "front2.log").read_text
+                        assert other.poll() is None and time.monotonic() < deadline, log()
                         time.sleep(0.2)
                 finally:
                     other.send_signal(signal.SIGTERM)

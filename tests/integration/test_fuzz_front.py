@@ -113,11 +113,11 @@ def http_case(rng: random.Random) -> tuple[str, bytes, dict[str, str]]:
         target = rng.choice([req["inputs"][0]["parameters"], req["outputs"][0]["parameters"], None])
         key = rng.choice(["classification", "shared_memory_region", "shared_memory_offset",
                           "shared_memory_byte_size", "sequence_id", "sequence_start", random_string(rng)])
-        value = rng.choice([2, 0, -1, "region", True, 2**70])
+        extension_value = rng.choice([2, 0, -1, "region", True, 2**70])
         if target is None:
-            req["parameters"] = {key: value}
+            req["parameters"] = {key: extension_value}
         else:
-            target[key] = value
+            target[key] = extension_value
         return (path, *http_body(json.dumps(req)))
     if kind == 3:  # binary framing that does not add up
         size = rng.choice([0, 3, len(NOT_AN_IMAGE), len(NOT_AN_IMAGE) + 5, 2**31, -4, 2**64])
@@ -224,9 +224,10 @@ def grpc_case(rng: random.Random) -> bytes:
     elif kind == 4:  # typed contents that do not match
         del req.raw_input_contents[:]
         field = rng.choice(["bytes_contents", "int_contents", "fp32_contents", "bool_contents"])
-        values: list[Any] = {"bytes_contents": [NOT_AN_IMAGE] * rng.choice([0, 2]), "int_contents": [1],
-                             "fp32_contents": [1.0], "bool_contents": [True]}[field]
-        getattr(tensor.contents, field).extend(values)
+        choices: dict[str, list[Any]] = {"bytes_contents": [NOT_AN_IMAGE] * rng.choice([0, 2]), "int_contents": [1],
+                                         "fp32_contents": [1.0], "bool_contents": [True]}
+        contents = choices[field]
+        getattr(tensor.contents, field).extend(contents)
         if rng.random() < 0.5:
             req.raw_input_contents.append(framed(NOT_AN_IMAGE))
     elif kind == 5:  # models that are not public
@@ -313,8 +314,12 @@ def test_launcher_sizes_the_front_from_the_repository(fronted):
     from ocr_server.launcher import request_bytes_limit
 
     config = (fronted.repository / "det_preprocess" / "config.pbtxt").read_text()
-    images, image_bytes = (int(re.search(rf'key: "{key}"\s*value\s*\{{\s*string_value: "(\d+)"', config).group(1))
-                           for key in ("max_images_per_request", "max_image_bytes"))
+    def setting(key: str) -> int:
+        found = re.search(rf'key: "{key}"\s*value\s*\{{\s*string_value: "(\d+)"', config)
+        assert found, key
+        return int(found.group(1))
+
+    images, image_bytes = setting("max_images_per_request"), setting("max_image_bytes")
     assert request_bytes_limit(fronted.repository) == images * (image_bytes + 4) + (1 << 20)
     assert f"--max-request-bytes={request_bytes_limit(fronted.repository)}" in open(
         f"/proc/{front_pid(fronted)}/cmdline").read().replace("\0", " ")

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pdf_samples as ps
@@ -42,7 +43,7 @@ def gateway(server):
     thread.join(timeout=10)
 
 
-def _post(url: str, body) -> requests.Response:
+def _post(url: str, body) -> Any:  # a requests.Response
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     return requests.post(url + "/ocr", data=data, headers={"Content-Type": "application/json"}, timeout=300)
 

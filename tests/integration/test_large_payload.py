@@ -9,8 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from helpers import norm, png
+
 from ocr_client import OcrClient, OcrInvalidInputError
 
 

@@ -84,7 +84,7 @@ def ready(inst: Instance) -> bool:
         return False
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.2) -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout: float, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -4,8 +4,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from helpers import load_labels, norm, png, raw_infer, text_page
+from tritonclient.utils import InferenceServerException
+
 from ocr_client import AsyncOcrClient, OcrClient, OcrInvalidInputError
 
 
@@ -109,7 +110,7 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("name", sorted(BAD_INPUTS))
 def test_bad_images_are_invalid_argument(server, name):
-    with pytest.raises(Exception) as info:
+    with pytest.raises(InferenceServerException) as info:
         raw_infer(server.grpc_url, [BAD_INPUTS[name]])
     assert "INVALID_ARGUMENT" in str(info.value.status()) or "InvalidArg" in str(info.value), str(info.value)
     assert "image_bytes" in str(info.value)
@@ -122,7 +123,7 @@ def test_bad_images_are_invalid_argument(server, name):
 ])
 def test_out_of_range_parameters_are_invalid_argument(server, param, value, needle):
     img = png(text_page(1)[0])
-    with pytest.raises(Exception) as info:
+    with pytest.raises(InferenceServerException) as info:
         raw_infer(server.grpc_url, [img], **{param: value})
     message = str(info.value)
     assert "INVALID_ARGUMENT" in str(info.value.status()), message

@@ -26,6 +26,7 @@ def scorer():
     if not path.exists():
         pytest.skip(f"{path} not present")
     spec = importlib.util.spec_from_file_location("ocr_eval", path)
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules["ocr_eval"] = mod  # its dataclasses look their module up
     spec.loader.exec_module(mod)
@@ -40,7 +41,7 @@ def test_turned_pages_read_as_well_as_upright(client, evaldata, scorer) -> None:
         lines = (evaldata / subset / "labels.jsonl").read_text(encoding="utf-8").splitlines()[:PER_SUBSET]
         items += [(evaldata / subset, json.loads(line)) for line in lines]
     counts = {angle: scorer.Counts() for angle in (0, *TURN)}
-    angles_seen = {angle: [] for angle in counts}
+    angles_seen: dict[int, list[int]] = {angle: [] for angle in counts}
     for folder, rec in items:
         img = cv2.imread(str(folder / rec["image"]), cv2.IMREAD_COLOR)
         for angle in counts:

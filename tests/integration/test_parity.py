@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import SHARED
 from ocr_server.local_server import start_server, stop_server
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ocr_server.local_server import free_port
 from helpers import png, raw_infer, text_page
+from ocr_server.local_server import free_port
+from tritonclient.utils import InferenceServerException
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
@@ -52,6 +52,7 @@ def sample(text: str, series: str) -> float:
 
 class Prometheus:
     def __init__(self, tmp: Path, target_port: int) -> None:
+        assert PROMETHEUS is not None, "the module is skipped without prometheus"
         self.port = free_port()
         config = tmp / "prometheus.yml"
         config.write_text(
@@ -127,12 +128,12 @@ def test_ocr_metrics_in_prometheus(server, prometheus):
     before = scrape(server.metrics_port)
     pages = [text_page(3, width=500, seed=s) for s in (41, 42, 43)]
     lines = 0
-    for img, texts in pages:
+    for img, _texts in pages:
         r = raw_infer(server.grpc_url, [png(img)])
         lines += len(r.as_numpy("texts"))
     raw_infer(server.grpc_url, [png(np.full((120, 160, 3), 255, np.uint8))])  # no text: an empty result
     for bad in (b"not an image", b""):
-        with pytest.raises(Exception):
+        with pytest.raises(InferenceServerException):
             raw_infer(server.grpc_url, [bad])
     assert lines >= 8
     images = sample(before, "ocr_images_total") + 4

@@ -99,7 +99,7 @@ def prob_map() -> Callable[..., np.ndarray]:
         for x0, y0, x1, y1, v in rects:
             m[y0:y1, x0:x1] = v
         for pts, v in quads:
-            cv2.fillPoly(m, [np.round(np.asarray(pts)).astype(np.int32)], float(v))
+            cv2.fillPoly(m, [np.round(np.asarray(pts)).astype(np.int32)], (float(v),))
         return m
 
     return _make

@@ -8,6 +8,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,7 +105,7 @@ def test_summary_and_accuracy_tables():
     lines = report.summary_lines(metrics.summarize_targets(_levels(), 0.12))
     assert "ratio 1.67" in lines[0] and "met" in lines[0]
     assert "NOT met" in lines[2] and "12.0%" in lines[2]
-    acc = {"ours": {"images": 4, "det_hmean": 0.8, "e2e_hmean": 0.6, "one_minus_ned": 0.7},
+    acc: dict[str, dict[str, Any]] = {"ours": {"images": 4, "det_hmean": 0.8, "e2e_hmean": 0.6, "one_minus_ned": 0.7},
            "peer": {"images": 4, "det_hmean": 0.8, "e2e_hmean": 0.5, "one_minus_ned": 0.7}}
     acc["ratio"] = metrics.ratio_dict(acc["ours"], acc["peer"], report.ACCURACY_KEYS)
     text = report.accuracy_table(acc)

@@ -283,11 +283,12 @@ def test_label_and_side_by_side_drawing() -> None:
 def test_the_cjk_font_is_pinned_and_draws_chinese() -> None:
     from ocr_client._vis import font_path
 
-    if font_path() is None:
+    path = font_path()
+    if path is None:
         pytest.skip("cvttf-NotoSansCJK-Regular is not installed")
     from PIL import ImageFont
 
-    font = ImageFont.truetype(font_path(), 32)
+    font = ImageFont.truetype(path, 32)
     # a glyph Pillow's fallback lacks: the CJK font draws it as ink, not as an empty box
     assert font.getmask("发").getbbox() is not None
 

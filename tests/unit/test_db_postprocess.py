@@ -292,4 +292,6 @@ def test_unclip_offsets_by_shapelys_area_over_perimeter(rng) -> None:
         offset = pyclipper.PyclipperOffset()
         offset.AddPath(box.tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
         want = np.concatenate([np.asarray(p, np.float32) for p in offset.Execute(poly.area * ratio / poly.length)])
-        np.testing.assert_array_equal(_unclip(box, ratio).reshape(-1, 2), want)
+        got = _unclip(box, ratio)
+        assert got is not None
+        np.testing.assert_array_equal(got.reshape(-1, 2), want)

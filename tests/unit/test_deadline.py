@@ -84,7 +84,7 @@ def test_classification_stops_between_chunks_once_the_bound_is_passed() -> None:
     def cls_infer(batch: np.ndarray) -> np.ndarray:
         calls.append(len(batch))
         clock.now += 1.5
-        return np.tile(np.float32([1.0, 0.0]), (len(batch), 1))
+        return np.tile(np.array([1.0, 0.0], np.float32), (len(batch), 1))
 
     crops = [np.zeros((32, 100, 3), np.uint8)] * 64
     with pytest.raises(InvalidInputError, match="time_limit|max_request_seconds"):

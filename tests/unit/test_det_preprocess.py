@@ -6,6 +6,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+from served import served_settings
 
 from ppocr_steps.det_preprocess import (
     IMAGE_INFO_COLUMNS,
@@ -15,8 +16,6 @@ from ppocr_steps.det_preprocess import (
     prepare_source,
 )
 from ppocr_steps.settings import PipelineSettings
-from served import served_settings
-
 
 
 def paddle_rule(h: int, w: int, limit: int, limit_type: str) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ GPU = ROOT / "model_repository" / "gpu"
 CONFIGS = sorted(GPU.glob("**/config.pbtxt"))
 
 # the contract of docs/architecture.md ("Runtime models"): name -> (data type, dims)
-CONTRACT = {
+CONTRACT: dict[str, dict[str, Any]] = {
     "det_model": {"max_batch": 0, "inputs": {"det_input": ("UINT8", [-1, -1, -1, 3])},
                   "outputs": {"prob_map": ("UINT8", [-1, 1, -1, -1])}},
     "cls_model": {"max_batch": "positive", "inputs": {"cls_input": ("UINT8", [48, 192, 3])},
@@ -84,10 +85,11 @@ def _doc_table() -> dict[str, tuple[list[tuple[str, str, int]], list[tuple[str, 
     """docs/architecture.md runtime-model rows -> ([(name, dtype, rank)] of the inputs, the same of the outputs)."""
     doc = (ROOT / "docs" / "architecture.md").read_text()
     tensor = re.compile(r"`(\w+)` (\w+) \[([^\]]*)\]")
-    rows = {}
+    rows: dict[str, tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]] = {}
     for m in re.finditer(r"^\| `(\w+_model)` \|([^|]*)\|([^|]*)\|", doc, re.M):
-        rows[m.group(1)] = tuple([(name, dt, len(dims.split(","))) for name, dt, dims in tensor.findall(cell)]
-                                 for cell in (m.group(2), m.group(3)))
+        inputs, outputs = ([(name, dt, len(dims.split(","))) for name, dt, dims in tensor.findall(cell)]
+                           for cell in (m.group(2), m.group(3)))
+        rows[m.group(1)] = (inputs, outputs)
     return rows
 
 
@@ -143,7 +145,7 @@ def _onnx_io(path: Path):
     try:
         import onnx
     except ImportError:
-        onnx = None
+        onnx = None  # type: ignore[assignment]  # onnxruntime reads the graph instead
     if onnx is not None:
         g = onnx.load(str(path), load_external_data=False).graph
         inits = {i.name for i in g.initializer}
@@ -199,6 +201,7 @@ def test_assembled_gpu_repository_stays_within_the_profiles(tmp_path, profiles, 
         (engines_dir / model_set / model).mkdir(parents=True)
         (engines_dir / model_set / model / "model.plan").write_bytes(b"")
     spec = importlib.util.spec_from_file_location("assemble_repository", assemble)
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "repo"
@@ -260,7 +263,9 @@ def test_compose_stack_is_consistent():
         assert target in dockerfile
     assert re.search(r"^ARG TRITON_TAG=\d\d\.\d\d-py3$", dockerfile, re.M), "pin the NGC tag"
     # one NGC release for both images: same default in Dockerfile and compose
-    tag = re.search(r"^ARG TRITON_TAG=(\S+)$", dockerfile, re.M).group(1)
+    found = re.search(r"^ARG TRITON_TAG=(\S+)$", dockerfile, re.M)
+    assert found, "docker/Dockerfile declares no ARG TRITON_TAG"
+    tag = found.group(1)
     compose_text = (DOCKER / "docker-compose.yml").read_text()
     assert f"${{TRITON_TAG:-{tag}}}" in compose_text
     doc = (ROOT / "docs" / "gpu.md").read_text()

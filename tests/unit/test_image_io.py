@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ MAX_BYTES = 32 * 1024 * 1024
 
 
 def decode(data: bytes, **kw) -> np.ndarray:
-    args = {"max_pixels": MAX_PIXELS, "min_side": MIN_SIDE, "max_bytes": MAX_BYTES}
+    args: dict[str, Any] = {"max_pixels": MAX_PIXELS, "min_side": MIN_SIDE, "max_bytes": MAX_BYTES}
     args.update(kw)
     return decode_image(data, **args)
 

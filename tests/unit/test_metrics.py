@@ -147,8 +147,8 @@ def test_metrics_never_fail_the_request() -> None:
             def boom(value):
                 raise RuntimeError("Invalid metric operation as the corresponding 'MetricFamily' has been deleted")
 
-            metric.increment = boom
-            metric.observe = boom
+            metric.increment = boom  # type: ignore[method-assign]
+            metric.observe = boom  # type: ignore[method-assign]
             return metric
 
     class NoHistograms:
@@ -177,7 +177,11 @@ def test_deferred_updates_wait_for_flush_and_sum_counters() -> None:
     increments = []
     lines = series(metrics, "ocr_lines_total")
     original = lines.increment
-    lines.increment = lambda v: (increments.append(v), original(v))  # type: ignore[method-assign]
+    def counted(v: float) -> None:
+        increments.append(v)
+        original(v)
+
+    lines.increment = counted  # type: ignore[method-assign, assignment]
     metrics.flush()
     assert increments == [3.0]  # one update per counter series
     assert series(metrics, "ocr_characters_total").value == 6

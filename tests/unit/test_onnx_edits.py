@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,15 +13,15 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-from ocr_server.onnx_edits import (fuse_affine_activations, greedy_ctc_outputs, uint8_image_input,  # noqa: E402
-                        uint8_prob_map_output)
+from ocr_server.onnx_edits import fuse_affine_activations, greedy_ctc_outputs, uint8_image_input, uint8_prob_map_output  # noqa: E402
 from ocr_server.paths import MODEL_MANIFEST  # noqa: E402
+
 from ppocr_steps.onnx_runtime import OrtModel, OvModel  # noqa: E402
 
 MODEL_SETS = list(json.loads(MODEL_MANIFEST.read_text())["sets"])
 
 
-def _session(model) -> ort.InferenceSession:
+def _session(model) -> Any:  # an ort.InferenceSession
     onnx.checker.check_model(model)
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
@@ -50,9 +50,9 @@ def test_uint8_input_is_nhwc_and_normalised_per_channel_in_image_order() -> None
     img[0, 0, 1] = (255, 0, 51)
     out = sess.run(None, {"det_input": img})[0]
     assert out.shape == (1, 3, 2, 3) and out.dtype == np.float32
-    expected = [(v / 255 - m) / s for v, m, s in zip((255, 0, 51), mean, std)]
+    expected = [(v / 255 - m) / s for v, m, s in zip((255, 0, 51), mean, std, strict=True)]
     np.testing.assert_allclose(out[0, :, 0, 1], expected, rtol=1e-5)
-    np.testing.assert_allclose(out[0, :, 1, 2], [-m / s for m, s in zip(mean, std)], rtol=1e-5)
+    np.testing.assert_allclose(out[0, :, 1, 2], [-m / s for m, s in zip(mean, std, strict=True)], rtol=1e-5)
 
 
 def test_uint8_input_matches_paddleocr_normalisation_exactly() -> None:
@@ -137,7 +137,7 @@ def test_fetched_graphs_give_the_wheels_results(models_dir: Path, model_set: str
     img = np.random.default_rng(2).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
     planes = img.transpose(0, 3, 1, 2).astype(np.float32)
     scale = np.asarray([1 / (255 * s) for s in norm["std"]], np.float32).reshape(1, 3, 1, 1)
-    bias = np.asarray([m / s for m, s in zip(norm["mean"], norm["std"])], np.float32).reshape(1, 3, 1, 1)
+    bias = np.asarray([m / s for m, s in zip(norm["mean"], norm["std"], strict=True)], np.float32).reshape(1, 3, 1, 1)
     ref = run(d / "original" / "det.onnx", planes * scale - bias)[0]
     np.testing.assert_allclose(run(d / "det.onnx", img)[0], ref, atol=1e-4)
     def normalised(pixels: np.ndarray) -> np.ndarray:  # PaddleOCR's cls/rec pre-processing, NHWC -> NCHW
@@ -168,7 +168,7 @@ def _lcnet_block(second_pad: int = 0, conv_used_twice: bool = False):
     b1 = onnx.numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "b1")
     k = 1 + 2 * second_pad
     w2 = onnx.numpy_helper.from_array(rng.normal(size=(3, 4, k, k)).astype(np.float32), "w2")
-    nodes = [
+    nodes: list[Any] = [
         _const("s1", [1.7]), _const("c1", [0.3]), _const("three", [3.0]), _const("zero", 0.0), _const("six", 6.0),
         _const("six1", [6.0]), _const("s2", [0.4]), _const("c2", [-0.2]),
         helper.make_node("Conv", ["x", "w1", "b1"], ["conv1"], pads=[1, 1, 1, 1]),

@@ -10,7 +10,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
-from ppocr_steps.onnx_runtime import OrtModel, load_runtime_model  # noqa: E402
+from ppocr_steps.onnx_runtime import OrtModel, OvModel, load_runtime_model  # noqa: E402
 
 
 def _small_net(path: Path) -> Path:
@@ -63,7 +63,7 @@ def test_openvino_f32_gives_onnxruntimes_results_for_every_shape(net_dir: Path) 
     pytest.importorskip("openvino")
     ort_model = load_runtime_model(str(net_dir), _params(runtime="onnxruntime"))
     ov_model = load_runtime_model(str(net_dir), _params(runtime="openvino", inference_precision="f32"))
-    assert type(ov_model).__name__ == "OvModel" and ov_model.precision == "f32"
+    assert isinstance(ov_model, OvModel) and ov_model.precision == "f32"
     assert (ov_model.input_name, ov_model.output_names) == ("x", ["ids", "probs"])
     rng = np.random.default_rng(1)
     for shape in [(2, 8, 16, 3), (1, 8, 40, 3), (2, 8, 16, 3), (5, 8, 24, 3)]:  # dynamic N and W, a shape again

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, fields
+from typing import Any
 
 import pytest
 from served import served_defaults
@@ -14,7 +15,7 @@ from ppocr_steps.params import PARAM_RANGES, OcrParams, params_from_json, params
 DEFAULTS = served_defaults()
 
 # name -> (allowed-range text in the error message, values accepted at the edges, values refused just outside)
-RANGES = {
+RANGES: dict[str, tuple[str, list[Any], list[Any]]] = {
     "limit_side_len": ("[32, 4096]", [32, 4096], [31, 4097, 0, -32]),
     "thresh": ("(0.0, 1.0)", [math.nextafter(0.0, 1.0), 1e-6, 0.5, 1.0 - 1e-9], [0.0, 1.0, -1e-9, 1.0 + 1e-9]),
     "box_thresh": ("[0.0, 1.0]", [0.0, 1.0, 0.5], [-1e-9, 1.0 + 1e-9, -1.0, 2.0]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -19,7 +19,7 @@ from served import served_defaults, served_settings
 from ppocr_steps.errors import InvalidInputError
 from ppocr_steps.params import params_from_json, params_to_json
 from ppocr_steps.pipeline import OcrLines, postprocess_detection, preprocess, recognize
-from ppocr_steps.recognize import load_dictionary
+from ppocr_steps.recognize import RecInfer, load_dictionary
 from ppocr_steps.settings import PipelineSettings
 
 pytest.importorskip("onnxruntime")
@@ -84,7 +84,8 @@ def run_ocr(models: Models, blobs: list[bytes], raw: dict | None = None,
     assert prob_map.shape[0] == pre.det_input.shape[0] and prob_map.shape[2:] == pre.det_input.shape[1:3]
     boxes, scores, index = postprocess_detection(prob_map, pre.image_info, params_from_json(wire), s)
     assert len(boxes) == len(scores) == len(index)
-    lines = recognize(pre.images, pre.image_info, boxes, index, params_from_json(wire), s, models.labels, cls, rec)
+    lines = recognize(pre.images, pre.image_info, boxes, index, params_from_json(wire), s, models.labels, cls,
+                      cast(RecInfer, rec))
     return Run(lines, boxes, det, cls, rec, pre.image_info)
 
 

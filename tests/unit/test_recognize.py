@@ -14,8 +14,8 @@ from ppocr_steps.recognize import (
     classify_and_flip,
     crop_batch,
     ctc_greedy_decode,
-    pipelined,
     load_dictionary,
+    pipelined,
     rec_batch_plan,
     recognize_crops,
 )
@@ -158,7 +158,7 @@ def test_rec_batch_plan_total_width_random() -> None:
         flat = np.concatenate([idx for idx, _ in plan])
         assert sorted(flat.tolist()) == list(range(203))
         assert np.all(np.diff(np.asarray(ratios)[flat]) >= 0)
-        for (idx, width), nxt in zip(plan, plan[1:] + [None]):
+        for (idx, width), nxt in zip(plan, plan[1:] + [None], strict=True):
             assert len(idx) <= bs
             assert width == max(8, min(int(48 * max(ratios[i] for i in idx)), 3200))
             assert len(idx) == 1 or len(idx) * width <= total

@@ -7,6 +7,7 @@ import ast
 import json
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -38,7 +39,10 @@ DET_PREPROCESS_OWN_KEYS = {"ori_model_name", "ori_labels"}
 MODEL_SETS_DIR = ROOT / "build" / "models"
 MODEL_SET_NAMES = list(json.loads(MODEL_MANIFEST.read_text())["sets"])
 
-ModelConfig = model_config_pb2.ModelConfig
+if TYPE_CHECKING:  # the generated module has no type information: ModelConfig is Any
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+else:
+    ModelConfig = model_config_pb2.ModelConfig
 DataType = model_config_pb2.DataType
 
 
@@ -340,7 +344,8 @@ def _onnx_io(path: Path):
 def test_cpu_configs_match_onnx(model_set_name: str, name: str) -> None:
     path = MODEL_SETS_DIR / model_set_name / f"{ROLES[name]}.onnx"
     if not path.exists():
-        pytest.skip(f"{path.relative_to(ROOT)} not fetched (server/ocr_server/fetch_models.py --model-set {model_set_name})")
+        pytest.skip(f"{path.relative_to(ROOT)} not fetched "
+                    f"(server/ocr_server/fetch_models.py --model-set {model_set_name})")
     cfg = load(TARGETS_DIR / "cpu" / name / "config.pbtxt")
     assert len(cfg.input) == 1  # onnx_model.py feeds input[0] and returns the outputs in config order
     onnx_in, onnx_out = _onnx_io(path)

@@ -6,16 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 import fake_tensorrt  # noqa: E402
+from fake_tensorrt import FakeCuda, FakeLayer, FakeParserError, FakeTensor, network_io  # noqa: E402
 from ocr_server.engines.builder import BuildError, build_with_python, build_with_trtexec, import_tensorrt  # noqa: E402
 from ocr_server.engines.commands import plan_builds  # noqa: E402
-from fake_tensorrt import FakeCuda, FakeLayer, FakeParserError, FakeTensor, network_io  # noqa: E402
 from ocr_server.engines.profiles import load_profiles  # noqa: E402
+from ocr_server.engines.runner import CudaRuntime  # noqa: E402
 
 
 @pytest.fixture()
@@ -38,7 +40,8 @@ def spec(tmp_path):
 
 def test_modules_do_not_import_tensorrt_at_import_time():
     code = ("import sys, pkgutil, importlib, ocr_server.engines; "
-            "[importlib.import_module('ocr_server.engines.' + m.name) for m in pkgutil.iter_modules(ocr_server.engines.__path__) "
+            "[importlib.import_module('ocr_server.engines.' + m.name) "
+            "for m in pkgutil.iter_modules(ocr_server.engines.__path__) "
             "if m.name not in ('__main__', 'fake_tensorrt')]; assert 'tensorrt' not in sys.modules, 'eager import'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
@@ -193,7 +196,8 @@ def test_trt_runner_moves_data_through_the_engine(fake_trt, tmp_path):
     import numpy as np
     from ocr_server.engines.runner import TrtRunner
     _, state = fake_trt
-    state.cuda = cuda = FakeCuda()
+    state.cuda = fake_cuda = FakeCuda()
+    cuda = cast(CudaRuntime, fake_cuda)  # it has the calls TrtRunner makes
     state.infer = lambda x: 255 - x[:, None, :, :, 0]  # det: uint8 NHWC in, UINT8 [N,1,H,W] map out
     plan = tmp_path / "model.plan"
     plan.write_bytes(state.engine_bytes)
@@ -202,7 +206,7 @@ def test_trt_runner_moves_data_through_the_engine(fake_trt, tmp_path):
     y = runner(x)
     assert state.calls[-1] == ("execute", ("uint8", (1, 2, 4, 3)))  # the engine gets uint8, not FP32
     assert y.dtype == np.uint8 and y.shape == (1, 1, 2, 4) and np.array_equal(y, 255 - x[:, None, :, :, 0])
-    assert len(cuda.freed) == 2  # device buffers released
+    assert len(fake_cuda.freed) == 2  # device buffers released
     bad = tmp_path / "other.plan"
     bad.write_bytes(b"another TensorRT")
     with pytest.raises(BuildError, match="another TensorRT version"):
@@ -214,7 +218,8 @@ def test_trt_runner_returns_the_rec_outputs_in_order(fake_trt, tmp_path):
     from ocr_server.engines.runner import TrtRunner
     _, state = fake_trt
     state.inputs, state.outputs = network_io(load_profiles()["rec_model"])
-    state.cuda = cuda = FakeCuda()
+    state.cuda = fake_cuda = FakeCuda()
+    cuda = cast(CudaRuntime, fake_cuda)  # it has the calls TrtRunner makes
     state.infer = lambda x: (x[:, 0, ::8, 0].astype(np.int32), x[:, 0, ::8, 1] / np.float32(255))  # [N,T] ids, probs
     plan = tmp_path / "model.plan"
     plan.write_bytes(state.engine_bytes)
@@ -223,7 +228,7 @@ def test_trt_runner_returns_the_rec_outputs_in_order(fake_trt, tmp_path):
     assert ids.dtype == np.int32 and np.array_equal(ids, x[:, 0, ::8, 0].astype(np.int32))
     assert probs.dtype == np.float32 and probs.shape == (2, 4)
     assert np.array_equal(probs, x[:, 0, ::8, 1] / np.float32(255))
-    assert len(cuda.freed) == 3
+    assert len(fake_cuda.freed) == 3
     with pytest.raises(BuildError, match="expected \\['rec_probs'\\]"):
         TrtRunner(plan, cuda=cuda, outputs=["rec_probs"])
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,8 +24,8 @@ from ocr_server.engines.profiles import load_profiles  # noqa: E402
 
 
 def _manifest(**kw) -> EngineManifest:
-    base = dict(model_set="v4", tensorrt_version="10.4.0.26", gpu_name="Tesla T4", compute_capability="7.5",
-                models={}, profiles_sha256="")
+    base: dict[str, Any] = dict(model_set="v4", tensorrt_version="10.4.0.26", gpu_name="Tesla T4",
+                                compute_capability="7.5", models={}, profiles_sha256="")
     base.update(kw)
     return EngineManifest(**base)
 

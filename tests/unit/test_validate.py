@@ -59,10 +59,10 @@ def box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
 
 # ------------------------------------------------------------------------------------------ bounds
 def test_bounds_follow_the_settings() -> None:
-    assert det_side_bound(S) == 2 * S.max_side_limit
+    assert det_side_bound(L) == 2 * S.max_side_limit
     # an image max_side_limit long whose short side (min_image_side) is enlarged to min_side_len
-    assert source_side_bound(S) >= S.max_side_limit * S.min_side_len / S.min_image_side
-    assert source_side_bound(replace(S, min_side_len=8, min_image_side=8)) == 2016  # 2000 up to 32
+    assert source_side_bound(L) >= S.max_side_limit * S.min_side_len / S.min_image_side
+    assert source_side_bound(replace(L, min_side_len=8, min_image_side=8)) == 2016  # 2000 up to 32
 
 
 def test_source_bound_covers_what_prepare_source_makes() -> None:
@@ -72,8 +72,8 @@ def test_source_bound_covers_what_prepare_source_makes() -> None:
                   (3000, 17), (640, 480), (100, 801), (2001, 2001), (4000, 9), (12, 97)]:
         src, row = prepare_source(np.zeros((*shape, 3), np.uint8), S)
         assert source_size(*shape, S) == src.shape[:2], shape  # the size is known before the image is made
-        assert max(src.shape[:2]) <= source_side_bound(S), shape
-        check_image_info(np.array([row.to_row()], np.float32), 1, S)
+        assert max(src.shape[:2]) <= source_side_bound(L), shape
+        check_image_info(np.array([row.to_row()], np.float32), 1, L)
 
 
 # ------------------------------------------------------------------------------------------ arrays
@@ -87,8 +87,8 @@ def test_require_array() -> None:
 
 
 def test_prob_map_checks() -> None:
-    check_prob_map(np.zeros((1, 1, 64, 256), np.uint8), S)
-    check_prob_map(np.zeros((1, 1, 64, 256), np.float32), S)
+    check_prob_map(np.zeros((1, 1, 64, 256), np.uint8), L)
+    check_prob_map(np.zeros((1, 1, 64, 256), np.float32), L)
     refused(f"holds {N} images; allowed 1 to {N - 1}", check_prob_map, np.zeros((N, 1, 32, 32), np.uint8), S)
     refused("holds 0 images", check_prob_map, np.zeros((0, 1, 32, 32), np.uint8), S)
     refused("each side must be 1 to 4000", check_prob_map, np.zeros((1, 1, 4001, 32), np.uint8), S)
@@ -113,7 +113,7 @@ def test_prob_map_checks() -> None:
     ({"scale_x": -2}, "scales"),
 ])
 def test_image_info_checks(changes, match) -> None:
-    check_image_info(info(), 1, S, det_hw=(64, 256))
+    check_image_info(info(), 1, L, det_hw=(64, 256))
     refused(f"image_info' row 0: {match}" if match != "NaN or infinite" else match,
             check_image_info, info(**changes), 1, S, det_hw=(64, 256))
 
@@ -127,7 +127,7 @@ def test_image_info_rows_and_source_area() -> None:
 
 
 def test_images_checks() -> None:
-    check_images(np.zeros((1, 64, 256, 3), np.uint8), S)
+    check_images(np.zeros((1, 64, 256, 3), np.uint8), L)
     refused(f"holds {N} images", check_images, np.zeros((N, 8, 8, 3), np.uint8), S)
     refused("8x20000 \\(HxW\\) per image; each side must be 1 to", check_images,
             np.zeros((1, 8, 20_000, 3), np.uint8), S)
@@ -137,8 +137,8 @@ def test_images_checks() -> None:
 def test_boxes_checks() -> None:
     good = np.array([box(10, 10, 100, 40)], np.float32)
     index = np.array([0], np.int32)
-    check_boxes(good, index, info(), S, C)
-    check_boxes(np.zeros((0, 4, 2), np.float32), np.zeros(0, np.int32), info(), S, C)
+    check_boxes(good, index, info(), L, C)
+    check_boxes(np.zeros((0, 4, 2), np.float32), np.zeros(0, np.int32), info(), L, C)
     refused("box 0 has corners outside", check_boxes, np.array([box(0, 0, 20_000, 20_000)], np.float32), index,
             info(), S, C)
     refused("outside", check_boxes, np.array([box(-1, 0, 10, 10)], np.float32), index, info(), S, C)
@@ -246,7 +246,7 @@ def test_preprocess_refuses_the_padding_bomb() -> None:
 
 # ------------------------------------------------------------------------------------------ runtime models
 def test_runtime_det_input_checks() -> None:
-    check_runtime_input("det_input", np.zeros((2, 64, 96, 3), np.uint8), S)
+    check_runtime_input("det_input", np.zeros((2, 64, 96, 3), np.uint8), L)
     refused("multiple of 32", check_runtime_input, "det_input", np.zeros((1, 33, 64, 3), np.uint8), S)
     refused("multiple of 32 from 32 to 4000", check_runtime_input, "det_input", np.zeros((1, 32, 4032, 3), np.uint8),
             S)
@@ -258,8 +258,8 @@ def test_runtime_det_input_checks() -> None:
 
 
 def test_runtime_rec_input_checks() -> None:
-    check_runtime_input("rec_input", np.zeros((2, 48, 320, 3), np.uint8), S)
-    check_runtime_input("cls_input", np.zeros((2, 48, 192, 3), np.uint8), S)
+    check_runtime_input("rec_input", np.zeros((2, 48, 320, 3), np.uint8), L)
+    check_runtime_input("cls_input", np.zeros((2, 48, 192, 3), np.uint8), L)
     refused("width 8 to 3200", check_runtime_input, "rec_input", np.zeros((1, 48, 20_000, 3), np.uint8), S)
     refused("width 8 to 3200", check_runtime_input, "rec_input", np.zeros((1, 48, 4, 3), np.uint8), S)
     refused("height must be 48", check_runtime_input, "rec_input", np.zeros((1, 32, 320, 3), np.uint8), S)

@@ -6,7 +6,6 @@ tests/integration/test_faults.py.
 """
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
 
@@ -29,7 +28,7 @@ class ProbeAnswer:
     def __init__(self, url: str) -> None:
         pass
 
-    def __enter__(self) -> "ProbeAnswer":
+    def __enter__(self) -> ProbeAnswer:
         return self
 
     def __exit__(self, *exc: object) -> None:

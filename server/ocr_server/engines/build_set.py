@@ -130,7 +130,7 @@ def make_gate(calib: Any, tolerances: Tolerances, smoke: bool, profiles: Profile
         result = run_gate(model, engine, OrtRunner(onnx, outputs=p.outputs), calib, tolerances)
         if smoke:
             problem = smoke_max_shape(model, engine, p.max, p.dtype)
-            result.figures["max_shape_run"] = "ok" if not problem else "failed"  # type: ignore[assignment]
+            result.figures["max_shape_run"] = "ok" if not problem else "failed"
             if problem:
                 result.passed = False
                 result.failures.append(problem)

@@ -105,7 +105,7 @@ def build_with_trtexec(spec: BuildSpec, trtexec: str, out_path: Path) -> BuildRe
 
 
 def _make_logger(trt: Any, model: str, logf: Any) -> Any:
-    class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
@@ -142,12 +142,13 @@ def _check_network_io(trt: Any, spec: BuildSpec, ins: list[Any], outs: list[Any]
     dtypes = [np.dtype(trt.nptype(t.dtype)).name for t in ins]
     shapes = [tuple(t.shape) for t in ins]
     fits = (len(ins) == 1 and ins[0].name == p.input and dtypes[0] == p.dtype and len(shapes[0]) == len(p.min)
-            and all(d < 0 or lo <= d <= hi for d, lo, hi in zip(shapes[0], p.min, p.max)))
+            and all(d < 0 or lo <= d <= hi for d, lo, hi in zip(shapes[0], p.min, p.max, strict=True)))
     if not fits or sorted(t.name for t in outs) != sorted(p.outputs):
-        got = [f"{t.name} {dt}{list(sh)}" for t, dt, sh in zip(ins, dtypes, shapes)]
-        raise BuildError(f"{spec.onnx} has inputs {got} and outputs {[t.name for t in outs]}, expected {p.input} "
-                         f"{p.dtype} {p.layout} within {list(p.min)}..{list(p.max)} and {list(p.outputs)}: re-run "
-                         f"server/ocr_server/fetch_models.py --model-set {spec.model_set} (it renames and edits the graphs)")
+        got = [f"{t.name} {dt}{list(sh)}" for t, dt, sh in zip(ins, dtypes, shapes, strict=True)]
+        raise BuildError(f"{spec.onnx} has inputs {got} and outputs {[t.name for t in outs]}, "
+                         f"expected {p.input} {p.dtype} {p.layout} within {list(p.min)}..{list(p.max)} "
+                         f"and {list(p.outputs)}: re-run server/ocr_server/fetch_models.py "
+                         f"--model-set {spec.model_set} (it renames and edits the graphs)")
 
 
 def build_with_python(spec: BuildSpec, out_path: Path) -> BuildResult:

@@ -90,7 +90,7 @@ def _crop(img: Any, quad: Any, steps: Any) -> Any:
     pts = quad.astype(np.float32)
     w = max(int(max(np.linalg.norm(pts[0] - pts[1]), np.linalg.norm(pts[2] - pts[3]))), 1)
     h = max(int(max(np.linalg.norm(pts[0] - pts[3]), np.linalg.norm(pts[1] - pts[2]))), 1)
-    m = cv2.getPerspectiveTransform(pts, np.float32([[0, 0], [w, 0], [w, h], [0, h]]))
+    m = cv2.getPerspectiveTransform(pts, np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32))
     crop = cv2.warpPerspective(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
     return np.ascontiguousarray(np.rot90(crop)) if h / w >= 1.5 else crop
 
@@ -195,7 +195,7 @@ def synthetic_calibration(profiles: Profiles, max_pages: int = 8, chunk: int = 3
     for p in range(max_pages):
         h, w = sizes[p % len(sizes)]
         bg = rnd.randint(200, 255)
-        img = np.full((h, w, 3), bg, np.uint8)
+        img: np.ndarray = np.full((h, w, 3), bg, np.uint8)
         y = 40
         while y < h - 20:
             scale = rnd.uniform(0.6, 1.6)

@@ -104,7 +104,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     builder = "trtexec" if trtexec else "python"
     calib = args.calib_dir or find_evaldata()
     gate_desc = ("skipped (--skip-fp16-gate)" if args.skip_fp16_gate else
-                 f"engine vs onnxruntime FP32 on {calib or 'synthetic pages'}; tolerances in ocr_server.engines/fp16_gate.py")
+                 f"engine vs onnxruntime FP32 on {calib or 'synthetic pages'}; "
+                 "tolerances in ocr_server.engines/fp16_gate.py")
     if args.dry_run:
         sys.stdout.write(render_plan(specs, profiles, trtexec, builder, gate_desc, args.gpu_target,
                                      args.show_fallback))

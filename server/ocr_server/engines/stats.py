@@ -112,9 +112,8 @@ def _crop_ratio(poly: list[list[float]]) -> float | None:
     p = np.asarray(poly, dtype=np.float64)
     if p.shape != (4, 2):
         return None
-    w = max(np.linalg.norm(p[0] - p[1]), np.linalg.norm(p[2] - p[3]))
-    h = max(np.linalg.norm(p[0] - p[3]), np.linalg.norm(p[1] - p[2]))
-    w, h = max(int(w), 1), max(int(h), 1)
+    w = max(int(max(np.linalg.norm(p[0] - p[1]), np.linalg.norm(p[2] - p[3]))), 1)
+    h = max(int(max(np.linalg.norm(p[0] - p[3]), np.linalg.norm(p[1] - p[2]))), 1)
     if h / w >= 1.5:  # the pipeline turns tall crops by 90° (crops.VERTICAL_RATIO)
         w, h = h, w
     return w / h

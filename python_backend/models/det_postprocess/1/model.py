@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from ppocr_steps import metrics as m
+from ppocr_steps import triton_adapter as ta
 from ppocr_steps.params import params_from_json
 from ppocr_steps.pipeline import postprocess_detection
-from ppocr_steps.settings import (INPUT_LIMIT_KEYS, PostprocessSettings, limits_from_parameters,
-                                  settings_from_parameters)
-from ppocr_steps import triton_adapter as ta
+from ppocr_steps.settings import INPUT_LIMIT_KEYS, PostprocessSettings, limits_from_parameters, settings_from_parameters
 
 
 class TritonPythonModel:

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import partial
+from typing import cast
 
 import numpy as np
 
 from ppocr_steps import metrics as m
-from ppocr_steps.image_io import decoder_limit_problem
 from ppocr_steps import triton_adapter as ta
+from ppocr_steps.image_io import decoder_limit_problem
 from ppocr_steps.orientation import classify_angles
 from ppocr_steps.params import OcrParams, params_to_json
 from ppocr_steps.pipeline import preprocess
@@ -37,7 +39,8 @@ class TritonPythonModel:
         blobs = [bytes(b) for b in ta.input_array(request, "image_bytes").reshape(-1)]
         raw = {name: ta.optional_scalar(request, name) for name in PARAM_INPUTS}
         timings: dict[str, float] = {}
-        classify = partial(classify_angles, infer=self.ori.for_request(request), labels=self.ori_labels)
+        ori = cast(Callable[[np.ndarray], np.ndarray], self.ori.for_request(request))  # one output
+        classify = partial(classify_angles, infer=ori, labels=self.ori_labels)
         out = preprocess(blobs, raw, self.defaults, self.settings, timings, classify)
         self.metrics.images(len(blobs))
         self.metrics.stage_times(timings)

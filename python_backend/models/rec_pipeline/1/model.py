@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import numpy as np
 
 from ppocr_steps import metrics as m
+from ppocr_steps import triton_adapter as ta
 from ppocr_steps.params import params_from_json
 from ppocr_steps.pipeline import recognize
-from ppocr_steps.recognize import load_dictionary
-from ppocr_steps.settings import (INPUT_LIMIT_KEYS, RecognitionSettings, limits_from_parameters,
-                                  settings_from_parameters)
-from ppocr_steps import triton_adapter as ta
+from ppocr_steps.recognize import Infer, RecInfer, load_dictionary
+from ppocr_steps.settings import INPUT_LIMIT_KEYS, RecognitionSettings, limits_from_parameters, settings_from_parameters
 
 OWN_KEYS = {"dictionary", "cls_model_name", "rec_model_name"}
 
@@ -37,7 +37,8 @@ class TritonPythonModel:
         timings: dict[str, float] = {}
         lines = recognize(ta.input_array(request, "images"), info, ta.input_array(request, "boxes"),
                           ta.input_array(request, "box_image_index"), params, self.settings, self.labels,
-                          self.cls.for_request(request), self.rec.for_request(request), timings,
+                          cast(Infer, self.cls.for_request(request)), cast(RecInfer, self.rec.for_request(request)),
+                          timings,
                           limits=self.limits)
         self.metrics.stage_times(timings)
         self.metrics.lines(lines.texts)
