@@ -327,6 +327,21 @@ def proc_stat(pid: int) -> tuple[str, int] | None:
     return fields_[0], int(fields_[1])
 
 
+def tritonserver_child(parent: int) -> int | None:
+    """The live tritonserver process whose parent is `parent` (a launcher), or None."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            st = proc_stat(int(entry.name))
+            if st and st[1] == parent and st[0] not in ("Z", "X"):
+                try:
+                    exe = Path(entry.path, "cmdline").read_bytes().split(b"\0")[0]
+                except OSError:
+                    continue
+                if exe.endswith(b"tritonserver"):
+                    return int(entry.name)
+    return None
+
+
 def stubs_of_repository(repo: str) -> dict[int, str]:
     """{pid: /dev/shm region} of live Python-backend stubs serving a model of `repo`, whoever their parent is."""
     stubs = {}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ocr_server.assemble import assemble
-from ocr_server.launcher import ServerOptions, server_command
+from ocr_server.launcher import ServerOptions, server_command, tritonserver_child
 from ocr_server.paths import REPO_ROOT as ROOT
 
 __all__ = ["FrontedServer", "RunningServer", "free_port", "start_fronted", "start_server", "stop_fronted",
@@ -146,18 +146,7 @@ class FrontedServer:
 
     def triton_pid(self) -> int | None:
         """The tritonserver process the launcher runs now."""
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry.name}/stat").read_text()
-            except OSError:
-                continue
-            comm = stat[stat.index("(") + 1:stat.rindex(")")]
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            if comm == "tritonserver" and ppid == self.proc.pid:
-                return int(entry.name)
-        return None
+        return tritonserver_child(self.proc.pid)
 
     def ready(self) -> bool:
         """The front's readiness (Triton ready, the `ocr` model ready, not draining)."""

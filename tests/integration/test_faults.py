@@ -27,6 +27,7 @@ from ocr_server.launcher import (
     proc_stat,
     server_command,
     stub_processes,
+    tritonserver_child,
 )
 from ocr_server.local_server import RunningServer, free_port
 
@@ -40,17 +41,7 @@ class Supervised(RunningServer):
 
     def server_pid(self) -> int | None:
         """The tritonserver the supervisor runs now."""
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                st = proc_stat(int(entry.name))
-                if st and st[1] == self.proc.pid and st[0] not in ("Z", "X"):
-                    try:
-                        exe = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")[0]
-                    except OSError:
-                        continue
-                    if exe.endswith(b"tritonserver"):
-                        return int(entry.name)
-        return None
+        return tritonserver_child(self.proc.pid)
 
     def steady_server(self, timeout: float = 60.0) -> int:
         """The server once it runs and is ready (after a heal or restart that an earlier test caused)."""

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from helpers import norm
 from ocr_server.instance import instance_repository
-from ocr_server.launcher import proc_stat, stub_processes
+from ocr_server.launcher import stub_processes, tritonserver_child
 from ocr_server.local_server import free_port
 from ocr_server.paths import BUILD_DIR
 
@@ -50,17 +50,7 @@ class Instance:
 
     def server_pid(self) -> int | None:
         """The tritonserver the supervisor runs now."""
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                st = proc_stat(int(entry.name))
-                if st and st[1] == self.proc.pid and st[0] not in ("Z", "X"):
-                    try:
-                        exe = Path(entry.path, "cmdline").read_bytes().split(b"\0")[0]
-                    except OSError:
-                        continue
-                    if exe.endswith(b"tritonserver"):
-                        return int(entry.name)
-        return None
+        return tritonserver_child(self.proc.pid)
 
     def stubs(self) -> dict[int, str]:
         """{pid: /dev/shm region} of the live stubs of the current server."""

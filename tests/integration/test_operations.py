@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from helpers import png, text_page
-from ocr_server.launcher import proc_stat, stub_processes
+from ocr_server.launcher import stub_processes, tritonserver_child
 from ocr_server.local_server import free_port
 from ocr_server.server_log import CPU_NOISE
 
@@ -48,12 +48,7 @@ class Launcher:
         return self.log_path.read_text(errors="replace")
 
     def server_pid(self) -> int | None:
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                st = proc_stat(int(entry.name))
-                if st and st[1] == self.proc.pid and st[0] not in ("Z", "X"):
-                    return int(entry.name)
-        return None
+        return tritonserver_child(self.proc.pid)
 
 
 def scrape(port: int) -> dict[str, float]:
