@@ -57,6 +57,10 @@ _HTTP_CODES: dict[str, type[OcrError]] = {
 }
 
 
+# Triton's answer while a crashed or hung Python stub is being replaced by the server's watchdog.
+_STUB_DOWN = "is not healthy"
+
+
 def _from_status(status: str | None) -> type[OcrError]:
     if status is None:
         return OcrServerError
@@ -97,6 +101,8 @@ def map_error(exc: BaseException) -> OcrError | None:
     if isinstance(exc, InferenceServerException):
         status = exc.status()
         message = exc.message() or str(exc)
+        if _STUB_DOWN in message:  # Triton says INTERNAL, but the watchdog replaces the stub: retry
+            return OcrUnavailableError(message, status)
         return _from_status(status)(message, status)
     # TimeoutError covers socket.timeout; asyncio.TimeoutError is distinct on 3.10.
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):

@@ -163,6 +163,16 @@ def test_unavailable_is_retried_then_succeeds() -> None:
     assert len(fake.calls) == 3
 
 
+def test_a_stub_being_replaced_is_retried() -> None:
+    """Triton answers INTERNAL while the watchdog replaces a crashed stub; the client retries that."""
+    down = InferenceServerException("in ensemble 'ocr', Stub process 'det_postprocess_0_0' is not healthy.",
+                                    status="StatusCode.INTERNAL")
+    assert type(map_error(down)) is OcrUnavailableError
+    fake = FakeTriton([down])
+    assert sync_client(fake, retries=3).ocr(b"img").texts == ["hello"]
+    assert len(fake.calls) == 2
+
+
 def test_unavailable_gives_up_after_retries() -> None:
     fake = FakeTriton([unavailable()] * 10)
     with pytest.raises(OcrUnavailableError, match="failed to connect"):
