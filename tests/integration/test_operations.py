@@ -57,6 +57,14 @@ def scrape(port: int) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\S+)\s+(\S+)$", text, re.M)}
 
 
+def metrics_up(port: int) -> bool:
+    try:
+        scrape(port)
+    except OSError:
+        return False
+    return True
+
+
 def ocr_ready(url: str) -> bool:
     import tritonclient.grpc as grpcclient
 
@@ -99,6 +107,10 @@ def launcher(tmp_path_factory: pytest.TempPathFactory):
         while proc.poll() is None and not ocr_ready(srv.grpc_url) and time.monotonic() < deadline:
             time.sleep(0.3)
         assert proc.poll() is None and ocr_ready(srv.grpc_url), srv.log()[-3000:]
+        # Triton logs "Started Metrics Service" a moment before its metrics port accepts connections
+        while not metrics_up(srv.metrics_port):
+            assert proc.poll() is None and time.monotonic() < deadline, srv.log()[-3000:]
+            time.sleep(0.2)
         yield srv
     finally:
         if proc.poll() is None:
