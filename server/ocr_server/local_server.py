@@ -95,25 +95,11 @@ def stop_server(server: RunningServer) -> None:
 
 
 @dataclass
-class FrontedServer:
+class FrontedServer(RunningServer):
     """`ocr-launch --supervise` with the public front: clients use http_port/grpc_port; Triton listens where
     its command line says (Unix sockets by default, loopback ports with `internal_tcp`)."""
 
-    proc: subprocess.Popen
-    http_port: int
-    grpc_port: int
-    metrics_port: int
-    log_path: Path
-    repository: Path
     extra: list[str] = field(default_factory=list)
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
 
     def triton_args(self) -> dict[str, str]:
         """tritonserver's `--name=value` options ({} if it does not run)."""
@@ -140,9 +126,6 @@ class FrontedServer:
         """The directory of Triton's Unix sockets, None if it listens on TCP."""
         address = self.triton_args().get("grpc-address", "")
         return Path(address[len("unix:"):]).parent if address.startswith("unix:") else None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def triton_pid(self) -> int | None:
         """The tritonserver process the launcher runs now."""
