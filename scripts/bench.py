@@ -76,6 +76,17 @@ def parse_concurrency(text: str) -> list[int]:
     return levels
 
 
+def parse_instances(text: str) -> dict[str, int]:
+    """'det_model=2,rec_model=2' -> {'det_model': 2, 'rec_model': 2}."""
+    counts: dict[str, int] = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        model, sep, count = item.partition("=")
+        if not model or not sep or not count.isdigit() or int(count) < 1:
+            raise argparse.ArgumentTypeError(f"expected MODEL=N[,MODEL=N...] with N >= 1, got {item!r}")
+        counts[model] = int(count)
+    return counts
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", metavar="HOST:PORT",
@@ -87,6 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="model set of the started server and of the peer's ONNX files (default v4)")
     ap.add_argument("--param", action="append", default=[], metavar="MODEL.KEY=VALUE",
                     help="config parameter override for the started server (repeatable; as serve.sh --param)")
+    ap.add_argument("--instances", type=parse_instances, default={}, metavar="MODEL=N,...",
+                    help="Triton instance counts of the started server's models (e.g. det_model=2,rec_model=2)")
     ap.add_argument("--images", type=Path, default=SHARED / "evaldata",
                     help="image folder (recursive, sorted) or file (default ../shared/evaldata)")
     ap.add_argument("--max-images", type=int, metavar="N",
@@ -121,6 +134,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--plot", type=Path, metavar="PNG",
                     help="also plot throughput and p50 latency vs concurrency (needs matplotlib)")
     args = ap.parse_args(argv)
+    if args.url and args.instances:
+        ap.error("--instances applies to the server bench.py starts; it cannot be used with --url")
     if args.url and args.param:
         ap.error("--param applies to the server bench.py starts; it cannot change a server given by --url")
     if args.repeat < 1 or args.warmup < 0 or args.peer_threads < 1:
@@ -497,11 +512,14 @@ def main(argv: list[str] | None = None) -> int:
             from ocr_server.assemble import parse_overrides
 
             overrides = parse_overrides(args.param)
-            log(f"starting tritonserver (model set {args.model_set}, overrides {args.param or 'none'}) ...")
-            server = start_server(out_base.with_name(out_base.name + ".server"), args.model_set, overrides)
+            log(f"starting tritonserver (model set {args.model_set}, overrides {args.param or 'none'}, "
+                f"instances {args.instances or 'as configured'}) ...")
+            server = start_server(out_base.with_name(out_base.name + ".server"), args.model_set, overrides,
+                                  instances=args.instances)
             url = server.grpc_url
             result["server_mode"] = {"mode": "started", "url": url, "model_set": args.model_set,
-                                     "params": args.param, "log": str(server.log_path),
+                                     "params": args.param, "instances": args.instances,
+                                     "log": str(server.log_path),
                                      "repository": str(server.repository)}
             log(f"server ready on {url} (log {server.log_path})")
         if args.metrics_url:

@@ -6,6 +6,7 @@ import json
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ocr_server.local_server import RunningServer, start_server, stop_server
 
@@ -51,7 +52,7 @@ def test_default_model_set_serves_with_its_own_defaults(tmp_path_factory: pytest
                                                         evaldata: Path) -> None:
     """The manifest's default set (v6) end to end: its defaults and runtime precisions are the served
     config, and it reads a receipt."""
-    from helpers import load_labels, norm
+    from helpers import load_labels, norm, text_page
     from ocr_server.manifest import default_model_set, model_set
 
     from ocr_client import OcrClient
@@ -70,6 +71,13 @@ def test_default_model_set_serves_with_its_own_defaults(tmp_path_factory: pytest
         image = sorted(labels)[0]
         with OcrClient(srv.grpc_url, timeout=120) as c:
             result = c.ocr(evaldata / "sroie_receipts_en" / image)
+            # its detector precision too: a request's result must not depend on the images sent with it
+            page, _ = text_page(5, seed=7)
+            other, _ = text_page(3, seed=9)
+            batch = c.ocr_batch([page, np.full((200, 300, 3), 255, np.uint8), other])
+            assert [norm(t) for t in batch[0].texts] == [norm(t) for t in c.ocr(page).texts]
+            assert batch[1].lines == []
+            assert [norm(t) for t in batch[2].texts] == [norm(t) for t in c.ocr(other).texts]
         gt = {norm(line["text"]) for line in labels[image]["lines"] if not line["ignore"]}
         found = {norm(line.text) for line in result.lines}
         assert len(gt & found) >= 0.5 * len(gt), (sorted(gt - found)[:10], sorted(found - gt)[:10])

@@ -361,6 +361,28 @@ def test_concurrency_option_parsing():
         bench.parse_concurrency("a")
 
 
+def test_instances_option_parsing():
+    assert bench.parse_instances("det_model=2, rec_model=1") == {"det_model": 2, "rec_model": 1}
+    for bad in ("det_model", "det_model=0", "det_model=x", "=2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.parse_instances(bad)
+
+
+def test_set_instance_count_edits_the_assembled_config(tmp_path: Path):
+    from ocr_server import pbtxt
+    from ocr_server.local_server import set_instance_count
+
+    path = tmp_path / "config.pbtxt"
+    path.write_text('name: "m"\nbackend: "python"\ninstance_group [ { kind: KIND_CPU count: 1 } ]\n')
+    set_instance_count(path, 3)
+    assert pbtxt.load(path).instance_group[0].count == 3
+    with pytest.raises(ValueError):
+        set_instance_count(path, 0)
+    path.write_text('name: "m"\nbackend: "python"\n')
+    with pytest.raises(ValueError, match="one instance_group"):
+        set_instance_count(path, 2)
+
+
 # ----------------------------------------------------------------------------------------- peers
 def test_layouts_and_peer_selection():
     assert [str(x) for x in peers.parse_layouts("1x1, 2x1,1x2")] == ["1x1", "2x1", "1x2"]
