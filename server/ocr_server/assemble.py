@@ -91,15 +91,19 @@ def step_instances(target: str) -> dict[str, int]:
     return instances
 
 
-def effective_configs(target: str, model_set: str,
-                      overrides: dict[str, dict[str, str]] | None = None) -> dict[str, pbtxt.ModelConfig]:
-    """Every model's config as it will be served: config.pbtxt + manifest + profiles + --param."""
+def effective_configs(target: str, model_set: str, overrides: dict[str, dict[str, str]] | None = None,
+                      instances: dict[str, int] | None = None) -> dict[str, pbtxt.ModelConfig]:
+    """Every model's config as it will be served: config.pbtxt + manifest + profiles + --param;
+    `instances` ({model: count}) overrides instance counts (after step_instances.json on the GPU)."""
     sources = source_configs(target)
     layers = parameter_layers(target, model_set, overrides or {})
     unknown = set(layers) - set(sources)
     if unknown:
         raise SystemExit(f"--param names unknown model(s) {sorted(unknown)}; models: {sorted(sources)}")
-    instances = step_instances(target)
+    requested = instances or {}
+    if set(requested) - set(sources) or any(n < 1 for n in requested.values()):
+        raise SystemExit(f"instance counts must be >= 1 for known models {sorted(sources)}, got {requested}")
+    counts = {**step_instances(target), **requested}
     configs = {}
     for name, src in sources.items():
         config = pbtxt.load(src)
@@ -107,10 +111,10 @@ def effective_configs(target: str, model_set: str,
             pbtxt.set_parameters(config, layers.get(name, {}))
         except KeyError as exc:
             raise SystemExit(f"--param {name}: {exc.args[0]} (in {src.relative_to(ROOT)})") from None
-        if name in instances:
+        if name in counts:
             if len(config.instance_group) != 1:
                 raise SystemExit(f"{src.relative_to(ROOT)}: one instance_group expected to set its count")
-            config.instance_group[0].count = instances[name]
+            config.instance_group[0].count = counts[name]
         configs[name] = config
     share_limits(configs, target)
     return configs
@@ -141,8 +145,8 @@ def request_defaults(configs: dict[str, pbtxt.ModelConfig]) -> dict[str, str]:
 
 
 def assemble(target: str, model_set: str, out: Path, overrides: dict[str, dict[str, str]],
-             models_dir: Path, engines_dir: Path) -> Path:
-    configs = effective_configs(target, model_set, overrides)
+             models_dir: Path, engines_dir: Path, instances: dict[str, int] | None = None) -> Path:
+    configs = effective_configs(target, model_set, overrides, instances)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

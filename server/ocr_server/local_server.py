@@ -17,13 +17,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ocr_server import pbtxt
 from ocr_server.assemble import assemble
 from ocr_server.launcher import ServerOptions, server_command, tritonserver_child
 from ocr_server.paths import REPO_ROOT as ROOT
 
-__all__ = ["FrontedServer", "RunningServer", "free_port", "set_instance_count", "start_fronted",
-           "start_server", "stop_fronted", "stop_server"]
+__all__ = ["FrontedServer", "RunningServer", "free_port", "start_fronted", "start_server", "stop_fronted",
+           "stop_server"]
 
 
 def free_port() -> int:
@@ -63,9 +62,7 @@ def start_server(work: Path, model_set: str = "v4", overrides: dict[str, dict[st
     `instances` ({model: count}) sets the instance count of those models in the assembled copy."""
     work.mkdir(parents=True, exist_ok=True)
     repo = assemble("cpu", model_set, work / f"repo_{model_set}", overrides or {}, ROOT / "build" / "models",
-                    ROOT / "build" / "engines")
-    for model, count in (instances or {}).items():
-        set_instance_count(repo / model / "config.pbtxt", count)
+                    ROOT / "build" / "engines", instances)
     opts = ServerOptions(repo, free_port(), free_port(), free_port(), extra_args=extra_args or [])
     cmd, env = server_command(opts, build_dir=ROOT / "build")
     log_path = work / f"tritonserver_{model_set}_{opts.grpc_port}.log"
@@ -87,17 +84,6 @@ def start_server(work: Path, model_set: str = "v4", overrides: dict[str, dict[st
             time.sleep(0.3)
     stop_server(server)
     raise RuntimeError(f"tritonserver not ready after {timeout:.0f} s:\n{server.log_tail()}")
-
-
-def set_instance_count(config_path: Path, count: int) -> None:
-    """Set the count of a model's one instance_group in an assembled config.pbtxt."""
-    if count < 1:
-        raise ValueError(f"{config_path}: instance count must be >= 1, got {count}")
-    config = pbtxt.load(config_path)
-    if len(config.instance_group) != 1:
-        raise ValueError(f"{config_path}: one instance_group expected to set its count")
-    config.instance_group[0].count = count
-    pbtxt.write(config, config_path)
 
 
 def stop_server(server: RunningServer) -> None:

@@ -368,19 +368,16 @@ def test_instances_option_parsing():
             bench.parse_instances(bad)
 
 
-def test_set_instance_count_edits_the_assembled_config(tmp_path: Path):
-    from ocr_server import pbtxt
-    from ocr_server.local_server import set_instance_count
+def test_assembler_sets_the_instance_counts_bench_asks_for():
+    from ocr_server.assemble import effective_configs
 
-    path = tmp_path / "config.pbtxt"
-    path.write_text('name: "m"\nbackend: "python"\ninstance_group [ { kind: KIND_CPU count: 1 } ]\n')
-    set_instance_count(path, 3)
-    assert pbtxt.load(path).instance_group[0].count == 3
-    with pytest.raises(ValueError):
-        set_instance_count(path, 0)
-    path.write_text('name: "m"\nbackend: "python"\n')
-    with pytest.raises(ValueError, match="one instance_group"):
-        set_instance_count(path, 2)
+    configs = effective_configs("cpu", "v4", instances={"det_model": 3, "rec_pipeline": 2})
+    assert configs["det_model"].instance_group[0].count == 3
+    assert configs["rec_pipeline"].instance_group[0].count == 2
+    assert configs["rec_model"].instance_group[0].count == 1
+    for bad in ({"det_model": 0}, {"no_such_model": 2}):
+        with pytest.raises(SystemExit):
+            effective_configs("cpu", "v4", instances=bad)
 
 
 # ----------------------------------------------------------------------------------------- peers
