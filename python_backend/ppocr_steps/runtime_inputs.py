@@ -51,7 +51,7 @@ def check_runtime_input(name: str, arr: np.ndarray, s: InputLimits) -> None:
 def padding_extent(img: np.ndarray, multiple: int) -> tuple[int, int]:
     """(h, w) of `img` [H,W,C] without its trailing all-zero rows and columns, rounded up to `multiple`
     (at least `multiple`): the part of a zero-padded batch entry that holds the image."""
-    # max over uint8 is a vectorised reduction; any() over axes of a 3-D array is an order of magnitude slower
+    # max over uint8 rows is a vectorised reduction, which any() over two axes of a 3-D array is not
     rows = np.flatnonzero(img.reshape(img.shape[0], -1).max(axis=1))
     cols = np.flatnonzero(img.max(axis=0).max(axis=1))
     h = int(rows[-1]) + 1 if rows.size else 1
@@ -78,9 +78,8 @@ def run_det_batch(run: Run, batch: np.ndarray, max_run_pixels: int) -> np.ndarra
     extent (padding_extent): images of very different shapes never make one huge padded run. Images
     of the same extent run together (rows x H x W <= max_run_pixels); the padding's output is 0."""
     n, h, w = batch.shape[:3]
-    if n == 1:
-        return run_chunks(run, batch, max_run_pixels)[0]
-    extents = [padding_extent(batch[i], DET_MULTIPLE) for i in range(n)]
+    # one image is its own batch: nothing to scan for padding
+    extents = [padding_extent(batch[i], DET_MULTIPLE) for i in range(n)] if n > 1 else [(h, w)]
     if len(set(extents)) == 1 and extents[0] == (h, w):
         return run_chunks(run, batch, max_run_pixels)[0]
     out = np.zeros((n, 1, h, w), dtype=np.uint8)
