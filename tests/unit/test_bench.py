@@ -428,6 +428,12 @@ def test_family_summary_without_measurements():
 
 
 # ----------------------------------------------------------------------------------------- in-process reference
+def _ort_model(threads: str, arena: str) -> dict[str, Any]:
+    """A served CPU runtime model's config on onnxruntime."""
+    return {"parameters": {"runtime": "onnxruntime", "onnx_file": "model.onnx", "intra_op_threads": threads,
+                           "allow_spinning": "false", "cpu_mem_arena": arena}}
+
+
 # what a server's model configs say: the real step parameters, some changed as a deployment would
 SERVED_CONFIGS = {
     "det_preprocess": {"parameters": {**step_parameters("det_preprocess"), "default_limit_side_len": "960",
@@ -435,18 +441,10 @@ SERVED_CONFIGS = {
     "det_postprocess": {"parameters": {**step_parameters("det_postprocess"), "score_mode": "slow",
                                        "max_boxes_per_request": "100"}},
     "rec_pipeline": {"parameters": {**step_parameters("rec_pipeline"), "rec_batch_size": "8"}},
-    "det_model": {"parameters": {"runtime": "onnxruntime", "onnx_file": "model.onnx", "intra_op_threads": "1",
-                                 "allow_spinning": "false",
-                                 "cpu_mem_arena": "false"}},
-    "cls_model": {"parameters": {"runtime": "onnxruntime", "onnx_file": "model.onnx", "intra_op_threads": "0",
-                                 "allow_spinning": "false",
-                                 "cpu_mem_arena": "true"}},
-    "rec_model": {"parameters": {"runtime": "onnxruntime", "onnx_file": "model.onnx", "intra_op_threads": "2",
-                                 "allow_spinning": "false",
-                                 "cpu_mem_arena": "true"}},
-    "ori_model": {"parameters": {"runtime": "onnxruntime", "onnx_file": "model.onnx", "intra_op_threads": "0",
-                                 "allow_spinning": "false",
-                                 "cpu_mem_arena": "true"}},
+    "det_model": _ort_model("1", "false"),
+    "cls_model": _ort_model("0", "true"),
+    "rec_model": _ort_model("2", "true"),
+    "ori_model": _ort_model("0", "true"),
 }
 
 
