@@ -152,38 +152,31 @@ class GrpcFront:
         return await self._call("ModelReady", request, context)
 
     # -- metadata (authorized) ---------------------------------------------------------------------
-    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def _forward_authorized(self, method: str, request: Any, context: grpc.aio.ServicerContext,
+                                  model: str | None = None) -> Any:
+        """Forward a metadata call once the caller is authorized and, for a model's call, names `ocr`."""
         try:
             self._authorize(context)
+            if model is not None:
+                self._check_model(model)
         except Refused as refusal:
             await self._refuse(context, refusal)
-        return await self._call("ServerMetadata", request, context)
+        return await self._call(method, request, context)
+
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return await self._forward_authorized("ServerMetadata", request, context)
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        try:
-            self._authorize(context)
-            self._check_model(request.name)
-        except Refused as refusal:
-            await self._refuse(context, refusal)
-        return await self._call("ModelMetadata", request, context)
+        return await self._forward_authorized("ModelMetadata", request, context, request.name)
 
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        try:
-            self._authorize(context)
-            self._check_model(request.name)
-        except Refused as refusal:
-            await self._refuse(context, refusal)
-        return await self._call("ModelConfig", request, context)
+        return await self._forward_authorized("ModelConfig", request, context, request.name)
 
     async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         """Statistics of `ocr` only (perf_analyzer reads them); an empty name would list the internal models."""
-        try:
-            self._authorize(context)
-            self._check_model(request.name or MODEL)
-        except Refused as refusal:
-            await self._refuse(context, refusal)
+        model = request.name or MODEL
         request.name = MODEL
-        return await self._call("ModelStatistics", request, context)
+        return await self._forward_authorized("ModelStatistics", request, context, model)
 
     # -- inference ---------------------------------------------------------------------------------
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
