@@ -19,7 +19,8 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
   below what thresh/box_thresh resolve).
 * recogniser: the softmax [N, T, C] (C = 6625 for v4, 18385 for v5) is reduced in the graph to what
   greedy CTC decoding needs: the best class per timestep (INT32 [N, T]) and its probability
-  (FP32 [N, T]). That is C times less data out of the model and no arg-max in Python.
+  (FP32 [N, T]). That is C times less data out of the model and no arg-max in Python. The OpenVINO
+  copy writes the arg-max with reductions (`argmax_by_reductions`): its CPU plugin's ArgMax is slow.
 
 * all three networks (`fuse_affine_activations`): PaddlePaddle's exporter writes PP-LCNet's blocks
   as Conv -> Mul(scalar) -> Add(scalar) -> hardswish as Add(3) -> Clip(0, 6) -> Mul -> Div(6) ->
@@ -28,8 +29,8 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
   a Conv into its weights and bias, the scalar affine before an unpadded Conv (1x1) into that Conv,
   and writes hardswish as x * HardSigmoid(x; 1/6, 1/2). The algebra is exact; only float rounding
   differs (the recogniser's arg-max is identical; docs/benchmarks.md). OpenVINO fuses the
-  exporter's hardswish pattern into the Conv itself and runs x * HardSigmoid(x) slower, so the copy
-  of each graph served to OpenVINO is written with `hardswish=False` (the affine folds are kept).
+  exporter's affines and hardswish into the Convs itself and runs the folded graph slower, so the copy
+  of each graph served to OpenVINO is written without this edit.
 
 Each edit checks the graph it is given and refuses one that does not have the expected shape.
 """
@@ -41,7 +42,7 @@ __all__ = ["uint8_image_input", "uint8_prob_map_output", "greedy_ctc_outputs", "
            "EDITS_VERSION"]
 
 # Bump when an edit changes: fetch_models.py regenerates model sets stamped with another version.
-EDITS_VERSION = 5
+EDITS_VERSION = 6
 
 
 def _single_input(graph):  # noqa: ANN001, ANN202 - onnx protobuf types
@@ -128,8 +129,14 @@ def uint8_prob_map_output(model):  # noqa: ANN001, ANN201
     return model
 
 
-def greedy_ctc_outputs(model, ids_name: str, probs_name: str):  # noqa: ANN001, ANN201
-    """Replace the [N,T,C] softmax output by its arg-max (INT32 [N,T]) and max (FP32 [N,T]) over C."""
+def greedy_ctc_outputs(model, ids_name: str, probs_name: str, argmax_by_reductions: bool = False):  # noqa: ANN001, ANN201
+    """Replace the [N,T,C] softmax output by its arg-max (INT32 [N,T]) and max (FP32 [N,T]) over C.
+
+    `argmax_by_reductions` writes the arg-max as the first class whose probability equals the max
+    (ReduceMax, Equal, Where, ReduceMin) instead of ArgMax: OpenVINO's CPU plugin runs ArgMax as a TopK
+    that costs more than the rest of the recogniser's head, and these element-wise passes it
+    vectorises. It needs a fixed class count C; the result is the same (ArgMax also takes the first
+    of equal maxima)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -138,20 +145,39 @@ def greedy_ctc_outputs(model, ids_name: str, probs_name: str):  # noqa: ANN001, 
     dims = out.type.tensor_type.shape.dim
     if len(dims) != 3:
         raise ValueError(f"expected an [N,T,C] output, got {out.name} with {len(dims)} dims")
+    classes = dims[2].dim_value
+    if argmax_by_reductions and classes <= 0:
+        raise ValueError(f"the arg-max by reductions needs a fixed class count, got C={dims[2].dim_param!r}")
     softmax = out.name
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    if opset >= 18:  # ReduceMax takes its axes as an input from opset 18 on
+
+    def reduce(op: str, data: str, output: str, keepdims: int) -> object:
+        if opset >= 18:  # Reduce* take their axes as an input from opset 18 on
+            return helper.make_node(op, [data, f"{probs_name}_axes"], [output], keepdims=keepdims, name=output)
+        return helper.make_node(op, [data], [output], axes=[2], keepdims=keepdims, name=output)
+
+    if opset >= 18 or (argmax_by_reductions and opset >= 13):  # axes as an input (Reduce* 18, Squeeze 13)
         graph.initializer.append(numpy_helper.from_array(np.asarray([2], dtype=np.int64), f"{probs_name}_axes"))
-        reduce_max = helper.make_node("ReduceMax", [softmax, f"{probs_name}_axes"], [probs_name], keepdims=0,
-                                      name=f"{probs_name}_max")
+    if not argmax_by_reductions:
+        graph.node.extend([
+            helper.make_node("ArgMax", [softmax], [f"{ids_name}_i64"], axis=2, keepdims=0, name=f"{ids_name}_argmax"),
+            helper.make_node("Cast", [f"{ids_name}_i64"], [ids_name], to=TensorProto.INT32, name=f"{ids_name}_cast"),
+            reduce("ReduceMax", softmax, probs_name, keepdims=0),
+        ])
     else:
-        reduce_max = helper.make_node("ReduceMax", [softmax], [probs_name], axes=[2], keepdims=0,
-                                      name=f"{probs_name}_max")
-    graph.node.extend([
-        helper.make_node("ArgMax", [softmax], [f"{ids_name}_i64"], axis=2, keepdims=0, name=f"{ids_name}_argmax"),
-        helper.make_node("Cast", [f"{ids_name}_i64"], [ids_name], to=TensorProto.INT32, name=f"{ids_name}_cast"),
-        reduce_max,
-    ])
+        best, index, none = f"{probs_name}_keep", f"{ids_name}_index", f"{ids_name}_none"
+        graph.initializer.extend([numpy_helper.from_array(np.arange(classes, dtype=np.int32), index),
+                                  numpy_helper.from_array(np.asarray(classes, dtype=np.int32), none)])
+        squeeze = (helper.make_node("Squeeze", [best, f"{probs_name}_axes"], [probs_name], name=probs_name)
+                   if opset >= 13 else helper.make_node("Squeeze", [best], [probs_name], axes=[2], name=probs_name))
+        graph.node.extend([
+            reduce("ReduceMax", softmax, best, keepdims=1),
+            helper.make_node("Equal", [softmax, best], [f"{ids_name}_is_best"], name=f"{ids_name}_is_best"),
+            helper.make_node("Where", [f"{ids_name}_is_best", index, none], [f"{ids_name}_candidates"],
+                             name=f"{ids_name}_candidates"),
+            reduce("ReduceMin", f"{ids_name}_candidates", ids_name, keepdims=0),
+            squeeze,
+        ])
     n, t = (d.dim_param or d.dim_value or "?" for d in dims[:2])
     graph.output.remove(out)
     graph.output.extend([helper.make_tensor_value_info(ids_name, TensorProto.INT32, [n, t]),
@@ -323,9 +349,8 @@ def _drop_unused_constants(graph) -> None:  # noqa: ANN001
         graph.node.remove(node)
 
 
-def fuse_affine_activations(model, hardswish: bool = True):  # noqa: ANN001, ANN201
-    """Fold scalar affines into neighbouring Convs and (if `hardswish`) rewrite hardswish (see the
-    module docstring).
+def fuse_affine_activations(model):  # noqa: ANN001, ANN201
+    """Fold scalar affines into neighbouring Convs and rewrite hardswish (see the module docstring).
 
     Returns (model, counts): how many of each rewrite were made (all 0 for a graph without the
     patterns, which is left as it was)."""
@@ -334,7 +359,7 @@ def fuse_affine_activations(model, hardswish: bool = True):  # noqa: ANN001, ANN
     rewrites = (("affine_after_conv", _fold_affine_after_conv),
                 ("hardswish", _hardswish_as_hardsigmoid),
                 ("affine_before_conv", _fold_affine_before_conv))
-    for name, rewrite in (r for r in rewrites if hardswish or r[0] != "hardswish"):
+    for name, rewrite in rewrites:
         n = 0
         while rewrite(graph):
             n += 1

@@ -98,16 +98,28 @@ def test_uint8_prob_map_refuses_a_graph_without_one_channel_map() -> None:
         uint8_prob_map_output(_softmax_ntc(12))
 
 
-@pytest.mark.parametrize("opset", [12, 18])  # ReduceMax takes axes as an attribute before 18, an input after
-def test_greedy_outputs_are_argmax_and_max_of_the_softmax(opset: int) -> None:
-    sess = _session(greedy_ctc_outputs(_softmax_ntc(opset), "rec_char_ids", "rec_char_probs"))
+# Reduce* take axes as an attribute before opset 18, Squeeze before 13
+@pytest.mark.parametrize("by_reductions", [False, True])
+@pytest.mark.parametrize("opset", [11, 13, 18])
+def test_greedy_outputs_are_argmax_and_max_of_the_softmax(opset: int, by_reductions: bool) -> None:
+    sess = _session(greedy_ctc_outputs(_softmax_ntc(opset), "rec_char_ids", "rec_char_probs", by_reductions))
     assert [(o.name, o.type) for o in sess.get_outputs()] == [("rec_char_ids", "tensor(int32)"),
                                                               ("rec_char_probs", "tensor(float)")]
     logits = np.random.default_rng(1).normal(size=(3, 7, 5)).astype(np.float32)
+    logits[0, 0] = [0.5, 2.0, 2.0, -1.0, 2.0]  # equal maxima: the first one wins, as np.argmax
     ids, probs = sess.run(None, {"rec_input": logits})
     soft = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    assert soft[0, 0, 1] == soft[0, 0, 2]
     np.testing.assert_array_equal(ids, soft.argmax(axis=2))
     np.testing.assert_allclose(probs, soft.max(axis=2), rtol=1e-6)
+
+
+def test_greedy_outputs_by_reductions_need_a_fixed_class_count() -> None:
+    model = _softmax_ntc(13)
+    for value_info in (model.graph.input[0], model.graph.output[0]):
+        value_info.type.tensor_type.shape.dim[2].dim_param = "C"
+    with pytest.raises(ValueError, match="fixed class count"):
+        greedy_ctc_outputs(model, "a", "b", argmax_by_reductions=True)
 
 
 def test_greedy_outputs_refuse_a_graph_without_ntc_output() -> None:
