@@ -13,12 +13,14 @@ core count, on the same ONNX files); the two never run at the same time. Per sid
 ../shared/tools/ocr_eval.py on the predictions of the lowest level. The per-stage breakdown comes from
 Triton's statistics API (deltas around each of our levels); the network compute of the CPU runtime
 models comes from their ocr_network_compute_seconds_total counter on the metrics endpoint (time inside
-onnxruntime; Triton's compute_infer of those Python stubs also holds the stub round trip). Last, the
-same pipeline code runs in this process without the server (bench_lib/inprocess.py), which splits the
-non-model time into the pipeline's own work and what serving adds. Then the peers of the fair comparison
-(bench_lib/peers.py: other PP-OCR libraries with their own wheels' models, each in its own venv) are swept
-over layouts of processes x threads, and ours is compared with the same family's peers at their best
-(--peers, --peer-layouts). Output:
+onnxruntime; Triton's compute_infer of those Python stubs also holds the stub round trip). Then the
+peers of the fair comparison (bench_lib/peers.py: other PP-OCR libraries with their own wheels' models,
+each in its own venv) are swept over layouts of processes x threads while our server idles, and ours is
+compared with the same family's peers at their best (--peers, --peer-layouts). This machine's speed
+drifts between runs minutes apart, so ours and the fastest peer then run again in alternating rounds
+(--rounds), and the targets use the median of the rounds' ratios. Last, the same pipeline code runs in
+this process without the server (bench_lib/inprocess.py), which splits the non-model time into the
+pipeline's own work and what serving adds. Output:
 tables on stdout, all numbers in a JSON file, and optionally a PNG of throughput and latency vs
 concurrency. See docs/benchmarks.md.
 """
@@ -122,6 +124,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--peer-layouts", type=peers.parse_layouts, default=peers.parse_layouts("1x1,1x2,2x1"),
                     metavar="PxT,...", help="layouts the peers are swept over: P processes x T threads each "
                                             "(default 1x1,1x2,2x1)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="after the peer sweep, run ours (concurrency 1 and its best) and the fastest peer of "
+                         "the family (its best layouts) again, alternately, this many rounds; the targets use "
+                         "the median of the rounds' ratios, which the machine's drift between two sequential "
+                         "runs does not skew (default 2; 0: the sweep's ratios)")
     ap.add_argument("--inprocess", action=argparse.BooleanOptionalAction, default=True,
                     help="also run the server's pipeline code in this process, no server, at concurrency 1, "
                          "to split the non-model time into the pipeline's own work and what serving adds "
@@ -138,8 +145,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--instances applies to the server bench.py starts; it cannot be used with --url")
     if args.url and args.param:
         ap.error("--param applies to the server bench.py starts; it cannot change a server given by --url")
-    if args.repeat < 1 or args.warmup < 0 or args.peer_threads < 1:
-        ap.error("--repeat and --peer-threads must be >= 1, --warmup >= 0")
+    if args.repeat < 1 or args.warmup < 0 or args.peer_threads < 1 or args.rounds < 0:
+        ap.error("--repeat and --peer-threads must be >= 1, --warmup and --rounds >= 0")
     if args.max_images is not None and args.max_images < 1:
         ap.error("--max-images must be >= 1")
     try:
@@ -410,6 +417,53 @@ def sweep_peers(args: argparse.Namespace, images: list[data.BenchImage], out_bas
     return out
 
 
+def interleaved_rounds(args: argparse.Namespace, url: str, images: list[data.BenchImage], n_tasks: int,
+                       levels: list[dict[str, Any]], family: dict[str, Any], out_base: Path) -> dict[str, Any]:
+    """Ours and the family's fastest peer again, `args.rounds` times, alternating which goes first.
+
+    Each round runs ours at concurrency 1 and at its best level, and the peer in its best layout and in
+    its fastest one-process layout (one run when they are the same), so that each round gives a
+    throughput ratio and a p50 ratio measured minutes apart, not a sweep apart."""
+    best_c = max(levels, key=lambda lvl: lvl["ours"]["images_per_s"])["concurrency"]
+    name = max(family, key=lambda k: max(r["images_per_s"] for r in family[k]["sweep"]))
+    sweep = family[name]["sweep"]
+    best = max(sweep, key=lambda r: r["images_per_s"])["layout"]
+    single = max((r for r in sweep if r["processes"] == 1), key=lambda r: r["images_per_s"], default=None)
+    python = peers.ensure_venv(peers.PEERS[name], ROOT / "build" / "peers", log)
+    layouts = {str(lay): lay for lay in args.peer_layouts}
+
+    def ours(c: int) -> dict[str, Any]:
+        run = run_ours(url, images, c, n_tasks, args.timeout)
+        return metrics.level_summary(run.latencies, run.wall_s, len(run.errors))
+
+    def peer(layout: str) -> dict[str, Any]:
+        run = peers.run_layout(python, name, layouts[layout], [im.path for im in images], n_tasks, args.warmup,
+                               out_base.with_name(f"{out_base.name}.{name}.log"))
+        return metrics.level_summary(run.latencies, run.wall_s, len(run.errors))
+
+    rounds = []
+    for k in range(args.rounds):
+        row: dict[str, Any] = {}
+        for side in (("ours", "peer") if k % 2 == 0 else ("peer", "ours")):
+            if side == "ours":
+                row["ours_c1"] = ours(1)
+                row["ours_best"] = row["ours_c1"] if best_c == 1 else ours(best_c)
+            else:
+                row["peer_best"] = peer(best)
+                row["peer_single"] = (row["peer_best"] if single is None or single["layout"] == best
+                                      else peer(single["layout"]))
+        row["throughput_ratio"] = metrics.ratio(row["ours_best"]["images_per_s"], row["peer_best"]["images_per_s"])
+        row["latency_c1_ratio"] = metrics.ratio(row["ours_c1"]["p50_ms"], row["peer_single"]["p50_ms"])
+        log(f"round {k + 1}: ours c={best_c} {row['ours_best']['images_per_s']:.3f} img/s, {name} {best} "
+            f"{row['peer_best']['images_per_s']:.3f} img/s (ratio {report.fmt(row['throughput_ratio'], '.2f')}); "
+            f"p50 ours c=1 {row['ours_c1']['p50_ms']:.0f} ms, peer {row['peer_single']['p50_ms']:.0f} ms "
+            f"(ratio {report.fmt(row['latency_c1_ratio'], '.2f')})")
+        rounds.append(row)
+    return {"peer": name, "ours_concurrency": best_c, "peer_layout": best,
+            "peer_single_layout": single["layout"] if single else best, "rounds": rounds,
+            **metrics.rounds_medians(rounds)}
+
+
 def first_pass_lines(run: load.LevelRun, images: list[data.BenchImage]) -> dict[str, list[dict[str, Any]]]:
     return {images[r.index].key: r.lines for r in run.records if r.index < len(images) and r.lines is not None}
 
@@ -596,6 +650,13 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - keep the timings even when scoring fails
             result["accuracy"] = {"skipped": f"scoring failed: {exc}"}
             log(result["accuracy"]["skipped"])
+        if args.peer_names:  # the server stays up, idle, so that the rounds can run ours again
+            result["peers"] = sweep_peers(args, images, out_base, n_tasks)
+            same = {k: v for k, v in result["peers"].items() if v["family"] == family_of(args.model_set)}
+            if args.rounds and same:
+                result["rounds"] = interleaved_rounds(args, url, images, n_tasks, levels, same, out_base)
+            result["family"] = metrics.family_summary(result["levels"], result.get("accuracy", {}), same,
+                                                      result.get("rounds"))
     finally:
         if target is not None:
             target.close()
@@ -610,10 +671,6 @@ def main(argv: list[str] | None = None) -> int:
                                       args.warmup)
         ref["parity"] = inprocess.parity(ref.pop("texts"), [im.key for im in images], preds.get("ours", {}))
         result["inprocess"] = ref
-    if args.peer_names:
-        result["peers"] = sweep_peers(args, images, out_base, n_tasks)
-        same = {k: v for k, v in result["peers"].items() if v["family"] == family_of(args.model_set)}
-        result["family"] = metrics.family_summary(result["levels"], result.get("accuracy", {}), same)
     c1 = next((lvl for lvl in result["levels"] if lvl["concurrency"] == 1), None)
     result["summary"] = metrics.summarize_targets(result["levels"],
                                                   c1["breakdown"]["non_model_share"] if c1 else None)
@@ -654,6 +711,11 @@ def main(argv: list[str] | None = None) -> int:
     if "peers" in result:
         print(f"\npeers in their own venvs, swept over layouts (processes x threads), {n} images per layout:")
         print(report.sweep_table(result["peers"]))
+        if "rounds" in result:
+            r = result["rounds"]
+            print(f"\ninterleaved rounds, ours against {r['peer']} (images/s, p50 ms; each round alternates "
+                  "which side runs first):")
+            print(report.rounds_table(r))
         print(f"\n{args.model_set} against the {family_of(args.model_set)} peers (each side at its best):")
         print(report.family_table(result["family"]))
     print(f"\nJSON: {out_json}")

@@ -8,7 +8,7 @@ from typing import Any
 from .metrics import LATENCY_KEYS, ratio_dict
 from .tritonstats import CATEGORIES
 
-__all__ = ["ACCURACY_KEYS", "LEVEL_KEYS", "accuracy_table", "breakdown_table", "fmt", "level_table",
+__all__ = ["ACCURACY_KEYS", "LEVEL_KEYS", "accuracy_table", "breakdown_table", "fmt", "level_table", "rounds_table",
            "family_table", "inprocess_lines", "non_model_lines", "summary_lines", "sweep_table"]
 
 #: Figures compared per concurrency level (the ratio is ours/peer for each).
@@ -176,7 +176,12 @@ def family_table(family: Mapping[str, Any]) -> str:
         return "not measured" if met is None else ("met" if met else "NOT met")
 
     t = family["targets"]
+    source = family.get("ratios_from", "the sweep")
+    sweep_note = ("" if source == "the sweep" else
+                  f"; the sweep alone: {fmt(family.get('throughput_ratio_sweep'), '.2f')} and "
+                  f"{fmt(family.get('latency_c1_ratio_sweep'), '.2f')}")
     out += ["",
+            f"  ratios from {source}{sweep_note}",
             f"  throughput vs the fastest peer ({family.get('fastest_peer')}): ratio "
             f"{fmt(family.get('throughput_ratio'), '.2f')} [target >= {t['throughput_ratio']['value']}: "
             f"{verdict(family.get('throughput_met'))}]",
@@ -185,4 +190,20 @@ def family_table(family: Mapping[str, Any]) -> str:
             f"{verdict(family.get('latency_met'))}]",
             f"  E2E H-mean >= every peer: {verdict(family.get('e2e_at_least_every_peer'))}; "
             f"1-NED >= every peer: {verdict(family.get('ned_at_least_every_peer'))}"]
+    return "\n".join(out)
+
+
+def rounds_table(rounds: Mapping[str, Any]) -> str:
+    """The interleaved rounds: per round, each side's throughput and p50 and the two ratios."""
+    c, best, single = rounds["ours_concurrency"], rounds["peer_layout"], rounds["peer_single_layout"]
+    head = (f"{'round':>5} {'ours c=' + str(c):>12} {'peer ' + best:>12} {'ratio':>6} "
+            f"{'ours c=1 p50':>13} {'peer ' + single + ' p50':>14} {'ratio':>6}")
+    out = [head, "-" * len(head)]
+    for k, r in enumerate(rounds["rounds"], 1):
+        out.append(f"{k:>5} {fmt(r['ours_best']['images_per_s'], '.3f', 12)} "
+                   f"{fmt(r['peer_best']['images_per_s'], '.3f', 12)} {fmt(r['throughput_ratio'], '.2f', 6)} "
+                   f"{fmt(r['ours_c1']['p50_ms'], '.1f', 13)} {fmt(r['peer_single']['p50_ms'], '.1f', 14)} "
+                   f"{fmt(r['latency_c1_ratio'], '.2f', 6)}")
+    out.append(f"{'median':>5} {'':>12} {'':>12} {fmt(rounds['throughput_ratio'], '.2f', 6)} {'':>13} {'':>14} "
+               f"{fmt(rounds['latency_c1_ratio'], '.2f', 6)}")
     return "\n".join(out)

