@@ -423,7 +423,9 @@ def interleaved_rounds(args: argparse.Namespace, url: str, images: list[data.Ben
 
     Each round runs ours at concurrency 1 and at its best level, and the peer in its best layout and in
     its fastest one-process layout (one run when they are the same), so that each round gives a
-    throughput ratio and a p50 ratio measured minutes apart, not a sweep apart."""
+    throughput ratio and a p50 ratio measured minutes apart, not a sweep apart. Both sides run warm: our
+    server has served every image in the levels before, and each peer worker serves every image once
+    before its clock starts (OpenVINO and onnxruntime are slower on an input shape they have not seen)."""
     best_c = max(levels, key=lambda lvl: lvl["ours"]["images_per_s"])["concurrency"]
     name = max(family, key=lambda k: max(r["images_per_s"] for r in family[k]["sweep"]))
     sweep = family[name]["sweep"]
@@ -437,7 +439,7 @@ def interleaved_rounds(args: argparse.Namespace, url: str, images: list[data.Ben
         return metrics.level_summary(run.latencies, run.wall_s, len(run.errors))
 
     def peer(layout: str) -> dict[str, Any]:
-        run = peers.run_layout(python, name, layouts[layout], [im.path for im in images], n_tasks, args.warmup,
+        run = peers.run_layout(python, name, layouts[layout], [im.path for im in images], n_tasks, len(images),
                                out_base.with_name(f"{out_base.name}.{name}.log"))
         return metrics.level_summary(run.latencies, run.wall_s, len(run.errors))
 

