@@ -21,11 +21,11 @@ import numpy as np
 
 from ppocr_steps.onnx_runtime import RuntimeModel, load_runtime_model
 from ppocr_steps.orientation import classify_angles
-from ppocr_steps.pipeline import postprocess_detection, preprocess, recognize
+from ppocr_steps.pipeline import OcrLines, postprocess_detection, preprocess, recognize
 from ppocr_steps.recognize import load_dictionary
 from ppocr_steps.settings import PipelineSettings, defaults_from_parameters, pipeline_settings_from_parameters
 
-__all__ = ["parity", "run_inprocess", "served_settings"]
+__all__ = ["Pipeline", "parity", "run_inprocess", "served_settings"]
 
 #: The Python steps whose config parameters hold the pipeline settings, and the runtime models.
 STEPS = ("det_preprocess", "det_postprocess", "rec_pipeline")
@@ -60,6 +60,34 @@ class _TimedModel:
             self.calls += 1
 
 
+class Pipeline:
+    """The served pipeline of an assembled CPU repository, in this process: `run(blob, timings)` reads
+    one image as the server would; `nets` time each network's calls."""
+
+    def __init__(self, repository: Path, model_configs: Mapping[str, Mapping[str, Any]]) -> None:
+        self.settings, self.defaults = served_settings(model_configs)
+        self.nets = {k: _TimedModel(load_runtime_model(str(repository / name / "1"), _parameters(model_configs, name)))
+                     for k, name in RUNTIME.items()}
+        dictionary = _parameters(model_configs, "rec_pipeline")["dictionary"]
+        self.labels = load_dictionary(str(repository / "rec_pipeline" / "1" / dictionary))
+        pre_params = _parameters(model_configs, "det_preprocess")
+        self.angles = (repository / "det_preprocess" / "1" / pre_params["ori_labels"]).read_text().split()
+
+    def _classify(self, images: list[np.ndarray]) -> list[int]:
+        return classify_angles(images, self.nets["ori"], self.angles)
+
+    def run(self, blob: bytes, timings: dict[str, float] | None = None) -> OcrLines:
+        s, nets = self.settings, self.nets
+        pre = preprocess([blob], {}, self.defaults, s, timings, self._classify)
+        boxes, _, index = postprocess_detection(nets["det"](pre.det_input), pre.image_info, pre.params, s, timings)
+        return recognize(pre.images, pre.image_info, boxes, index, pre.params, s, self.labels, nets["cls"],
+                         nets["rec"], timings)
+
+    def reset_timers(self) -> None:
+        for net in self.nets.values():
+            net.seconds, net.calls = 0.0, 0
+
+
 def run_inprocess(repository: Path, model_configs: Mapping[str, Mapping[str, Any]], blobs: Sequence[bytes],
                   warmup: int = 2) -> dict[str, Any]:
     """Run the pipeline over `blobs` (one image per call) with the models of an assembled CPU repository.
@@ -68,28 +96,15 @@ def run_inprocess(repository: Path, model_configs: Mapping[str, Mapping[str, Any
     (`non_model_ms_per_image`, its share of the wall time) and that rest by stage (`work_ms_per_image`).
     Also the recognised texts per image, for a parity check against the server's output.
     """
-    s, defaults = served_settings(model_configs)
-    nets = {k: _TimedModel(load_runtime_model(str(repository / name / "1"), _parameters(model_configs, name)))
-            for k, name in RUNTIME.items()}
-    dictionary = _parameters(model_configs, "rec_pipeline")["dictionary"]
-    labels = load_dictionary(str(repository / "rec_pipeline" / "1" / dictionary))
-    pre_params = _parameters(model_configs, "det_preprocess")
-    angles = (repository / "det_preprocess" / "1" / pre_params["ori_labels"]).read_text().split()
-
-    def classify(images: list[np.ndarray]) -> list[int]:
-        return classify_angles(images, nets["ori"], angles)
+    pipeline = Pipeline(repository, model_configs)
+    nets = pipeline.nets
 
     def one(blob: bytes, timings: dict[str, float] | None) -> list[str]:
-        pre = preprocess([blob], {}, defaults, s, timings, classify)
-        boxes, _, index = postprocess_detection(nets["det"](pre.det_input), pre.image_info, pre.params, s, timings)
-        lines = recognize(pre.images, pre.image_info, boxes, index, pre.params, s, labels, nets["cls"],
-                          nets["rec"], timings)
-        return lines.texts
+        return pipeline.run(blob, timings).texts
 
     for blob in blobs[:warmup]:
         one(blob, None)
-    for net in nets.values():
-        net.seconds, net.calls = 0.0, 0
+    pipeline.reset_timers()
     timings: dict[str, float] = {}
     texts = []
     t0 = time.perf_counter()

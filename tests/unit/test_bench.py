@@ -549,3 +549,30 @@ def test_inprocess_reference_reads_a_page_with_the_served_files(tmp_path, models
     assert {"decode", "det_preprocess", "det_postprocess", "crop", "cls", "ctc"} <= set(ref["work_ms_per_image"])
     assert "rec" not in ref["work_ms_per_image"]  # the recogniser's calls are network time
     assert 0 < sum(ref["work_ms_per_image"].values()) <= ref["non_model_ms_per_image"] * 1.01
+
+
+def test_ab_inprocess_runs_two_repositories_side_by_side(tmp_path, models_dir, render_lines):
+    """scripts/ab_inprocess.py: both repositories read every image, alternately; B/A and the texts are reported."""
+    import ab_inprocess
+    import cv2
+    from ocr_server.assemble import assemble
+
+    if not (models_dir / "v4" / "rec.openvino.onnx").exists():
+        pytest.skip("build/models/v4 not fetched (ocr-fetch-models)")
+    a = assemble("cpu", "v4", tmp_path / "a", {}, models_dir, tmp_path / "engines")
+    b = assemble("cpu", "v4", tmp_path / "b", {"rec_pipeline": {"rec_width_multiple": "32"}}, models_dir,
+                 tmp_path / "engines")
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for k, text in enumerate(["Hello World 2024", "Invoice total 42.50"]):
+        cv2.imwrite(str(pages / f"p{k}.png"), render_lines([text], (400, 900)))
+    out = tmp_path / "out"
+    assert ab_inprocess.main([str(a), str(b), "--images", str(pages), "--passes", "2", "--out", str(out),
+                              "--scorer", str(tmp_path / "no_scorer.py")]) == 0
+    result = json.loads((out / "ab.json").read_text())
+    assert (result["images"], result["passes"], result["calls"]) == (2, 2, 4)
+    assert result["same_texts"] == 4 and len(result["b_over_a_per_pass"]) == 2 and result["b_over_a"] > 0
+    assert set(result["network_ms_per_image"]["B"]) == {"det", "cls", "rec", "ori"}
+    assert "accuracy" not in result  # no scorer, no labels
+    with pytest.raises(SystemExit, match="no config.pbtxt"):
+        ab_inprocess.load(tmp_path / "pages")
