@@ -6,10 +6,11 @@
     .venv/bin/python scripts/eval_models.py --variant ort=v6,*.runtime=onnxruntime --variant ov=v6 --max-images 30
 
 A variant is NAME=SET[,MODEL.KEY=VALUE...]: a CPU repository assembled for SET with those config
-parameter overrides (`*.KEY` sets KEY of det_model, cls_model and rec_model). Every image runs through
-every variant in turn (interleaved, so that other load on the machine touches all variants alike),
-with the server's own pipeline code (scripts/bench_lib/inprocess.py: the same ppocr_steps functions,
-networks and settings as the served models, without Triton). Per variant: accuracy from
+parameter overrides (`*.KEY` sets KEY of det_model, cls_model and rec_model), or NAME=@DIR: a CPU
+repository assembled beforehand (`ocr-assemble --target cpu --out DIR`), e.g. to compare model files.
+Every image runs through every variant in turn (interleaved, so that other load on the machine touches
+all variants alike), with the server's own pipeline code (scripts/bench_lib/inprocess.py: the same
+ppocr_steps functions, networks and settings as the served models, without Triton). Per variant: accuracy from
 ../shared/tools/ocr_eval.py (det H-mean, E2E H-mean, 1-NED), the median and mean wall time per image
 and the median of per-image time ratios to the first variant, the same for the process's CPU time
 (what bounds throughput on a saturated machine, and much less moved by other load); also the first
@@ -30,24 +31,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 from bench_lib import data  # noqa: E402
-from bench_lib.inprocess import RUNTIME, served_settings  # noqa: E402
+from bench_lib.inprocess import RUNTIME, Pipeline  # noqa: E402
+from ocr_server import pbtxt  # noqa: E402
 from ocr_server.assemble import assemble  # noqa: E402
 
-from ppocr_steps.onnx_runtime import load_runtime_model  # noqa: E402
-from ppocr_steps.orientation import classify_angles  # noqa: E402
-from ppocr_steps.pipeline import postprocess_detection, preprocess, recognize  # noqa: E402
-from ppocr_steps.recognize import load_dictionary  # noqa: E402
-
 SHARED = Path(os.environ.get("OCR_SHARED_DIR", ROOT.parent / "shared"))
-
-
-def read_parameters(config: Path) -> dict[str, Any]:
-    """A config.pbtxt as the dict a GET of the model config gives (only `parameters` is used)."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
-    msg = text_format.Parse(config.read_text(), model_config_pb2.ModelConfig())
-    return {"parameters": {k: v.string_value for k, v in msg.parameters.items()}}
 
 
 class _ShapeTimed:
@@ -70,29 +58,24 @@ class _ShapeTimed:
 
 class Variant:
     def __init__(self, name: str, model_set: str, overrides: dict[str, dict[str, str]], out: Path) -> None:
-        repo = assemble("cpu", model_set, out / "repos" / name, overrides, ROOT / "build" / "models",
-                        ROOT / "build" / "engines")
-        configs = {p.parent.name: read_parameters(p) for p in repo.glob("*/config.pbtxt")}
+        if model_set.startswith("@"):  # a repository assembled beforehand, e.g. with other model files
+            repo = Path(model_set[1:])
+        else:
+            repo = assemble("cpu", model_set, out / "repos" / name, overrides, ROOT / "build" / "models",
+                            ROOT / "build" / "engines")
+        configs = {m: {"parameters": pbtxt.parameters(c)} for m, c in pbtxt.load_repository(repo).items()}
+        if not configs:
+            raise SystemExit(f"variant {name}: no config.pbtxt in {repo} (assemble one with ocr-assemble --target cpu)")
         self.name, self.model_set = name, model_set
-        self.settings, self.defaults = served_settings(configs)
-        self.nets = {k: _ShapeTimed(load_runtime_model(str(repo / m / "1"), configs[m]["parameters"]))
-                     for k, m in RUNTIME.items()}
-        dictionary = configs["rec_pipeline"]["parameters"]["dictionary"]
-        self.labels = load_dictionary(str(repo / "rec_pipeline" / "1" / dictionary))
-        ori_labels = configs["det_preprocess"]["parameters"]["ori_labels"]
-        self.angles = (repo / "det_preprocess" / "1" / ori_labels).read_text().split()
+        self.pipeline = Pipeline(repo, configs, _ShapeTimed)
+        self.nets = self.pipeline.nets
         self.times: list[float] = []
         self.cpu_times: list[float] = []  # CPU seconds of this process (all threads): contention hardly moves it
         self.predictions: dict[str, list[dict[str, Any]]] = {}
 
     def run(self, key: str, blob: bytes) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
-        pre = preprocess([blob], {}, self.defaults, self.settings, None,
-                         lambda images: classify_angles(images, self.nets["ori"], self.angles))
-        boxes, _, index = postprocess_detection(self.nets["det"](pre.det_input), pre.image_info, pre.params,
-                                                self.settings, None)
-        lines = recognize(pre.images, pre.image_info, boxes, index, pre.params, self.settings, self.labels,
-                          self.nets["cls"], self.nets["rec"], None)
+        lines = self.pipeline.run(blob)
         self.times.append(time.perf_counter() - t0)
         self.cpu_times.append(time.process_time() - c0)
         self.predictions[key] = [{"poly": p.tolist(), "text": t, "score": float(s)}
@@ -102,6 +85,8 @@ class Variant:
 def parse_variant(text: str) -> tuple[str, str, dict[str, dict[str, str]]]:
     name, _, spec = text.partition("=")
     model_set, *items = spec.split(",")
+    if model_set.startswith("@") and items:
+        raise SystemExit(f"variant {name}: an assembled repository (@DIR) takes no overrides; assemble them in")
     overrides: dict[str, dict[str, str]] = {}
     for item in items:
         dotted, _, value = item.partition("=")
@@ -113,7 +98,7 @@ def parse_variant(text: str) -> tuple[str, str, dict[str, dict[str, str]]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", action="append", required=True, metavar="NAME=SET[,MODEL.KEY=VALUE...]")
+    ap.add_argument("--variant", action="append", required=True, metavar="NAME=SET[,MODEL.KEY=VALUE...] | NAME=@DIR")
     ap.add_argument("--images", type=Path, default=SHARED / "evaldata")
     ap.add_argument("--max-images", type=int)
     ap.add_argument("--shard", default="0/1", metavar="K/N",

@@ -13,7 +13,7 @@ previous one's inference), so the work measured here is an upper bound of the se
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +62,12 @@ class _TimedModel:
 
 class Pipeline:
     """The served pipeline of an assembled CPU repository, in this process: `run(blob, timings)` reads
-    one image as the server would; `nets` time each network's calls."""
+    one image as the server would; `nets` are the networks wrapped by `timer`, which times their calls."""
 
-    def __init__(self, repository: Path, model_configs: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(self, repository: Path, model_configs: Mapping[str, Mapping[str, Any]],
+                 timer: Callable[[RuntimeModel], Any] = _TimedModel) -> None:
         self.settings, self.defaults = served_settings(model_configs)
-        self.nets = {k: _TimedModel(load_runtime_model(str(repository / name / "1"), _parameters(model_configs, name)))
+        self.nets = {k: timer(load_runtime_model(str(repository / name / "1"), _parameters(model_configs, name)))
                      for k, name in RUNTIME.items()}
         dictionary = _parameters(model_configs, "rec_pipeline")["dictionary"]
         self.labels = load_dictionary(str(repository / "rec_pipeline" / "1" / dictionary))

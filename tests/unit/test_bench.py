@@ -551,10 +551,10 @@ def test_inprocess_reference_reads_a_page_with_the_served_files(tmp_path, models
     assert 0 < sum(ref["work_ms_per_image"].values()) <= ref["non_model_ms_per_image"] * 1.01
 
 
-def test_ab_inprocess_runs_two_repositories_side_by_side(tmp_path, models_dir, render_lines):
-    """scripts/ab_inprocess.py: both repositories read every image, alternately; B/A and the texts are reported."""
-    import ab_inprocess
+def test_eval_models_compares_assembled_repositories(tmp_path, models_dir, render_lines):
+    """scripts/eval_models.py with NAME=@DIR variants: every image through both repositories, one row each."""
     import cv2
+    import eval_models
     from ocr_server.assemble import assemble
 
     if not (models_dir / "v4" / "rec.openvino.onnx").exists():
@@ -567,12 +567,15 @@ def test_ab_inprocess_runs_two_repositories_side_by_side(tmp_path, models_dir, r
     for k, text in enumerate(["Hello World 2024", "Invoice total 42.50"]):
         cv2.imwrite(str(pages / f"p{k}.png"), render_lines([text], (400, 900)))
     out = tmp_path / "out"
-    assert ab_inprocess.main([str(a), str(b), "--images", str(pages), "--passes", "2", "--out", str(out),
-                              "--scorer", str(tmp_path / "no_scorer.py")]) == 0
-    result = json.loads((out / "ab.json").read_text())
-    assert (result["images"], result["passes"], result["calls"]) == (2, 2, 4)
-    assert result["same_texts"] == 4 and len(result["b_over_a_per_pass"]) == 2 and result["b_over_a"] > 0
-    assert set(result["network_ms_per_image"]["B"]) == {"det", "cls", "rec", "ori"}
-    assert "accuracy" not in result  # no scorer, no labels
+    assert eval_models.main(["--variant", f"a=@{a}", "--variant", f"b=@{b}", "--images", str(pages),
+                             "--warmup", "0", "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["variant"] for r in rows] == ["a", "b"] and rows[0]["median_time_ratio"] == 1.0
+    assert rows[1]["median_time_ratio"] > 0
+    texts = [[[ln["text"] for ln in json.loads(row)["lines"]] for row in (out / f"{v}.jsonl").read_text().splitlines()]
+             for v in ("a", "b")]
+    assert texts[0] == texts[1] == [["Hello World 2024"], ["Invoice total 42.50"]]  # both read both pages
+    with pytest.raises(SystemExit, match="takes no overrides"):
+        eval_models.parse_variant(f"c=@{a},rec_model.runtime=onnxruntime")
     with pytest.raises(SystemExit, match="no config.pbtxt"):
-        ab_inprocess.load(tmp_path / "pages")
+        eval_models.Variant("d", f"@{pages}", {}, out)
