@@ -427,10 +427,12 @@ def interleaved_rounds(args: argparse.Namespace, url: str, images: list[data.Ben
     server has served every image in the levels before, and each peer worker serves every image once
     before its clock starts (OpenVINO and onnxruntime are slower on an input shape they have not seen)."""
     best_c = max(levels, key=lambda lvl: lvl["ours"]["images_per_s"])["concurrency"]
-    name = max(family, key=lambda k: max(r["images_per_s"] for r in family[k]["sweep"]))
-    sweep = family[name]["sweep"]
-    best = max(sweep, key=lambda r: r["images_per_s"])["layout"]
-    single = max((r for r in sweep if r["processes"] == 1), key=lambda r: r["images_per_s"], default=None)
+    fastest = {k: metrics.best_layouts(v["sweep"]) for k, v in family.items()}
+    name = max(fastest, key=lambda k: (fastest[k][0] or {}).get("images_per_s") or 0.0)
+    best_row, single = fastest[name]
+    if best_row is None:
+        raise ValueError(f"peer {name}: no layout was measured")
+    best = best_row["layout"]
     python = peers.ensure_venv(peers.PEERS[name], ROOT / "build" / "peers", log)
     layouts = {str(lay): lay for lay in args.peer_layouts}
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["FAMILY_TARGETS", "LATENCY_KEYS", "TARGETS", "family_summary", "latency_summary", "level_summary",
-           "percentile", "ratio", "ratio_dict", "rounds_medians", "summarize_targets"]
+           "percentile", "ratio", "ratio_dict", "rounds_medians", "summarize_targets", "best_layouts"]
 
 #: Latency figures reported per side and level, in milliseconds.
 LATENCY_KEYS: tuple[str, ...] = ("p50_ms", "p90_ms", "p99_ms")
@@ -128,13 +129,19 @@ FAMILY_TARGETS: dict[str, dict[str, Any]] = {
 def rounds_medians(rounds: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
     """The median over the interleaved rounds of each round's throughput and p50 ratio (None if none)."""
     def median(key: str) -> float | None:
-        values = sorted(float(r[key]) for r in rounds if r.get(key) is not None)
-        if not values:
-            return None
-        mid = len(values) // 2
-        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+        values = [float(r[key]) for r in rounds if r.get(key) is not None]
+        return statistics.median(values) if values else None
 
     return {"throughput_ratio": median("throughput_ratio"), "latency_c1_ratio": median("latency_c1_ratio")}
+
+
+def best_layouts(sweep: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """A peer's sweep rows with the most images/s: overall, and among its one-process layouts (the one
+    whose p50 is the peer's latency with one image in flight)."""
+    def fastest(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+        return max(rows, key=lambda r: r.get("images_per_s") or 0.0, default=None)
+
+    return fastest(sweep), fastest([r for r in sweep if r.get("processes") == 1])
 
 
 def family_summary(levels: Sequence[Mapping[str, Any]], accuracy: Mapping[str, Any],
@@ -152,9 +159,7 @@ def family_summary(levels: Sequence[Mapping[str, Any]], accuracy: Mapping[str, A
     rows: list[dict[str, Any]] = []
     for name, p in peers.items():
         sweep = p.get("sweep") or []
-        best = max(sweep, key=lambda r: r.get("images_per_s") or 0.0, default=None)
-        single = [r for r in sweep if r.get("processes") == 1]
-        fastest_single = max(single, key=lambda r: r.get("images_per_s") or 0.0, default=None)
+        best, fastest_single = best_layouts(sweep)
         acc = p.get("accuracy") or {}
         rows.append({"peer": name, "best_layout": (best or {}).get("layout"),
                      "images_per_s": (best or {}).get("images_per_s"),
