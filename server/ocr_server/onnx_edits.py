@@ -31,6 +31,13 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
   differs (the recogniser's arg-max is identical; docs/benchmarks.md). OpenVINO fuses the
   exporter's affines and hardswish into the Convs itself and runs the folded graph slower, so the copy
   of each graph served to OpenVINO is written without this edit.
+* detector, OpenVINO copy (`convtranspose_as_depth_to_space`): the DB head upsamples with two
+  ConvTranspose layers of kernel = stride = 2, the last one to a single channel. OpenVINO's CPU plugin
+  runs those in f32, and the one-channel map and the element-wise ops after it (sigmoid, the UINT8
+  output) in a 16-channel blocked layout, 16 times the work. A ConvTranspose whose kernel equals
+  its stride writes each input pixel to its own k x k output block, so it is a 1x1 Conv to k*k*C
+  channels followed by DepthToSpace(k); the element-wise ops after it run before the DepthToSpace
+  (per-channel constants repeated per block), on a dense k*k-channel tensor. Exact algebra.
 
 Each edit checks the graph it is given and refuses one that does not have the expected shape.
 """
@@ -39,10 +46,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = ["uint8_image_input", "uint8_prob_map_output", "greedy_ctc_outputs", "fuse_affine_activations",
-           "EDITS_VERSION"]
+           "convtranspose_as_depth_to_space", "EDITS_VERSION"]
 
 # Bump when an edit changes: fetch_models.py regenerates model sets stamped with another version.
-EDITS_VERSION = 6
+EDITS_VERSION = 7
 
 
 def _single_input(graph):  # noqa: ANN001, ANN202 - onnx protobuf types
@@ -364,5 +371,115 @@ def fuse_affine_activations(model):  # noqa: ANN001, ANN201
         while rewrite(graph):
             n += 1
         counts[name] = n
+    _drop_unused_constants(graph)
+    return model, counts
+
+
+# --------------------------------------------------------------------- convtranspose_as_depth_to_space
+#: Element-wise ops a DepthToSpace can be moved behind: unary, or with constant (scalar/per-channel) operands.
+_UNARY = ("Relu", "Sigmoid", "HardSigmoid", "Tanh", "Clip", "Cast")
+_BINARY = ("Add", "Mul", "Sub", "Div")
+
+
+def _attrs(node) -> dict:  # noqa: ANN001
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _convtranspose_as_conv(graph) -> bool:  # noqa: ANN001
+    """ConvTranspose, kernel = stride = k, no padding/groups/dilation => Conv1x1 to k*k*C + DepthToSpace(k)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    g = _Graph(graph)
+    for node in graph.node:
+        if node.op_type != "ConvTranspose" or node.input[1] not in g.consts:
+            continue
+        w = g.consts[node.input[1]]  # [C_in, C_out, k, k]
+        a = _attrs(node)
+        k = list(a.get("kernel_shape", w.shape[2:]))
+        if w.ndim != 4 or len(k) != 2 or k[0] != k[1] or list(a.get("strides", [1, 1])) != k \
+                or a.get("group", 1) != 1 or any(a.get("pads", [])) or any(a.get("output_padding", [])) \
+                or any(d != 1 for d in a.get("dilations", [])) or "output_shape" in a \
+                or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID") or len(node.input) > 2 and node.input[2] \
+                and node.input[2] not in g.consts:
+            continue
+        block, (c_in, c_out) = k[0], w.shape[:2]
+        # DepthToSpace "DCR": input channel (a * k + b) * C_out + c is output pixel (a, b) of channel c
+        weight = w.transpose(2, 3, 1, 0).reshape(block * block * c_out, c_in, 1, 1)
+        bias = g.consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(c_out, w.dtype)
+        out = node.output[0]
+        names = (f"{out}_as_conv_w", f"{out}_as_conv_b", f"{out}_blocks")
+        graph.initializer.extend([numpy_helper.from_array(weight.astype(np.float32), names[0]),
+                                  numpy_helper.from_array(np.tile(bias, block * block).astype(np.float32), names[1])])
+        at = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(at, helper.make_node("Conv", [node.input[0], names[0], names[1]], [names[2]],
+                                               kernel_shape=[1, 1], name=f"{out}_as_conv"))
+        graph.node.insert(at + 1, helper.make_node("DepthToSpace", [names[2]], [out], blocksize=block, mode="DCR",
+                                                   name=f"{out}_depth_to_space"))
+        return True
+    return False
+
+
+def _before_depth_to_space(g: _Graph, op, block: int) -> list[str] | None:  # noqa: ANN001
+    """The inputs `op` (the only user of a DCR DepthToSpace's output x) takes when run on the
+    DepthToSpace's input instead, or None if it is not element-wise in a way that allows it."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    x = op.input[0]
+    if op.op_type in _UNARY:
+        return [x, *op.input[1:]] if all(i in g.consts or not i for i in op.input[1:]) else None
+    if op.op_type not in _BINARY or len(op.input) != 2 or op.input[1] not in g.consts:
+        return None
+    value = g.consts[op.input[1]]
+    if value.size == 1:
+        return list(op.input)
+    if value.ndim == 4 and value.shape[0] == value.shape[2] == value.shape[3] == 1:  # per channel
+        tiled = f"{op.input[1]}_per_block{block}"
+        if tiled not in g.consts:
+            g.graph.initializer.append(numpy_helper.from_array(np.tile(value, (1, block * block, 1, 1)), tiled))
+        return [x, tiled]
+    return None
+
+
+def _sink_depth_to_space(graph) -> bool:  # noqa: ANN001
+    """DepthToSpace -> element-wise op (its only user) => the op, then the DepthToSpace."""
+    g = _Graph(graph)
+    for d2s in graph.node:
+        a = _attrs(d2s)
+        if d2s.op_type != "DepthToSpace" or a.get("mode", b"DCR") != b"DCR":
+            continue
+        op = g.only_user(d2s.output[0])
+        if op is None or op.input[0] != d2s.output[0]:
+            continue
+        inputs = _before_depth_to_space(g, op, a["blocksize"])
+        if inputs is None:
+            continue
+        out, moved = op.output[0], f"{op.output[0]}_blocks"
+        op.input[:] = [d2s.input[0], *inputs[1:]]
+        op.output[:] = [moved]
+        d2s.input[:] = [moved]
+        d2s.output[:] = [out]
+        graph.node.remove(d2s)
+        graph.node.insert(list(graph.node).index(op) + 1, d2s)
+        return True
+    return False
+
+
+def convtranspose_as_depth_to_space(model):  # noqa: ANN001, ANN201
+    """Write each ConvTranspose whose kernel equals its stride as a 1x1 Conv + DepthToSpace and run the
+    element-wise ops after it before the DepthToSpace (see the module docstring).
+
+    Returns (model, counts): the ConvTransposes rewritten and the ops moved (0 and 0 for a graph
+    without the pattern, which is left as it was)."""
+    graph = model.graph
+    counts = {"convtranspose": 0, "elementwise_before_depth_to_space": 0}
+    while _convtranspose_as_conv(graph):
+        counts["convtranspose"] += 1
+    while _sink_depth_to_space(graph):
+        counts["elementwise_before_depth_to_space"] += 1
     _drop_unused_constants(graph)
     return model, counts

@@ -13,7 +13,13 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-from ocr_server.onnx_edits import fuse_affine_activations, greedy_ctc_outputs, uint8_image_input, uint8_prob_map_output  # noqa: E402
+from ocr_server.onnx_edits import (  # noqa: E402
+    convtranspose_as_depth_to_space,
+    fuse_affine_activations,
+    greedy_ctc_outputs,
+    uint8_image_input,
+    uint8_prob_map_output,
+)
 from ocr_server.paths import MODEL_MANIFEST  # noqa: E402
 
 from ppocr_steps.onnx_runtime import OrtModel, OvModel  # noqa: E402
@@ -235,3 +241,67 @@ def test_fuse_leaves_a_graph_without_the_patterns_unchanged() -> None:
     before = model.SerializeToString()
     model, counts = fuse_affine_activations(model)
     assert not any(counts.values()) and model.SerializeToString() == before
+
+
+# ----------------------------------------------------------------- convtranspose_as_depth_to_space
+def _db_head(kernel: int = 2, stride: int = 2, pads: int = 0):
+    """The DB head's upsampling: ConvTranspose(4->3) + per-channel bias + Relu, ConvTranspose(3->1) +
+    bias, sigmoid and the UINT8 map (uint8_prob_map_output)."""
+    rng = np.random.default_rng(7)
+    inits = [onnx.numpy_helper.from_array(v.astype(np.float32), n) for n, v in (
+        ("w1", rng.normal(size=(4, 3, kernel, kernel))), ("b1", rng.normal(size=(1, 3, 1, 1))),
+        ("w2", rng.normal(size=(3, 1, kernel, kernel))), ("b2", rng.normal(size=(1, 1, 1, 1))))]
+    nodes = [
+        helper.make_node("ConvTranspose", ["x", "w1"], ["up1"], kernel_shape=[kernel] * 2, strides=[stride] * 2,
+                         pads=[pads] * 4),
+        helper.make_node("Add", ["up1", "b1"], ["up1b"]),
+        helper.make_node("Relu", ["up1b"], ["act"]),
+        helper.make_node("ConvTranspose", ["act", "w2"], ["up2"], kernel_shape=[kernel] * 2, strides=[stride] * 2,
+                         pads=[pads] * 4),
+        helper.make_node("Add", ["up2", "b2"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["prob_map"]),
+    ]
+    graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 7])],
+                              [helper.make_tensor_value_info("prob_map", TensorProto.FLOAT, [1, 1, None, None])],
+                              initializer=inits)
+    return uint8_prob_map_output(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], ir_version=8))
+
+
+def _run_head(model) -> np.ndarray:
+    x = np.random.default_rng(8).normal(size=(1, 4, 5, 7)).astype(np.float32)
+    return _session(model).run(["prob_map"], {"x": x})[0]
+
+
+def test_convtranspose_becomes_conv_and_depth_to_space_after_the_elementwise_ops() -> None:
+    ref = _run_head(_db_head())
+    model, counts = convtranspose_as_depth_to_space(_db_head())
+    assert counts == {"convtranspose": 2, "elementwise_before_depth_to_space": 8}
+    ops = [n.op_type for n in model.graph.node]
+    assert "ConvTranspose" not in ops and ops.count("DepthToSpace") == 2
+    # everything after the last Conv, the UINT8 cast included, runs before its DepthToSpace
+    assert ops[ops.index("Conv", ops.index("DepthToSpace")):] == ["Conv", "Add", "Sigmoid", "Mul", "Add", "Clip",
+                                                                  "Cast", "DepthToSpace"]
+    out = _run_head(model)
+    assert out.shape == ref.shape == (1, 1, 20, 28) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1  # float rounding only, at the 0.5 boundary
+
+
+@pytest.mark.parametrize(("kernel", "stride", "pads"), [(3, 2, 0), (2, 2, 1), (2, 1, 0)])
+def test_convtranspose_with_overlapping_or_padded_blocks_is_left_as_it_is(kernel: int, stride: int,
+                                                                          pads: int) -> None:
+    before = _db_head(kernel, stride, pads).SerializeToString()
+    model, counts = convtranspose_as_depth_to_space(_db_head(kernel, stride, pads))
+    assert not any(counts.values()) and model.SerializeToString() == before
+
+
+def test_depth_to_space_stays_before_an_op_that_mixes_channels() -> None:
+    model = _db_head()
+    model.graph.node.insert(2, helper.make_node("Softmax", ["up1b"], ["mixed"], axis=1))
+    model.graph.node[3].input[0] = "mixed"  # Relu reads a softmax across the channels
+    ref = _run_head(model)
+    model, counts = convtranspose_as_depth_to_space(model)
+    assert counts["convtranspose"] == 2
+    ops = [n.op_type for n in model.graph.node]
+    first = ops.index("DepthToSpace")
+    assert ops[first - 2:first + 2] == ["Conv", "Add", "DepthToSpace", "Softmax"]  # the bias moved, not the softmax
+    assert np.abs(_run_head(model).astype(int) - ref.astype(int)).max() <= 1
