@@ -423,25 +423,26 @@ def _convtranspose_as_conv(graph) -> bool:  # noqa: ANN001
     return False
 
 
-def _before_depth_to_space(g: _Graph, op, block: int) -> list[str] | None:  # noqa: ANN001
-    """The inputs `op` (the only user of a DCR DepthToSpace's output x) takes when run on the
-    DepthToSpace's input instead, or None if it is not element-wise in a way that allows it."""
+def _constants_before_depth_to_space(g: _Graph, op, block: int) -> list[str] | None:  # noqa: ANN001
+    """The constant inputs (after the first) that `op`, the only user of a DCR DepthToSpace's output,
+    takes when it runs on the DepthToSpace's input instead; None if it is not element-wise in a way
+    that allows it."""
     import numpy as np
     from onnx import numpy_helper
 
-    x = op.input[0]
+    constants = list(op.input[1:])
     if op.op_type in _UNARY:
-        return [x, *op.input[1:]] if all(i in g.consts or not i for i in op.input[1:]) else None
-    if op.op_type not in _BINARY or len(op.input) != 2 or op.input[1] not in g.consts:
+        return constants if all(i in g.consts or not i for i in constants) else None
+    if op.op_type not in _BINARY or len(constants) != 1 or constants[0] not in g.consts:
         return None
-    value = g.consts[op.input[1]]
+    value = g.consts[constants[0]]
     if value.size == 1:
-        return list(op.input)
+        return constants
     if value.ndim == 4 and value.shape[0] == value.shape[2] == value.shape[3] == 1:  # per channel
-        tiled = f"{op.input[1]}_per_block{block}"
+        tiled = f"{constants[0]}_per_block{block}"
         if tiled not in g.consts:
             g.graph.initializer.append(numpy_helper.from_array(np.tile(value, (1, block * block, 1, 1)), tiled))
-        return [x, tiled]
+        return [tiled]
     return None
 
 
@@ -449,17 +450,17 @@ def _sink_depth_to_space(graph) -> bool:  # noqa: ANN001
     """DepthToSpace -> element-wise op (its only user) => the op, then the DepthToSpace."""
     g = _Graph(graph)
     for d2s in graph.node:
+        if d2s.op_type != "DepthToSpace":
+            continue
         a = _attrs(d2s)
-        if d2s.op_type != "DepthToSpace" or a.get("mode", b"DCR") != b"DCR":
-            continue
         op = g.only_user(d2s.output[0])
-        if op is None or op.input[0] != d2s.output[0]:
+        if a.get("mode", b"DCR") != b"DCR" or op is None or op.input[0] != d2s.output[0]:
             continue
-        inputs = _before_depth_to_space(g, op, a["blocksize"])
-        if inputs is None:
+        constants = _constants_before_depth_to_space(g, op, a["blocksize"])
+        if constants is None:
             continue
         out, moved = op.output[0], f"{op.output[0]}_blocks"
-        op.input[:] = [d2s.input[0], *inputs[1:]]
+        op.input[:] = [d2s.input[0], *constants]
         op.output[:] = [moved]
         d2s.input[:] = [moved]
         d2s.output[:] = [out]
