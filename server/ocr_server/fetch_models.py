@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from ocr_server.manifest import model_set_names
 from ocr_server.onnx_edits import (
     EDITS_VERSION,
+    concat_conv_as_sum,
     convtranspose_as_depth_to_space,
     fuse_affine_activations,
     greedy_ctc_outputs,
@@ -120,7 +121,8 @@ def edit_graph(role: str, model: onnx.ModelProto, sset: dict, names: dict[str, s
     """Apply this role's graph edit (server/ocr_server/onnx_edits.py); the served bytes and a description.
     `openvino`: the OpenVINO copy, whose exported affines and hardswish stay as they are (its CPU plugin
     fuses them into the Convs itself, and runs the folded graph slower), whose recogniser arg-max is
-    written with reductions and whose detector upsamples with 1x1 Convs and DepthToSpace."""
+    written with reductions and whose detector upsamples with 1x1 Convs and DepthToSpace and sums
+    per-branch Convs in place of channel Concats."""
     import onnx
 
     if role == "ori":  # whole-page classifier: ImageNet normalisation of the 224x224 UINT8 crop
@@ -144,6 +146,8 @@ def edit_graph(role: str, model: onnx.ModelProto, sset: dict, names: dict[str, s
         model, fused = fuse_affine_activations(model)
     elif role == "det":
         model, fused = convtranspose_as_depth_to_space(model)
+        model, split = concat_conv_as_sum(model)
+        fused.update(split)
     if any(fused.values()):
         what = "; ".join(filter(None, [what, "fused " + ", ".join(f"{k} x{v}" for k, v in fused.items() if v)]))
     onnx.checker.check_model(model)

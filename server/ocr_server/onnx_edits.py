@@ -38,6 +38,11 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
   its stride writes each input pixel to its own k x k output block, so it is a 1x1 Conv to k*k*C
   channels followed by DepthToSpace(k); the element-wise ops after it run before the DepthToSpace
   (per-channel constants repeated per block), on a dense k*k-channel tensor. Exact algebra.
+* detector, OpenVINO copy (`concat_conv_as_sum`): PP-HGNetV2's stem and the DB neck concatenate
+  branches of 24 channels, which OpenVINO's CPU plugin cannot lay out in place in its 16-channel
+  blocks, so it copies them with a reference kernel. When a channel Concat feeds only a Conv, that
+  Conv is the sum of one Conv per branch over its slice of the input channels (the bias added once),
+  and the Concat goes. Exact algebra; the Adds become the Convs' sum post-ops.
 
 Each edit checks the graph it is given and refuses one that does not have the expected shape.
 """
@@ -46,10 +51,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = ["uint8_image_input", "uint8_prob_map_output", "greedy_ctc_outputs", "fuse_affine_activations",
-           "convtranspose_as_depth_to_space", "EDITS_VERSION"]
+           "convtranspose_as_depth_to_space", "concat_conv_as_sum", "EDITS_VERSION"]
 
 # Bump when an edit changes: fetch_models.py regenerates model sets stamped with another version.
-EDITS_VERSION = 7
+EDITS_VERSION = 8
 
 
 def _single_input(graph):  # noqa: ANN001, ANN202 - onnx protobuf types
@@ -483,4 +488,65 @@ def convtranspose_as_depth_to_space(model):  # noqa: ANN001, ANN201
     while _sink_depth_to_space(graph):
         counts["elementwise_before_depth_to_space"] += 1
     _drop_unused_constants(graph)
+    return model, counts
+
+
+# ----------------------------------------------------------------------------- concat_conv_as_sum
+def _channel_counts(model) -> dict[str, int]:  # noqa: ANN001
+    """Tensor name -> channel count (dim 1) of every 4-D tensor whose count shape inference knows."""
+    from onnx import shape_inference
+
+    graph = shape_inference.infer_shapes(model).graph
+    counts = {}
+    for info in [*graph.input, *graph.value_info, *graph.output]:
+        dims = info.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].dim_value > 0:
+            counts[info.name] = dims[1].dim_value
+    return counts
+
+
+def _split_concat_conv(graph, channels: dict[str, int]) -> bool:  # noqa: ANN001
+    """Concat(axis 1) whose only user is a Conv (group 1, constant weights) => one Conv per input."""
+    from onnx import helper, numpy_helper
+
+    g = _Graph(graph)
+    for cat in graph.node:
+        conv = g.only_user(cat.output[0]) if cat.op_type == "Concat" and _attrs(cat).get("axis") == 1 else None
+        if conv is None or conv.op_type != "Conv" or conv.input[0] != cat.output[0] \
+                or conv.input[1] not in g.consts or _attrs(conv).get("group", 1) != 1 \
+                or len(conv.input) > 2 and conv.input[2] and conv.input[2] not in g.consts:
+            continue
+        w = g.consts[conv.input[1]]
+        sizes = [channels.get(x, 0) for x in cat.input]
+        if len(sizes) < 2 or 0 in sizes or sum(sizes) != w.shape[1]:
+            continue
+        out, attrs, bias = conv.output[0], _attrs(conv), conv.input[2:]
+        nodes, start, total = [], 0, ""
+        for k, (x, size) in enumerate(zip(cat.input, sizes, strict=True)):
+            weight, part = f"{out}_part{k}_w", f"{out}_part{k}"
+            graph.initializer.append(numpy_helper.from_array(w[:, start:start + size].copy(), weight))
+            start += size
+            nodes.append(helper.make_node("Conv", [x, weight, *(bias if k == 0 else [])], [part], name=part, **attrs))
+            if k:
+                summed = out if k == len(sizes) - 1 else f"{out}_sum{k}"
+                nodes.append(helper.make_node("Add", [total, part], [summed], name=f"{out}_sum{k}"))
+                part = summed
+            total = part
+        at = list(graph.node).index(cat)
+        graph.node.remove(cat)
+        graph.node.remove(conv)
+        for offset, node in enumerate(nodes):
+            graph.node.insert(at + offset, node)
+        return True
+    return False
+
+
+def concat_conv_as_sum(model):  # noqa: ANN001, ANN201
+    """Write each Conv over a channel Concat as a sum of Convs over the Concat's inputs (see the module
+    docstring). Returns (model, counts); a graph without the pattern is left as it was."""
+    channels = _channel_counts(model)
+    counts = {"concat_conv": 0}
+    while _split_concat_conv(model.graph, channels):
+        counts["concat_conv"] += 1
+    _drop_unused_constants(model.graph)
     return model, counts

@@ -14,6 +14,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 from ocr_server.onnx_edits import (  # noqa: E402
+    concat_conv_as_sum,
     convtranspose_as_depth_to_space,
     fuse_affine_activations,
     greedy_ctc_outputs,
@@ -305,3 +306,49 @@ def test_depth_to_space_stays_before_an_op_that_mixes_channels() -> None:
     first = ops.index("DepthToSpace")
     assert ops[first - 2:first + 2] == ["Conv", "Add", "DepthToSpace", "Softmax"]  # the bias moved, not the softmax
     assert np.abs(_run_head(model).astype(int) - ref.astype(int)).max() <= 1
+
+
+def _stem(groups: int = 1, second_user: bool = False):
+    """PP-HGNetV2's stem: a MaxPool branch and a Conv branch concatenated on the channels, then a
+    strided, padded 3x3 Conv (with bias) over the concatenation."""
+    rng = np.random.default_rng(9)
+    inits = [onnx.numpy_helper.from_array(v.astype(np.float32), n) for n, v in (
+        ("wa", rng.normal(size=(5, 3, 1, 1))), ("wc", rng.normal(size=(4, 8 // groups, 3, 3))),
+        ("bc", rng.normal(size=(4,))))]
+    nodes = [
+        helper.make_node("MaxPool", ["x"], ["pooled"], kernel_shape=[2, 2], strides=[1, 1], pads=[0, 0, 1, 1]),
+        helper.make_node("Conv", ["x", "wa"], ["branch"]),
+        helper.make_node("Concat", ["pooled", "branch"], ["both"], axis=1),
+        helper.make_node("Conv", ["both", "wc", "bc"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4,
+                         group=groups),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, None, None])]
+    if second_user:
+        outputs.append(helper.make_tensor_value_info("both", TensorProto.FLOAT, [1, 8, None, None]))
+    graph = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 9, 11])],
+                              outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], ir_version=8)
+
+
+def _run_stem(model) -> np.ndarray:
+    x = np.random.default_rng(10).normal(size=(1, 3, 9, 11)).astype(np.float32)
+    return _session(model).run(["y"], {"x": x})[0]
+
+
+def test_conv_over_a_concat_becomes_a_sum_of_convs_over_its_inputs() -> None:
+    ref = _run_stem(_stem())
+    model, counts = concat_conv_as_sum(_stem())
+    assert counts == {"concat_conv": 1}
+    assert [n.op_type for n in model.graph.node] == ["MaxPool", "Conv", "Conv", "Conv", "Add"]
+    biased = [list(n.input) for n in model.graph.node if n.op_type == "Conv" and n.input[0] != "x"]
+    assert [len(i) for i in biased] == [3, 2]  # the bias is added once
+    out = _run_stem(model)
+    assert out.shape == ref.shape == (1, 4, 5, 6)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("groups", "second_user"), [(2, False), (1, True)])
+def test_concat_feeding_a_grouped_conv_or_another_user_is_left_as_it_is(groups: int, second_user: bool) -> None:
+    before = _stem(groups, second_user).SerializeToString()
+    model, counts = concat_conv_as_sum(_stem(groups, second_user))
+    assert counts == {"concat_conv": 0} and model.SerializeToString() == before
