@@ -133,6 +133,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="each round runs K of the images, the next K in the next round (wrapping), so that "
                          "more, shorter rounds fit in the same time and each round's two sides run seconds "
                          "apart (default 0: every image in every round)")
+    ap.add_argument("--round-contenders", type=float, default=0.8, metavar="SHARE",
+                    help="each round runs every level of ours and every layout of the peer that reached at "
+                         "least SHARE of that side's best images/s in the sweep, and takes each side's best "
+                         "of them, so that a noisy sweep does not pick the layout the rounds compare "
+                         "(default 0.8; 1: only the sweep's best)")
     ap.add_argument("--inprocess", action=argparse.BooleanOptionalAction, default=True,
                     help="also run the server's pipeline code in this process, no server, at concurrency 1, "
                          "to split the non-model time into the pipeline's own work and what serving adds "
@@ -151,6 +156,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--param applies to the server bench.py starts; it cannot change a server given by --url")
     if args.repeat < 1 or args.warmup < 0 or args.peer_threads < 1 or args.rounds < 0 or args.round_images < 0:
         ap.error("--repeat and --peer-threads must be >= 1, --warmup, --rounds and --round-images >= 0")
+    if not 0 < args.round_contenders <= 1:
+        ap.error("--round-contenders must be in (0, 1]")
     if args.max_images is not None and args.max_images < 1:
         ap.error("--max-images must be >= 1")
     try:
@@ -425,18 +432,23 @@ def interleaved_rounds(args: argparse.Namespace, url: str, images: list[data.Ben
                        levels: list[dict[str, Any]], family: dict[str, Any], out_base: Path) -> dict[str, Any]:
     """Ours and the family's fastest peer again, `args.rounds` times, alternating which goes first.
 
-    Each round runs ours at concurrency 1 and at its best level, and the peer in its best layout and in
-    its fastest one-process layout (one run when they are the same), so that each round gives a
-    throughput ratio and a p50 ratio measured minutes apart, not a sweep apart. Both sides run warm: our
-    server has served every image in the levels before, and each peer worker serves every image once
-    before its clock starts (OpenVINO and onnxruntime are slower on an input shape they have not seen)."""
-    best_c = max(levels, key=lambda lvl: lvl["ours"]["images_per_s"])["concurrency"]
+    Each round runs ours at concurrency 1 and at every level that reached `args.round_contenders` of its
+    best images/s in the levels, and the peer in every layout that did so in its sweep and in its fastest
+    one-process layout; each side's throughput in the round is the best of its runs there. Each round
+    so gives a throughput ratio and a p50 ratio measured minutes apart, not a sweep apart, and a layout
+    the sweep under-rated in a slow moment still competes. Both sides run warm: our server has served
+    every image in the levels before, and each peer worker serves every image once before its clock
+    starts (OpenVINO and onnxruntime are slower on an input shape they have not seen)."""
+    share = args.round_contenders
+    ours_levels = [lvl["concurrency"] for lvl in metrics.contenders(levels, lambda r: r["ours"]["images_per_s"], share)]
     fastest = {k: metrics.best_layouts(v["sweep"]) for k, v in family.items()}
     name = max(fastest, key=lambda k: (fastest[k][0] or {}).get("images_per_s") or 0.0)
     best_row, single = fastest[name]
     if best_row is None:
         raise ValueError(f"peer {name}: no layout was measured")
-    best = best_row["layout"]
+    peer_layouts = [r["layout"] for r in metrics.contenders(family[name]["sweep"],
+                                                            lambda r: r.get("images_per_s") or 0.0, share)]
+    single_layout = single["layout"] if single else best_row["layout"]
     python = peers.ensure_venv(peers.PEERS[name], ROOT / "build" / "peers", log)
     layouts = {str(lay): lay for lay in args.peer_layouts}
 
@@ -449,27 +461,39 @@ def interleaved_rounds(args: argparse.Namespace, url: str, images: list[data.Ben
                                out_base.with_name(f"{out_base.name}.{name}.log"))
         return metrics.level_summary(run.latencies, run.wall_s, len(run.errors))
 
+    def best_of(runs: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
+        which = max(runs, key=lambda k: runs[k]["images_per_s"] or 0.0)
+        return {**runs[which], key: which}
+
     rounds = []
     for k in range(args.rounds):
         part = metrics.round_slice(images, k, args.round_images)
         row: dict[str, Any] = {"images": len(part)}
         for side in (("ours", "peer") if k % 2 == 0 else ("peer", "ours")):
             if side == "ours":
-                row["ours_c1"] = ours(1, part)
-                row["ours_best"] = row["ours_c1"] if best_c == 1 else ours(best_c, part)
+                runs = {"1": ours(1, part)}
+                runs.update({str(c): ours(c, part) for c in ours_levels if c != 1})
+                row["ours_c1"] = runs["1"]
+                row["ours_runs"] = runs
+                best = best_of({c: runs[c] for c in map(str, ours_levels)}, "concurrency")
+                row["ours_best"] = {**best, "concurrency": int(best["concurrency"])}
             else:
-                row["peer_best"] = peer(best, part)
-                row["peer_single"] = (row["peer_best"] if single is None or single["layout"] == best
-                                      else peer(single["layout"], part))
+                runs = {lay: peer(lay, part) for lay in peer_layouts}
+                if single_layout not in runs:
+                    runs[single_layout] = peer(single_layout, part)
+                row["peer_single"] = runs[single_layout]
+                row["peer_runs"] = runs
+                row["peer_best"] = best_of({lay: runs[lay] for lay in peer_layouts}, "layout")
         row["throughput_ratio"] = metrics.ratio(row["ours_best"]["images_per_s"], row["peer_best"]["images_per_s"])
         row["latency_c1_ratio"] = metrics.ratio(row["ours_c1"]["p50_ms"], row["peer_single"]["p50_ms"])
-        log(f"round {k + 1}: ours c={best_c} {row['ours_best']['images_per_s']:.3f} img/s, {name} {best} "
-            f"{row['peer_best']['images_per_s']:.3f} img/s (ratio {report.fmt(row['throughput_ratio'], '.2f')}); "
+        log(f"round {k + 1}: ours c={row['ours_best']['concurrency']} {row['ours_best']['images_per_s']:.3f} img/s, "
+            f"{name} {row['peer_best']['layout']} {row['peer_best']['images_per_s']:.3f} img/s "
+            f"(ratio {report.fmt(row['throughput_ratio'], '.2f')}); "
             f"p50 ours c=1 {row['ours_c1']['p50_ms']:.0f} ms, peer {row['peer_single']['p50_ms']:.0f} ms "
             f"(ratio {report.fmt(row['latency_c1_ratio'], '.2f')})")
         rounds.append(row)
-    return {"peer": name, "ours_concurrency": best_c, "peer_layout": best,
-            "peer_single_layout": single["layout"] if single else best, "rounds": rounds,
+    return {"peer": name, "ours_levels": ours_levels, "peer_layouts": peer_layouts,
+            "peer_single_layout": single_layout, "contender_share": share, "rounds": rounds,
             **metrics.rounds_medians(rounds)}
 
 

