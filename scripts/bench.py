@@ -125,8 +125,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     metavar="PxT,...", help="layouts the peers are swept over: P processes x T threads each "
                                             "(default 1x1,1x2,2x1)")
     ap.add_argument("--rounds", type=int, default=2,
-                    help="after the peer sweep, run ours (concurrency 1 and its best) and the fastest peer of "
-                         "the family (its best layouts) again, alternately, this many rounds; the targets use "
+                    help="after the peer sweep, run ours (concurrency 1 and its best levels) and the fastest peer "
+                         "of the family (its best layouts) again, alternately, this many rounds; the targets use "
                          "the median of the rounds' ratios, which the machine's drift between two sequential "
                          "runs does not skew (default 2; 0: the sweep's ratios)")
     ap.add_argument("--round-images", type=int, default=0, metavar="K",
@@ -461,8 +461,8 @@ def interleaved_rounds(args: argparse.Namespace, url: str, images: list[data.Ben
                                out_base.with_name(f"{out_base.name}.{name}.log"))
         return metrics.level_summary(run.latencies, run.wall_s, len(run.errors))
 
-    def best_of(runs: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
-        which = max(runs, key=lambda k: runs[k]["images_per_s"] or 0.0)
+    def best_of(runs: dict[Any, dict[str, Any]], among: list[Any], key: str) -> dict[str, Any]:
+        which = max(among, key=lambda k: runs[k]["images_per_s"] or 0.0)
         return {**runs[which], key: which}
 
     rounds = []
@@ -471,19 +471,15 @@ def interleaved_rounds(args: argparse.Namespace, url: str, images: list[data.Ben
         row: dict[str, Any] = {"images": len(part)}
         for side in (("ours", "peer") if k % 2 == 0 else ("peer", "ours")):
             if side == "ours":
-                runs = {"1": ours(1, part)}
-                runs.update({str(c): ours(c, part) for c in ours_levels if c != 1})
-                row["ours_c1"] = runs["1"]
+                runs = {c: ours(c, part) for c in dict.fromkeys([1, *ours_levels])}
+                row["ours_c1"] = runs[1]
                 row["ours_runs"] = runs
-                best = best_of({c: runs[c] for c in map(str, ours_levels)}, "concurrency")
-                row["ours_best"] = {**best, "concurrency": int(best["concurrency"])}
+                row["ours_best"] = best_of(runs, ours_levels, "concurrency")
             else:
-                runs = {lay: peer(lay, part) for lay in peer_layouts}
-                if single_layout not in runs:
-                    runs[single_layout] = peer(single_layout, part)
+                runs = {lay: peer(lay, part) for lay in dict.fromkeys([*peer_layouts, single_layout])}
                 row["peer_single"] = runs[single_layout]
                 row["peer_runs"] = runs
-                row["peer_best"] = best_of({lay: runs[lay] for lay in peer_layouts}, "layout")
+                row["peer_best"] = best_of(runs, peer_layouts, "layout")
         row["throughput_ratio"] = metrics.ratio(row["ours_best"]["images_per_s"], row["peer_best"]["images_per_s"])
         row["latency_c1_ratio"] = metrics.ratio(row["ours_c1"]["p50_ms"], row["peer_single"]["p50_ms"])
         log(f"round {k + 1}: ours c={row['ours_best']['concurrency']} {row['ours_best']['images_per_s']:.3f} img/s, "

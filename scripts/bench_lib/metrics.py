@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 __all__ = ["FAMILY_TARGETS", "LATENCY_KEYS", "TARGETS", "family_summary", "latency_summary", "level_summary",
-           "percentile", "ratio", "ratio_dict", "round_slice", "rounds_medians", "summarize_targets", "best_layouts"]
+           "percentile", "ratio", "ratio_dict", "round_slice", "rounds_medians", "summarize_targets", "contenders",
+           "best_layouts"]
 
 #: Latency figures reported per side and level, in milliseconds.
 LATENCY_KEYS: tuple[str, ...] = ("p50_ms", "p90_ms", "p99_ms")
