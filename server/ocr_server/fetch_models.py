@@ -17,7 +17,8 @@ Steps for each model set in server/ocr_server/models.json (plus the page-orienta
      leaves the affines and hardswish as exported (its CPU plugin fuses them itself) and writes the
      recogniser's arg-max with reductions (its ArgMax is slow) and the detector's kernel-2 stride-2
      ConvTransposes as 1x1 Convs + DepthToSpace (it runs those in f32 and a one-channel map in a
-     16-channel layout); the wheels' graphs are also kept
+     16-channel layout) and each Conv over a channel Concat as a sum of per-branch Convs (it copies
+     24-channel branches with a reference kernel); the wheels' graphs are also kept
      unchanged in original/ (the benchmark's peer runs those);
   5. write the dictionary as dict.txt (one character per line, from the ONNX metadata or the file)
      and a MODELS.md with provenance, hashes and the Apache-2.0 attribution.
@@ -209,7 +210,8 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
              "authors; **modified** here: graph input/output names changed and the edits below added",
              "(server/ocr_server/onnx_edits.py). <role>.openvino.onnx: the same without the affine folds",
              "and hardswish rewrite, the recogniser's arg-max by reductions, the detector's ConvTransposes as",
-             "1x1 Convs + DepthToSpace (OpenVINO). The wheels' files are",
+             "1x1 Convs + DepthToSpace and its Convs over channel Concats as sums of per-branch Convs",
+             "(OpenVINO). The wheels' files are",
              "kept unchanged in original/.", "",
              "| file | source | source SHA-256 | renamed | graph edit | SHA-256 of this file |",
              "|---|---|---|---|---|---|"]
