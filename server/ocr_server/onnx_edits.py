@@ -20,7 +20,9 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
 * recogniser: the softmax [N, T, C] (C = 6625 for v4, 18385 for v5) is reduced in the graph to what
   greedy CTC decoding needs: the best class per timestep (INT32 [N, T]) and its probability
   (FP32 [N, T]). That is C times less data out of the model and no arg-max in Python. The OpenVINO
-  copy writes the arg-max with reductions (`argmax_by_reductions`): its CPU plugin's ArgMax is slow.
+  copy instead ends at the logits (`ctc_logits_output`): its CPU plugin makes a pass over all C
+  classes for each of the softmax, a conversion and the arg-max, and the runtime computes the head on
+  the host (ppocr_steps.ctc_head) in one arg-max pass plus the timesteps greedy CTC keeps.
 
 * all three networks (`fuse_affine_activations`): PaddlePaddle's exporter writes PP-LCNet's blocks
   as Conv -> Mul(scalar) -> Add(scalar) -> hardswish as Add(3) -> Clip(0, 6) -> Mul -> Div(6) ->
@@ -50,11 +52,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["uint8_image_input", "uint8_prob_map_output", "greedy_ctc_outputs", "fuse_affine_activations",
+__all__ = ["uint8_image_input", "uint8_prob_map_output", "greedy_ctc_outputs", "ctc_logits_output",
+           "fuse_affine_activations",
            "convtranspose_as_depth_to_space", "concat_conv_as_sum", "EDITS_VERSION"]
 
 # Bump when an edit changes: fetch_models.py regenerates model sets stamped with another version.
-EDITS_VERSION = 8
+EDITS_VERSION = 9
 
 
 def _single_input(graph):  # noqa: ANN001, ANN202 - onnx protobuf types
@@ -141,14 +144,8 @@ def uint8_prob_map_output(model):  # noqa: ANN001, ANN201
     return model
 
 
-def greedy_ctc_outputs(model, ids_name: str, probs_name: str, argmax_by_reductions: bool = False):  # noqa: ANN001, ANN201
-    """Replace the [N,T,C] softmax output by its arg-max (INT32 [N,T]) and max (FP32 [N,T]) over C.
-
-    `argmax_by_reductions` writes the arg-max as the first class whose probability equals the max
-    (ReduceMax, Equal, Where, ReduceMin) instead of ArgMax: OpenVINO's CPU plugin runs ArgMax as a TopK
-    that costs more than the rest of the recogniser's head, and these element-wise passes it
-    vectorises. It needs a fixed class count C; the result is the same (ArgMax also takes the first
-    of equal maxima)."""
+def greedy_ctc_outputs(model, ids_name: str, probs_name: str):  # noqa: ANN001, ANN201
+    """Replace the [N,T,C] softmax output by its arg-max (INT32 [N,T]) and max (FP32 [N,T]) over C."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -157,43 +154,49 @@ def greedy_ctc_outputs(model, ids_name: str, probs_name: str, argmax_by_reductio
     dims = out.type.tensor_type.shape.dim
     if len(dims) != 3:
         raise ValueError(f"expected an [N,T,C] output, got {out.name} with {len(dims)} dims")
-    classes = dims[2].dim_value
-    if argmax_by_reductions and classes <= 0:
-        raise ValueError(f"the arg-max by reductions needs a fixed class count, got C={dims[2].dim_param!r}")
     softmax = out.name
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-
-    def reduce(op: str, data: str, output: str, keepdims: int) -> object:
-        if opset >= 18:  # Reduce* take their axes as an input from opset 18 on
-            return helper.make_node(op, [data, f"{probs_name}_axes"], [output], keepdims=keepdims, name=output)
-        return helper.make_node(op, [data], [output], axes=[2], keepdims=keepdims, name=output)
-
-    if opset >= 18 or (argmax_by_reductions and opset >= 13):  # axes as an input (Reduce* 18, Squeeze 13)
+    if opset >= 18:  # Reduce* take their axes as an input from opset 18 on
         graph.initializer.append(numpy_helper.from_array(np.asarray([2], dtype=np.int64), f"{probs_name}_axes"))
-    if not argmax_by_reductions:
-        graph.node.extend([
-            helper.make_node("ArgMax", [softmax], [f"{ids_name}_i64"], axis=2, keepdims=0, name=f"{ids_name}_argmax"),
-            helper.make_node("Cast", [f"{ids_name}_i64"], [ids_name], to=TensorProto.INT32, name=f"{ids_name}_cast"),
-            reduce("ReduceMax", softmax, probs_name, keepdims=0),
-        ])
+        reduce_max = helper.make_node("ReduceMax", [softmax, f"{probs_name}_axes"], [probs_name], keepdims=0,
+                                      name=probs_name)
     else:
-        best, index, none = f"{probs_name}_keep", f"{ids_name}_index", f"{ids_name}_none"
-        graph.initializer.extend([numpy_helper.from_array(np.arange(classes, dtype=np.int32), index),
-                                  numpy_helper.from_array(np.asarray(classes, dtype=np.int32), none)])
-        squeeze = (helper.make_node("Squeeze", [best, f"{probs_name}_axes"], [probs_name], name=probs_name)
-                   if opset >= 13 else helper.make_node("Squeeze", [best], [probs_name], axes=[2], name=probs_name))
-        graph.node.extend([
-            reduce("ReduceMax", softmax, best, keepdims=1),
-            helper.make_node("Equal", [softmax, best], [f"{ids_name}_is_best"], name=f"{ids_name}_is_best"),
-            helper.make_node("Where", [f"{ids_name}_is_best", index, none], [f"{ids_name}_candidates"],
-                             name=f"{ids_name}_candidates"),
-            reduce("ReduceMin", f"{ids_name}_candidates", ids_name, keepdims=0),
-            squeeze,
-        ])
+        reduce_max = helper.make_node("ReduceMax", [softmax], [probs_name], axes=[2], keepdims=0, name=probs_name)
+    graph.node.extend([
+        helper.make_node("ArgMax", [softmax], [f"{ids_name}_i64"], axis=2, keepdims=0, name=f"{ids_name}_argmax"),
+        helper.make_node("Cast", [f"{ids_name}_i64"], [ids_name], to=TensorProto.INT32, name=f"{ids_name}_cast"),
+        reduce_max,
+    ])
     n, t = (d.dim_param or d.dim_value or "?" for d in dims[:2])
     graph.output.remove(out)
     graph.output.extend([helper.make_tensor_value_info(ids_name, TensorProto.INT32, [n, t]),
                          helper.make_tensor_value_info(probs_name, TensorProto.FLOAT, [n, t])])
+    return model
+
+
+def ctc_logits_output(model, logits_name: str):  # noqa: ANN001, ANN201
+    """Drop the recogniser's final softmax: the graph outputs its input, the logits [N,T,C], as
+    `logits_name` (the OpenVINO runtime computes the greedy-CTC head from them on the host)."""
+    from onnx import helper
+
+    graph = model.graph
+    out = _single_output(graph)
+    dims = out.type.tensor_type.shape.dim
+    producers = [n for n in graph.node if out.name in n.output]
+    if len(dims) != 3 or len(producers) != 1 or producers[0].op_type != "Softmax":
+        raise ValueError(f"expected an [N,T,C] output {out.name} computed by a Softmax")
+    softmax = producers[0]
+    axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1)
+    if axis not in (2, -1):
+        raise ValueError(f"expected the softmax over the last axis, got axis={axis}")
+    logits = softmax.input[0]
+    graph.node.remove(softmax)
+    for node in graph.node:
+        node.output[:] = [logits_name if o == logits else o for o in node.output]
+    _rename_uses(graph, logits, logits_name)
+    shape = [d.dim_param or d.dim_value or "?" for d in dims]
+    graph.output.remove(out)
+    graph.output.append(helper.make_tensor_value_info(logits_name, out.type.tensor_type.elem_type, shape))
     return model
 
 
