@@ -9,6 +9,9 @@ reads, and over C classes each costs a pass that the others do not need.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Executor
+
 import numpy as np
 
 __all__ = ["CTC_LOGITS", "CTC_OUTPUTS", "greedy_ctc_head", "bf16_bits_to_f32"]
@@ -36,22 +39,47 @@ def _argmax_bf16(bits: np.ndarray) -> np.ndarray:
     return ids
 
 
-def greedy_ctc_head(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _in_halves(part: Callable[[int, int], np.ndarray], n: int, pool: Executor | None) -> np.ndarray:
+    """part(0, n), computed as part(0, n/2) here and part(n/2, n) on `pool` when there is one."""
+    if pool is None or n < 2:
+        return part(0, n)
+    half = n // 2
+    second = pool.submit(part, half, n)
+    first = part(0, half)
+    return np.concatenate([first, second.result()])
+
+
+def greedy_ctc_head(logits: np.ndarray, pool: Executor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(char_ids INT32 [N,T], char_probs FP32 [N,T]) from logits [N,T,C]: float32, or bfloat16 given as
     uint16 bit patterns. char_ids is the arg-max over C (the first of equal maxima); char_probs is
-    softmax(logits)[char_id] where greedy CTC keeps the timestep, 0 elsewhere."""
+    softmax(logits)[char_id] where greedy CTC keeps the timestep, 0 elsewhere. With a `pool`, half
+    of the rows of each pass run on it (numpy releases the GIL in these loops), so that one request
+    can use two cores."""
     if logits.ndim != 3:
         raise ValueError(f"expected logits [N,T,C], got shape {logits.shape}")
     bf16 = logits.dtype == np.uint16
     if not bf16 and logits.dtype != np.float32:
         raise ValueError(f"expected float32 logits or bfloat16 bits as uint16, got {logits.dtype}")
-    ids = _argmax_bf16(logits) if bf16 else logits.argmax(axis=-1)
+    n, t, c = logits.shape
+    rows = logits.reshape(n * t, c)
+
+    def argmax(lo: int, hi: int) -> np.ndarray:
+        return _argmax_bf16(rows[lo:hi]) if bf16 else rows[lo:hi].argmax(axis=-1)
+
+    ids = _in_halves(argmax, n * t, pool).reshape(n, t)
     keep = ids != 0
     keep[:, 1:] &= ids[:, 1:] != ids[:, :-1]
-    probs = np.zeros(ids.shape, np.float32)
-    if keep.any():
-        rows = bf16_bits_to_f32(logits[keep]) if bf16 else logits[keep]  # a copy: safe to edit in place
-        rows -= np.take_along_axis(rows, ids[keep][:, None], axis=1)
-        np.exp(rows, out=rows)
-        probs[keep] = 1.0 / rows.sum(axis=1)
-    return ids.astype(np.int32), probs
+    kept = np.flatnonzero(keep)
+    kept_ids = ids.reshape(-1)[kept]
+
+    def probability(lo: int, hi: int) -> np.ndarray:
+        picked = rows[kept[lo:hi]]  # a copy: safe to edit in place
+        values = bf16_bits_to_f32(picked) if bf16 else picked
+        values -= np.take_along_axis(values, kept_ids[lo:hi, None], axis=1)
+        np.exp(values, out=values)
+        return 1.0 / values.sum(axis=1)
+
+    probs = np.zeros(n * t, np.float32)
+    if kept.size:
+        probs[kept] = _in_halves(probability, kept.size, pool)
+    return ids.astype(np.int32), probs.reshape(n, t)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -90,9 +91,9 @@ class OvModel(_Callable):
     is reused: a Python-backend instance runs one batch at a time. A new input shape costs one shape
     inference on its first call (kernels are cached per shape by the CPU plugin's runtime cache).
     A recogniser whose graph ends at its logits (output `ctc_head.CTC_LOGITS`) gets its greedy-CTC
-    head computed here (`ctc_head.greedy_ctc_head`), from bf16 logits when it runs at bf16: OpenVINO
-    spends more on the softmax and arg-max passes over all C classes than the host on one arg-max
-    pass and the kept timesteps.
+    head computed here (`ctc_head.greedy_ctc_head`, on two threads unless `threads` is 1), from bf16
+    logits when it runs at bf16: OpenVINO spends more on the softmax and arg-max passes over all C
+    classes than the host on one arg-max pass and the kept timesteps.
     """
 
     def __init__(self, path: str, precision: str, performance_hint: str = "LATENCY", num_streams: int = 1,
@@ -115,6 +116,8 @@ class OvModel(_Callable):
         self.output_names = [o.get_any_name() for o in model.outputs]
         self.ctc_head = self.output_names == [CTC_LOGITS]
         self.bf16_logits = self.ctc_head and precision == "bf16"
+        # the head's second thread, unless the runtime is held to one
+        self.head_pool = ThreadPoolExecutor(1, "ctc-head") if self.ctc_head and threads != 1 else None
         if self.ctc_head:
             self.output_names = list(CTC_OUTPUTS)
             if self.bf16_logits:  # the logits as computed, without a conversion pass to f32
@@ -131,7 +134,7 @@ class OvModel(_Callable):
         if self.ctc_head:  # the head reads the output in place and returns new arrays
             self.request.infer({0: np.ascontiguousarray(batch)}, share_outputs=True)
             logits = self.request.get_output_tensor(0).data  # bf16 arrives as a float16 view of its bits
-            return list(greedy_ctc_head(logits.view(np.uint16) if self.bf16_logits else logits))
+            return list(greedy_ctc_head(logits.view(np.uint16) if self.bf16_logits else logits, self.head_pool))
         result = self.request.infer({0: np.ascontiguousarray(batch)})
         return [np.array(result[i]) for i in range(len(self.output_names))]
 

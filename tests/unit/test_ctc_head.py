@@ -1,6 +1,8 @@
 """ppocr_steps.ctc_head: the greedy-CTC head computed on the host from f32 or bf16 logits."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,16 @@ def test_refuses_other_shapes_and_types() -> None:
         greedy_ctc_head(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match="float32"):
         greedy_ctc_head(np.zeros((1, 2, 3), np.float64))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_pool_computes_the_same_head_in_halves(bf16: bool) -> None:
+    x = _logits(2)
+    logits = _bf16_bits(x) if bf16 else x
+    with ThreadPoolExecutor(1) as pool:
+        ids, probs = greedy_ctc_head(logits, pool)
+        one_row = greedy_ctc_head(logits[:1, :1], pool)
+    alone = greedy_ctc_head(logits)
+    np.testing.assert_array_equal(ids, alone[0])
+    np.testing.assert_array_equal(probs, alone[1])
+    np.testing.assert_array_equal(one_row[0], alone[0][:1, :1])
