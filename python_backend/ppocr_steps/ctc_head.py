@@ -5,7 +5,7 @@ outputs the logits [N,T,C], in bf16 when it runs at bf16. From them this module 
 graph head computes elsewhere: the best class per timestep and its softmax probability. The
 probability is computed only at the timesteps greedy CTC keeps (a class other than blank that differs
 from the previous timestep's), 0 elsewhere: those are the only ones `recognize.ctc_greedy_decode`
-reads, and over C classes each costs a pass that the others do not need.
+reads, and each costs a pass over the C classes.
 """
 from __future__ import annotations
 
