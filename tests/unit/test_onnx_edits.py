@@ -126,7 +126,7 @@ def _logits_softmax(axis: int = 2):
     """logits = input * 2 (a node to keep), then the softmax the edit removes."""
     x = helper.make_tensor_value_info("rec_input", TensorProto.FLOAT, ["N", "T", 5])
     y = helper.make_tensor_value_info("rec_probs", TensorProto.FLOAT, ["N", "T", 5])
-    nodes = [_const("two", 2.0), helper.make_node("Mul", ["rec_input", "two"], ["logits"]),
+    nodes: list[Any] = [_const("two", 2.0), helper.make_node("Mul", ["rec_input", "two"], ["logits"]),
              helper.make_node("Softmax", ["logits"], ["rec_probs"], axis=axis)]
     graph = helper.make_graph(nodes, "rec", [x], [y])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
