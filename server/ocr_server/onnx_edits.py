@@ -53,8 +53,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = ["uint8_image_input", "uint8_prob_map_output", "greedy_ctc_outputs", "ctc_logits_output",
-           "fuse_affine_activations",
-           "convtranspose_as_depth_to_space", "concat_conv_as_sum", "EDITS_VERSION"]
+           "fuse_affine_activations", "convtranspose_as_depth_to_space", "concat_conv_as_sum", "EDITS_VERSION"]
 
 # Bump when an edit changes: fetch_models.py regenerates model sets stamped with another version.
 EDITS_VERSION = 9
@@ -186,7 +185,8 @@ def ctc_logits_output(model, logits_name: str):  # noqa: ANN001, ANN201
     if len(dims) != 3 or len(producers) != 1 or producers[0].op_type != "Softmax":
         raise ValueError(f"expected an [N,T,C] output {out.name} computed by a Softmax")
     softmax = producers[0]
-    axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1)
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1 if opset >= 13 else 1)  # ONNX defaults
     if axis not in (2, -1):
         raise ValueError(f"expected the softmax over the last axis, got axis={axis}")
     logits = softmax.input[0]

@@ -122,18 +122,19 @@ def test_greedy_outputs_are_argmax_and_max_of_the_softmax(opset: int) -> None:
     np.testing.assert_allclose(probs, soft.max(axis=2), rtol=1e-6)
 
 
-def _logits_softmax(axis: int = 2):
-    """logits = input * 2 (a node to keep), then the softmax the edit removes."""
+def _logits_softmax(axis: int | None = 2, opset: int = 13):
+    """logits = input * 2 (a node to keep), then the softmax the edit removes (axis None: the default)."""
     x = helper.make_tensor_value_info("rec_input", TensorProto.FLOAT, ["N", "T", 5])
     y = helper.make_tensor_value_info("rec_probs", TensorProto.FLOAT, ["N", "T", 5])
-    nodes: list[Any] = [_const("two", 2.0), helper.make_node("Mul", ["rec_input", "two"], ["logits"]),
-             helper.make_node("Softmax", ["logits"], ["rec_probs"], axis=axis)]
+    softmax = helper.make_node("Softmax", ["logits"], ["rec_probs"], **({} if axis is None else {"axis": axis}))
+    nodes: list[Any] = [_const("two", 2.0), helper.make_node("Mul", ["rec_input", "two"], ["logits"]), softmax]
     graph = helper.make_graph(nodes, "rec", [x], [y])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
-def test_ctc_logits_output_is_the_softmax_input() -> None:
-    sess = _session(ctc_logits_output(_logits_softmax(), "rec_logits"))
+@pytest.mark.parametrize(("axis", "opset"), [(2, 13), (-1, 11), (None, 13)])
+def test_ctc_logits_output_is_the_softmax_input(axis: int | None, opset: int) -> None:
+    sess = _session(ctc_logits_output(_logits_softmax(axis, opset), "rec_logits"))
     assert [(o.name, o.type, o.shape) for o in sess.get_outputs()] == [("rec_logits", "tensor(float)", ["N", "T", 5])]
     x = np.random.default_rng(7).normal(size=(2, 3, 5)).astype(np.float32)
     np.testing.assert_array_equal(sess.run(None, {"rec_input": x})[0], x * 2)
@@ -144,6 +145,8 @@ def test_ctc_logits_output_refuses_other_graphs() -> None:
         ctc_logits_output(_identity_nchw(), "rec_logits")
     with pytest.raises(ValueError, match="last axis"):
         ctc_logits_output(_logits_softmax(axis=1), "rec_logits")
+    with pytest.raises(ValueError, match="last axis"):  # before opset 13 the default axis is 1
+        ctc_logits_output(_logits_softmax(axis=None, opset=11), "rec_logits")
 
 
 def test_greedy_outputs_refuse_a_graph_without_ntc_output() -> None:
