@@ -126,7 +126,9 @@ def _logits_softmax(axis: int | None = 2, opset: int = 13):
     """logits = input * 2 (a node to keep), then the softmax the edit removes (axis None: the default)."""
     x = helper.make_tensor_value_info("rec_input", TensorProto.FLOAT, ["N", "T", 5])
     y = helper.make_tensor_value_info("rec_probs", TensorProto.FLOAT, ["N", "T", 5])
-    softmax = helper.make_node("Softmax", ["logits"], ["rec_probs"], **({} if axis is None else {"axis": axis}))
+    softmax = helper.make_node("Softmax", ["logits"], ["rec_probs"])
+    if axis is not None:
+        softmax.attribute.append(helper.make_attribute("axis", axis))
     nodes: list[Any] = [_const("two", 2.0), helper.make_node("Mul", ["rec_input", "two"], ["logits"]), softmax]
     graph = helper.make_graph(nodes, "rec", [x], [y])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
