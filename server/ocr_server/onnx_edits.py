@@ -67,6 +67,11 @@ def _single_input(graph):  # noqa: ANN001, ANN202 - onnx protobuf types
     return inputs[0]
 
 
+def _opset(model) -> int:  # noqa: ANN001
+    """The graph's version of the default ONNX operator set (0 if it imports none)."""
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
 def _single_output(graph):  # noqa: ANN001, ANN202
     if len(graph.output) != 1:
         raise ValueError(f"expected one graph output, got {[o.name for o in graph.output]}")
@@ -125,9 +130,7 @@ def uint8_prob_map_output(model):  # noqa: ANN001, ANN201
         raise ValueError(f"expected an FP32 [N,1,H,W] output, got {out.name}")  # (v5's graph leaves the 1 symbolic)
     name = out.name
     inner = f"{name}_f32"
-    for node in graph.node:
-        node.output[:] = [inner if o == name else o for o in node.output]
-    _rename_uses(graph, name, inner)
+    _rename_tensor(graph, name, inner)
     for const, value in (("scale", 255.0), ("half", 0.5), ("lo", 0.0), ("hi", 255.0)):
         graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), f"{name}_{const}"))
     graph.node.extend([
@@ -154,7 +157,7 @@ def greedy_ctc_outputs(model, ids_name: str, probs_name: str):  # noqa: ANN001, 
     if len(dims) != 3:
         raise ValueError(f"expected an [N,T,C] output, got {out.name} with {len(dims)} dims")
     softmax = out.name
-    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    opset = _opset(model)
     if opset >= 18:  # Reduce* take their axes as an input from opset 18 on
         graph.initializer.append(numpy_helper.from_array(np.asarray([2], dtype=np.int64), f"{probs_name}_axes"))
         reduce_max = helper.make_node("ReduceMax", [softmax, f"{probs_name}_axes"], [probs_name], keepdims=0,
@@ -185,15 +188,13 @@ def ctc_logits_output(model, logits_name: str):  # noqa: ANN001, ANN201
     if len(dims) != 3 or len(producers) != 1 or producers[0].op_type != "Softmax":
         raise ValueError(f"expected an [N,T,C] output {out.name} computed by a Softmax")
     softmax = producers[0]
-    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    opset = _opset(model)
     axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1 if opset >= 13 else 1)  # ONNX defaults
     if axis not in (2, -1):
         raise ValueError(f"expected the softmax over the last axis, got axis={axis}")
     logits = softmax.input[0]
     graph.node.remove(softmax)
-    for node in graph.node:
-        node.output[:] = [logits_name if o == logits else o for o in node.output]
-    _rename_uses(graph, logits, logits_name)
+    _rename_tensor(graph, logits, logits_name)
     shape = [d.dim_param or d.dim_value or "?" for d in dims]
     graph.output.remove(out)
     graph.output.append(helper.make_tensor_value_info(logits_name, out.type.tensor_type.elem_type, shape))
@@ -277,6 +278,13 @@ def _set_conv_params(g: _Graph, conv, x: str, w, b, tag: str) -> None:  # noqa: 
 def _rename_uses(graph, old: str, new: str) -> None:  # noqa: ANN001
     for node in graph.node:
         node.input[:] = [new if i == old else i for i in node.input]
+
+
+def _rename_tensor(graph, old: str, new: str) -> None:  # noqa: ANN001
+    """Rename a tensor where a node computes it and where nodes read it."""
+    for node in graph.node:
+        node.output[:] = [new if o == old else o for o in node.output]
+    _rename_uses(graph, old, new)
 
 
 def _fold_affine_after_conv(graph) -> bool:  # noqa: ANN001
