@@ -3,9 +3,9 @@
 The OpenVINO copy of a recogniser (server/ocr_server/fetch_models.py) stops before its softmax and
 outputs the logits [N,T,C], in bf16 when it runs at bf16. From them this module computes what the
 graph head computes elsewhere: the best class per timestep and its softmax probability. The
-probability is computed only at the timesteps greedy CTC keeps (a class other than blank that differs
-from the previous timestep's), 0 elsewhere: those are the only ones `recognize.ctc_greedy_decode`
-reads, and each costs a pass over the C classes.
+probability is computed only at the timesteps greedy CTC keeps (`kept_timesteps`, the rule
+`recognize.ctc_greedy_decode` decodes by), 0 elsewhere: the decoder reads no others, and each costs
+a pass over the C classes.
 """
 from __future__ import annotations
 
@@ -14,12 +14,20 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-__all__ = ["CTC_LOGITS", "CTC_OUTPUTS", "greedy_ctc_head", "bf16_bits_to_f32"]
+__all__ = ["CTC_LOGITS", "CTC_OUTPUTS", "greedy_ctc_head", "kept_timesteps", "bf16_bits_to_f32"]
 
 #: Name of the logits output of a graph whose greedy-CTC head runs here.
 CTC_LOGITS = "rec_logits"
 #: What the head returns, as the recogniser's config.pbtxt names its outputs.
 CTC_OUTPUTS = ("rec_char_ids", "rec_char_probs")
+
+
+def kept_timesteps(char_ids: np.ndarray) -> np.ndarray:
+    """The timesteps greedy CTC keeps, bool [N,T]: a class other than blank (0) that differs from the
+    previous timestep's."""
+    keep = char_ids != 0
+    keep[:, 1:] &= char_ids[:, 1:] != char_ids[:, :-1]
+    return keep
 
 
 def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
@@ -67,9 +75,7 @@ def greedy_ctc_head(logits: np.ndarray, pool: Executor | None = None) -> tuple[n
         return _argmax_bf16(rows[lo:hi]) if bf16 else rows[lo:hi].argmax(axis=-1)
 
     ids = _in_halves(argmax, n * t, pool).reshape(n, t)
-    keep = ids != 0
-    keep[:, 1:] &= ids[:, 1:] != ids[:, :-1]
-    kept = np.flatnonzero(keep)
+    kept = np.flatnonzero(kept_timesteps(ids))
     kept_ids = ids.reshape(-1)[kept]
 
     def probability(lo: int, hi: int) -> np.ndarray:

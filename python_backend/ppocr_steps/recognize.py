@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
+from ppocr_steps.ctc_head import kept_timesteps
 from ppocr_steps.deadline import Deadline, checked
 
 __all__ = ["CLS_SHAPE", "classify_and_flip", "recognize_crops", "ctc_greedy_decode", "rec_batch_plan",
@@ -144,9 +145,7 @@ def rec_batch_plan(ratios: Sequence[float], batch_size: int, height: int, min_wi
 def ctc_greedy_decode(char_ids: np.ndarray, char_probs: np.ndarray, labels: Sequence[str]) -> list[RecResult]:
     """Greedy CTC over the best class per timestep [N,T] and its probability [N,T]: collapse repeats,
     drop blanks (class 0); score = mean probability of the characters kept."""
-    keep = np.ones_like(char_ids, dtype=bool)
-    keep[:, 1:] = char_ids[:, 1:] != char_ids[:, :-1]
-    keep &= char_ids != 0
+    keep = kept_timesteps(char_ids)
     n_labels = len(labels)
     results = []
     for row in range(char_ids.shape[0]):

@@ -25,6 +25,7 @@ from ocr_server.onnx_edits import (  # noqa: E402
 )
 from ocr_server.paths import MODEL_MANIFEST  # noqa: E402
 
+from ppocr_steps.ctc_head import kept_timesteps  # noqa: E402
 from ppocr_steps.onnx_runtime import OrtModel, OvModel  # noqa: E402
 
 MODEL_SETS = list(json.loads(MODEL_MANIFEST.read_text())["sets"])
@@ -193,8 +194,7 @@ def test_fetched_graphs_give_the_wheels_results(models_dir: Path, model_set: str
     assert np.mean(ids == soft.argmax(axis=2)) >= 0.99
     expected = soft.max(axis=2)
     if runtime == "openvino":  # its host head gives the probability where greedy CTC keeps the timestep
-        kept = ids != 0
-        kept[:, 1:] &= ids[:, 1:] != ids[:, :-1]
+        kept = kept_timesteps(ids)
         assert kept.any()
         expected = np.where(kept, expected, 0)
     np.testing.assert_allclose(probs, expected, atol=2e-5 if runtime == "onnxruntime" else 1e-4)
