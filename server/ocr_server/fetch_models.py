@@ -18,7 +18,8 @@ Steps for each model set in server/ocr_server/models.json (plus the page-orienta
      recogniser at its logits (ppocr_steps.ctc_head computes the greedy-CTC head on the host),
      writes the detector's kernel-2 stride-2 ConvTransposes as 1x1 Convs + DepthToSpace (it runs
      those in f32 and a one-channel map in a 16-channel layout) and each Conv over a channel Concat
-     as a sum of per-branch Convs (it copies 24-channel branches with a reference kernel); the
+     as a sum of per-branch Convs (it copies 24-channel branches with a reference kernel), and
+     writes the DB neck's x + x * s as x * (1 + s) (one element-wise pass instead of two); the
      wheels' graphs are also kept unchanged in original/ (the benchmark's peer runs those);
   5. write the dictionary as dict.txt (one character per line, from the ONNX metadata or the file)
      and a MODELS.md with provenance, hashes and the Apache-2.0 attribution.
@@ -45,6 +46,7 @@ from ocr_server.onnx_edits import (
     ctc_logits_output,
     fuse_affine_activations,
     greedy_ctc_outputs,
+    residual_scale_as_multiply,
     uint8_image_input,
     uint8_prob_map_output,
 )
@@ -125,7 +127,8 @@ def edit_graph(role: str, model: onnx.ModelProto, sset: dict, names: dict[str, s
     `openvino`: the OpenVINO copy, whose exported affines and hardswish stay as they are (its CPU plugin
     fuses them into the Convs itself, and runs the folded graph slower), whose recogniser ends at its
     logits (the runtime computes the greedy-CTC head) and whose detector upsamples with 1x1 Convs and
-    DepthToSpace and sums per-branch Convs in place of channel Concats."""
+    DepthToSpace, sums per-branch Convs in place of channel Concats and scales x * (1 + s) in place of
+    x + x * s."""
     import onnx
 
     if role == "ori":  # whole-page classifier: ImageNet normalisation of the 224x224 UINT8 crop
@@ -153,7 +156,8 @@ def edit_graph(role: str, model: onnx.ModelProto, sset: dict, names: dict[str, s
     elif role == "det":
         model, fused = convtranspose_as_depth_to_space(model)
         model, split = concat_conv_as_sum(model)
-        fused.update(split)
+        model, scaled = residual_scale_as_multiply(model)
+        fused.update(split | scaled)
     if any(fused.values()):
         what = "; ".join(filter(None, [what, "fused " + ", ".join(f"{k} x{v}" for k, v in fused.items() if v)]))
     onnx.checker.check_model(model)
@@ -215,8 +219,8 @@ def fetch_set(name: str, spec: dict, out_root: Path, cache: Path, force: bool) -
              "authors; **modified** here: graph input/output names changed and the edits below added",
              "(server/ocr_server/onnx_edits.py). <role>.openvino.onnx: the same without the affine folds",
              "and hardswish rewrite, the recogniser ending at its logits, the detector's ConvTransposes as",
-             "1x1 Convs + DepthToSpace and its Convs over channel Concats as sums of per-branch Convs",
-             "(OpenVINO). The wheels' files are",
+             "1x1 Convs + DepthToSpace, its Convs over channel Concats as sums of per-branch Convs and",
+             "its x + x * s as x * (1 + s) (OpenVINO). The wheels' files are",
              "kept unchanged in original/.", "",
              "| file | source | source SHA-256 | renamed | graph edit | SHA-256 of this file |",
              "|---|---|---|---|---|---|"]

@@ -45,6 +45,11 @@ onnxruntime (CPU) and TensorRT (GPU) run them as part of the model:
   blocks, so it copies them with a reference kernel. When a channel Concat feeds only a Conv, that
   Conv is the sum of one Conv per branch over its slice of the input channels (the bias added once),
   and the Concat goes. Exact algebra; the Adds become the Convs' sum post-ops.
+* detector, OpenVINO copy (`residual_scale_as_multiply`): the DB neck's residual squeeze-excitation
+  blocks (RSE-FPN) compute x + x * s, s a per-channel scale. OpenVINO runs the Multiply as its own
+  pass over x and then adds three full-size tensors (x, x * s and the upsampled level above). Written
+  as x * (1 + s), with 1 + s computed on the [N, C, 1, 1] scale, the Multiply joins the Add in one
+  element-wise pass. Exact algebra.
 
 Each edit checks the graph it is given and refuses one that does not have the expected shape.
 """
@@ -53,10 +58,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = ["uint8_image_input", "uint8_prob_map_output", "greedy_ctc_outputs", "ctc_logits_output",
-           "fuse_affine_activations", "convtranspose_as_depth_to_space", "concat_conv_as_sum", "EDITS_VERSION"]
+           "fuse_affine_activations", "convtranspose_as_depth_to_space", "concat_conv_as_sum",
+           "residual_scale_as_multiply", "EDITS_VERSION"]
 
 # Bump when an edit changes: fetch_models.py regenerates model sets stamped with another version.
-EDITS_VERSION = 9
+EDITS_VERSION = 10
 
 
 def _single_input(graph):  # noqa: ANN001, ANN202 - onnx protobuf types
@@ -560,4 +566,40 @@ def concat_conv_as_sum(model):  # noqa: ANN001, ANN201
     while _split_concat_conv(model.graph, channels):
         counts["concat_conv"] += 1
     _drop_unused_constants(model.graph)
+    return model, counts
+
+
+# ----------------------------------------------------------------------------- residual_scale_as_multiply
+def _one_residual_scale(graph) -> bool:  # noqa: ANN001
+    """Add(x, Mul(x, s)), the Mul's output used only there => Mul(x, Add(s, 1))."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    g = _Graph(graph)
+    for add in graph.node:
+        if add.op_type != "Add" or len(add.input) != 2:
+            continue
+        for x, product in (add.input, reversed(add.input)):
+            mul = g.producer.get(product)
+            if mul is None or mul.op_type != "Mul" or x not in mul.input or mul.input[0] == mul.input[1] \
+                    or g.only_user(mul.output[0]) is not add:
+                continue
+            scale = mul.input[1] if mul.input[0] == x else mul.input[0]
+            one, one_plus = f"{product}_one", f"{product}_one_plus_scale"  # tensor names are unique
+            graph.initializer.append(numpy_helper.from_array(np.ones((), np.float32), one))
+            graph.node.insert(list(graph.node).index(mul), helper.make_node("Add", [scale, one], [one_plus],
+                                                                             name=one_plus))
+            mul.input[:] = [x, one_plus]
+            mul.output[0] = add.output[0]
+            graph.node.remove(add)
+            return True
+    return False
+
+
+def residual_scale_as_multiply(model):  # noqa: ANN001, ANN201
+    """Write each x + x * s as x * (1 + s) (see the module docstring). Returns (model, counts); a
+    graph without the pattern is left as it was."""
+    counts = {"residual_scale": 0}
+    while _one_residual_scale(model.graph):
+        counts["residual_scale"] += 1
     return model, counts

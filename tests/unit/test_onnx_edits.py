@@ -20,6 +20,7 @@ from ocr_server.onnx_edits import (  # noqa: E402
     ctc_logits_output,
     fuse_affine_activations,
     greedy_ctc_outputs,
+    residual_scale_as_multiply,
     uint8_image_input,
     uint8_prob_map_output,
 )
@@ -382,3 +383,54 @@ def test_concat_feeding_a_grouped_conv_or_another_user_is_left_as_it_is(groups: 
     before = _stem(groups, second_user).SerializeToString()
     model, counts = concat_conv_as_sum(_stem(groups, second_user))
     assert counts == {"concat_conv": 0} and model.SerializeToString() == before
+
+
+# ----------------------------------------------------------------- residual_scale_as_multiply
+def _rse(mul_first: bool = False, shared_product: bool = False, other_tensor: bool = False):
+    """The DB neck's residual squeeze-excitation: s = HardSigmoid(Conv(GlobalAveragePool(x))), then
+    x + x * s plus the level above (here a second input)."""
+    rng = np.random.default_rng(11)
+    inits = [onnx.numpy_helper.from_array(rng.normal(size=(4, 4, 1, 1)).astype(np.float32), "w")]
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
+        helper.make_node("Conv", ["pooled", "w"], ["squeezed"]),
+        helper.make_node("HardSigmoid", ["squeezed"], ["s"]),
+        helper.make_node("Mul", ["up" if other_tensor else "x", "s"], ["xs"]),
+        helper.make_node("Add", ["xs", "x"] if mul_first else ["x", "xs"], ["r"]),
+        helper.make_node("Add", ["r", "up"], ["y"]),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 6])]
+    if shared_product:
+        outputs.append(helper.make_tensor_value_info("xs", TensorProto.FLOAT, [1, 4, 5, 6]))
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 5, 6]) for n in ("x", "up")]
+    graph = helper.make_graph(nodes, "rse", inputs, outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], ir_version=8)
+
+
+def _run_rse(model) -> np.ndarray:
+    rng = np.random.default_rng(12)
+    feed = {n: rng.normal(size=(1, 4, 5, 6)).astype(np.float32) for n in ("x", "up")}
+    return _session(model).run(["y"], feed)[0]
+
+
+@pytest.mark.parametrize("mul_first", [False, True])
+def test_residual_scale_becomes_one_multiply_by_one_plus_the_scale(mul_first: bool) -> None:
+    ref = _run_rse(_rse(mul_first))
+    model, counts = residual_scale_as_multiply(_rse(mul_first))
+    assert counts == {"residual_scale": 1}
+    nodes = list(model.graph.node)
+    assert [n.op_type for n in nodes] == ["GlobalAveragePool", "Conv", "HardSigmoid", "Add", "Mul", "Add"]
+    one_plus, mul = nodes[3], nodes[4]
+    assert one_plus.input[0] == "s" and list(mul.input) == ["x", one_plus.output[0]]
+    assert mul.output[0] == "r"  # the replaced Add's output, so its users read the product unchanged
+    one = next(i for i in model.graph.initializer if i.name == one_plus.input[1])
+    assert onnx.numpy_helper.to_array(one) == 1.0
+    np.testing.assert_allclose(_run_rse(model), ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("shared_product", "other_tensor"), [(True, False), (False, True)])
+def test_a_product_used_elsewhere_or_of_another_tensor_is_left_as_it_is(shared_product: bool,
+                                                                        other_tensor: bool) -> None:
+    before = _rse(shared_product=shared_product, other_tensor=other_tensor).SerializeToString()
+    model, counts = residual_scale_as_multiply(_rse(shared_product=shared_product, other_tensor=other_tensor))
+    assert counts == {"residual_scale": 0} and model.SerializeToString() == before
