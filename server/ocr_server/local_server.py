@@ -21,14 +21,23 @@ from ocr_server.assemble import assemble
 from ocr_server.launcher import ServerOptions, server_command, tritonserver_child
 from ocr_server.paths import REPO_ROOT as ROOT
 
-__all__ = ["FrontedServer", "RunningServer", "free_port", "start_fronted", "start_server", "stop_fronted",
-           "stop_server"]
+__all__ = ["FrontedServer", "RunningServer", "accepts", "free_port", "start_fronted", "start_server",
+           "stop_fronted", "stop_server"]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def accepts(port: int) -> bool:
+    """Whether something accepts connections on loopback `port`."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -77,7 +86,9 @@ def start_server(work: Path, model_set: str = "v4", overrides: dict[str, dict[st
             if proc.poll() is not None:
                 raise RuntimeError(f"tritonserver exited with {proc.returncode}:\n{server.log_tail()}")
             try:
-                if client.is_server_ready(client_timeout=2) and client.is_model_ready("ocr", client_timeout=2):
+                # tritonserver opens gRPC first, then HTTP and metrics: wait for all three
+                if client.is_server_ready(client_timeout=2) and client.is_model_ready("ocr", client_timeout=2) \
+                        and accepts(server.http_port) and accepts(server.metrics_port):
                     return server
             except Exception:  # noqa: BLE001 - not up yet
                 pass

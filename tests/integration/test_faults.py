@@ -29,7 +29,7 @@ from ocr_server.launcher import (
     stub_processes,
     tritonserver_child,
 )
-from ocr_server.local_server import RunningServer, free_port
+from ocr_server.local_server import RunningServer, accepts, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RESTORE_LIMIT_S = 10.0
@@ -87,7 +87,9 @@ def supervised(tmp_path_factory: pytest.TempPathFactory):
     proc = subprocess.Popen(cmd, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     sup = Supervised(proc, ports[0], ports[1], ports[2], log_path, repo)
     try:
-        wait_until(lambda: proc.poll() is not None or _ready(sup.grpc_url) is True, 120, 0.3)
+        # tritonserver opens gRPC first, then HTTP and metrics: wait for all three
+        wait_until(lambda: proc.poll() is not None or (_ready(sup.grpc_url) is True and all(map(accepts, ports))),
+                   120, 0.3)
         assert proc.poll() is None, sup.log()[-3000:]
         yield sup
     finally:
