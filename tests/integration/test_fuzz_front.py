@@ -12,7 +12,6 @@ import json
 import os
 import random
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -341,7 +340,7 @@ def front_pid(fronted) -> int:
 @pytest.fixture(scope="module")
 def small_front(fronted, tmp_path_factory):
     """A second front before the same Triton with a 1 MB body limit."""
-    from ocr_server.local_server import free_port
+    from ocr_server.local_server import accepts, free_port
 
     hp, gp = free_port(), free_port()
     log = (tmp_path_factory.mktemp("small_front") / "front.log").open("w")
@@ -349,14 +348,9 @@ def small_front(fronted, tmp_path_factory):
                              f"--upstream-http={fronted.internal_http_url}", f"--http-port={hp}",
                              f"--grpc-port={gp}", "--max-request-bytes=1000000"], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", hp), timeout=1), \
-                    socket.create_connection(("127.0.0.1", gp), timeout=1):
-                break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+    while not (accepts(hp) and accepts(gp)):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
     yield f"127.0.0.1:{gp}", f"127.0.0.1:{hp}"
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)

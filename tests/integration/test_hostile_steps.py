@@ -23,7 +23,7 @@ from ocr_server import pbtxt
 from ocr_server.launcher import stub_processes
 
 from ppocr_steps.settings import defaults_from_parameters, limits_from_parameters
-from ppocr_steps.validate import source_side_bound
+from ppocr_steps.validate import crop_sizes, source_side_bound
 
 LIMITS = pbtxt.parameters(pbtxt.load(Path(__file__).resolve().parents[2] / "python_backend" / "models"
                                      / "det_preprocess" / "config.pbtxt"))
@@ -291,26 +291,28 @@ def bounded_server(tmp_path_factory: pytest.TempPathFactory):
     stop_server(srv)
 
 
-def _wide_boxes_request(copies: int) -> list[RawTensor]:
-    """`copies` boxes as wide as a source image may be and 47 px high: inside every size limit, yet each
-    is a recogniser call of rec_max_width columns of its own."""
+def _wide_boxes_request() -> list[RawTensor]:
+    """As many boxes as max_crop_pixels allows, each as wide as a source image may be and 47 px high:
+    inside every size limit, yet each is a recogniser call of rec_max_width columns of its own."""
     merged = {k: v for step in ("det_preprocess", "det_postprocess", "rec_pipeline")
               for k, v in pbtxt.parameters(pbtxt.load(MODELS / step / "config.pbtxt")).items()}
     width = min(7520, source_side_bound(limits_from_parameters(merged)))
+    box = _box(0, 0, width - 1, 47)
+    copies = int(merged["max_crop_pixels"]) // int(crop_sizes(np.array([box], np.float32)).prod())
     return _ok_rec_inputs(images=_u8("images", (1, 48, width, 3), 255),
                           image_info=_info(orig_h=48, orig_w=width, src_h=48, src_w=width, det_h=48, det_w=width),
-                          boxes=_f32("boxes", [_box(0, 0, width - 1, 47)] * copies),
+                          boxes=_f32("boxes", [box] * copies),
                           box_image_index=_i32("box_image_index", [0] * copies))
 
 
 def test_a_request_past_max_request_seconds_is_refused(bounded_server):
-    """130 full-width boxes sent straight to rec_pipeline pass every size check (max_crop_pixels included)
-    but take many seconds: the step refuses them once the bound has passed, naming the limit, and then
+    """Full-width boxes sent straight to rec_pipeline, as many as max_crop_pixels allows, pass every size
+    check but take seconds: the step refuses them once the bound has passed, naming the limit, and then
     still serves."""
     from tritonclient.utils import InferenceServerException
 
     with pytest.raises(InferenceServerException) as err:
-        infer(bounded_server.grpc_url, "rec_pipeline", _wide_boxes_request(130))
+        infer(bounded_server.grpc_url, "rec_pipeline", _wide_boxes_request())
     assert err.value.status() == "StatusCode.INVALID_ARGUMENT", (err.value.status(), err.value.message())
     assert f"max_request_seconds = {BOUND_S} s" in err.value.message(), err.value.message()
     out = infer(bounded_server.grpc_url, "rec_pipeline", _ok_rec_inputs())
