@@ -18,7 +18,6 @@ normalisation, once in the image's BGR order and once in RGB.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from bench_lib.data import labelled_records
 
 from ppocr_steps.crops import crop_quad
 from ppocr_steps.recognize import CLS_SHAPE, crop_batch
@@ -44,17 +44,15 @@ Classify = Callable[[list[np.ndarray]], np.ndarray]  # crops -> probabilities [N
 def line_crops(evaldata: Path) -> list[tuple[str, np.ndarray]]:
     """(subset, crop) for every scored ground-truth line of at least two characters."""
     crops = []
-    for labels in sorted(evaldata.glob("*/labels.jsonl")):
-        for line in labels.read_text(encoding="utf-8").splitlines():
-            rec = json.loads(line)
-            img = cv2.imread(str(labels.parent / rec["image"]), cv2.IMREAD_COLOR)
-            for gt in rec["lines"]:
-                quad = np.asarray(gt["poly"], np.float32)
-                if gt.get("ignore") or len(gt["text"].strip()) < 2 or quad.shape != (4, 2):
-                    continue
-                crop = crop_quad(img, quad)
-                if crop.size and min(crop.shape[:2]) >= 4:
-                    crops.append((labels.parent.name, crop))
+    for subset, path, rec in labelled_records(evaldata):
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        for gt in rec["lines"]:
+            quad = np.asarray(gt["poly"], np.float32)
+            if gt.get("ignore") or len(gt["text"].strip()) < 2 or quad.shape != (4, 2):
+                continue
+            crop = crop_quad(img, quad)
+            if crop.size and min(crop.shape[:2]) >= 4:
+                crops.append((subset, crop))
     return crops
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from bench_lib.data import labelled_records
 
 from ocr_client import OcrClient
 from ppocr_steps.orientation import upright_to_sent
@@ -36,17 +36,6 @@ def load_scorer(shared: Path):
     sys.modules["ocr_eval"] = mod  # its dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
-
-
-def dev_items(evaldata: Path, subsets: list[str] | None, per_subset: int | None) -> list[tuple[str, Path, dict]]:
-    items = []
-    for labels in sorted(evaldata.glob("*/labels.jsonl")):
-        if subsets and labels.parent.name not in subsets:
-            continue
-        records = [json.loads(line) for line in labels.read_text(encoding="utf-8").splitlines()]
-        for rec in records[:per_subset]:
-            items.append((labels.parent.name, labels.parent / rec["image"], rec))
-    return items
 
 
 def turned_gt(scorer, rec: dict, angle: int) -> list:
@@ -99,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-subset", type=int, help="first N images of each subset")
     args = ap.parse_args(argv)
     scorer = load_scorer(args.evaldata.parent)
-    items = dev_items(args.evaldata, args.subset, args.per_subset)
+    items = labelled_records(args.evaldata, args.subset, args.per_subset)
     angles, settings = [0, 90, 180, 270], [False, True]
     server = None
     url = args.url

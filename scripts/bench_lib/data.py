@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IMAGE_EXTENSIONS", "BenchImage", "find_images", "load_images", "pick_evenly", "run_scorer",
-           "write_ground_truth", "write_predictions"]
+__all__ = ["IMAGE_EXTENSIONS", "BenchImage", "find_images", "labelled_records", "load_images", "pick_evenly",
+           "run_scorer", "write_ground_truth", "write_predictions"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 LABELS_FILE = "labels.jsonl"
@@ -23,6 +23,19 @@ class BenchImage:
     key: str          # "<subset>/<image>" as ocr_eval.py keys ground truth (or the path relative to the root)
     labels: Path | None  # the labels.jsonl that describes this image, if any
     data: bytes = b""
+
+
+def labelled_records(evaldata: Path, subsets: Sequence[str] | None = None,
+                     per_subset: int | None = None) -> list[tuple[str, Path, dict]]:
+    """(subset, image path, label record) for the first ``per_subset`` records (all when None) of every
+    ``<subset>/labels.jsonl`` under ``evaldata``, of the named ``subsets`` only when given."""
+    items = []
+    for labels in sorted(evaldata.glob(f"*/{LABELS_FILE}")):
+        if subsets and labels.parent.name not in subsets:
+            continue
+        records = [json.loads(line) for line in labels.read_text(encoding="utf-8").splitlines()]
+        items += [(labels.parent.name, labels.parent / rec["image"], rec) for rec in records[:per_subset]]
+    return items
 
 
 def find_images(root: Path) -> list[Path]:

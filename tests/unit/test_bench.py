@@ -643,3 +643,17 @@ def test_eval_models_compares_assembled_repositories(tmp_path, models_dir, rende
         eval_models.parse_variant(f"c=@{a},rec_model.runtime=onnxruntime")
     with pytest.raises(SystemExit, match="no config.pbtxt"):
         eval_models.Variant("d", f"@{pages}", {}, out)
+
+
+def test_labelled_records_per_subset_and_subset_filter(tmp_path):
+    for subset, names in (("receipts", ["a.jpg", "b.jpg", "c.jpg"]), ("scene", ["d.jpg"])):
+        (tmp_path / subset).mkdir()
+        (tmp_path / subset / "labels.jsonl").write_text(
+            "".join(json.dumps({"image": n, "lines": []}) + "\n" for n in names), encoding="utf-8")
+    (tmp_path / "not_a_subset").mkdir()
+    every = data.labelled_records(tmp_path)
+    assert [(s, p.name) for s, p, _ in every] == [("receipts", "a.jpg"), ("receipts", "b.jpg"),
+                                                  ("receipts", "c.jpg"), ("scene", "d.jpg")]
+    assert every[0][1] == tmp_path / "receipts" / "a.jpg" and every[0][2] == {"image": "a.jpg", "lines": []}
+    assert [p.name for _, p, _ in data.labelled_records(tmp_path, per_subset=2)] == ["a.jpg", "b.jpg", "d.jpg"]
+    assert [p.name for _, p, _ in data.labelled_records(tmp_path, ["scene"])] == ["d.jpg"]
